@@ -1,0 +1,1 @@
+//! Completeness verifier (work in progress).

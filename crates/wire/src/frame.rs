@@ -1,0 +1,312 @@
+//! Whole Ethernet frames: classification of received frames and construction of frames to
+//! send.
+
+use crate::ethernet::{self, ethertype, MacAddress};
+use crate::{fragment, ipv4, ipv6, udp, Error, Result};
+use core::ops::Range;
+use std::net::{IpAddr, SocketAddr};
+
+/// A UDP datagram located inside an Ethernet frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram {
+    /// Source MAC.
+    pub src_mac: MacAddress,
+    /// Destination MAC.
+    pub dst_mac: MacAddress,
+    /// Outermost VLAN TCI, if tagged.
+    pub vlan_tci: Option<u16>,
+    /// Source address and port.
+    pub src: SocketAddr,
+    /// Destination address and port.
+    pub dst: SocketAddr,
+    /// Byte range of the UDP payload within the frame.
+    pub payload: Range<usize>,
+}
+
+/// Locates the UDP payload of an IPv4 or IPv6 frame (optionally VLAN-tagged).
+///
+/// Returns `Ok(None)` for frames that are well-formed but not unfragmented UDP over IP
+/// (ARP, TCP, IP fragments, IPv6 extension headers): they are somebody else's traffic.
+pub fn parse_udp(frame: &[u8]) -> Result<Option<Datagram>> {
+    let eth = ethernet::Frame::new_checked(frame)?;
+    let (ethertype, l3) = eth.inner()?;
+    let vlan_tci = (l3 > ethernet::HEADER_LEN).then(|| crate::be16(frame, ethernet::HEADER_LEN));
+    let (src_ip, dst_ip, l4, l4_len): (IpAddr, IpAddr, usize, usize) = match ethertype {
+        ethertype::IPV4 => {
+            let p = ipv4::Packet::new_unchecked(&frame[l3..]);
+            let r = ipv4::Repr::parse(&p)?;
+            if r.protocol != ipv4::PROTOCOL_UDP || r.is_fragment {
+                return Ok(None);
+            }
+            (
+                r.src_addr.into(),
+                r.dst_addr.into(),
+                l3 + p.header_len(),
+                r.payload_len,
+            )
+        }
+        ethertype::IPV6 => {
+            let r = ipv6::Repr::parse(&ipv6::Packet::new_unchecked(&frame[l3..]))?;
+            if r.next_header != ipv4::PROTOCOL_UDP {
+                return Ok(None);
+            }
+            (
+                r.src_addr.into(),
+                r.dst_addr.into(),
+                l3 + ipv6::HEADER_LEN,
+                r.payload_len,
+            )
+        }
+        _ => return Ok(None),
+    };
+    let u = udp::Repr::parse(&udp::Packet::new_unchecked(&frame[l4..l4 + l4_len]))?;
+    let start = l4 + udp::HEADER_LEN;
+    Ok(Some(Datagram {
+        src_mac: eth.src_addr(),
+        dst_mac: eth.dst_addr(),
+        vlan_tci,
+        src: SocketAddr::new(src_ip, u.src_port),
+        dst: SocketAddr::new(dst_ip, u.dst_port),
+        payload: start..start + u.payload_len,
+    }))
+}
+
+/// What a received frame is, from the pipeline's point of view.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Classified {
+    /// A valid fragment of our protocol.
+    Fragment {
+        /// Where it came from and where its UDP payload is.
+        datagram: Datagram,
+        /// The fragment header (and descriptor, for fragment 0).
+        header: fragment::Repr,
+        /// Byte range of the tensor payload within the frame.
+        payload: Range<usize>,
+    },
+    /// Not addressed to one of our UDP ports (or not UDP at all): the NF chain's business.
+    Other,
+    /// Addressed to us (or unparseable as IP/UDP) but invalid; the error says why.
+    Invalid(Error),
+}
+
+/// Classifies a frame: is it a fragment for one of `is_our_port`'s ports?
+pub fn classify(frame: &[u8], is_our_port: impl Fn(u16) -> bool) -> Classified {
+    let datagram = match parse_udp(frame) {
+        Ok(Some(d)) if is_our_port(d.dst.port()) => d,
+        Ok(_) => return Classified::Other,
+        Err(e) => return Classified::Invalid(e),
+    };
+    let udp_payload = &frame[datagram.payload.clone()];
+    let pkt = fragment::Packet::new_unchecked(udp_payload);
+    match fragment::Repr::parse(&pkt) {
+        Ok(header) => {
+            let start = datagram.payload.start + pkt.payload_offset();
+            let payload = start..datagram.payload.end;
+            Classified::Fragment {
+                datagram,
+                header,
+                payload,
+            }
+        }
+        Err(e) => Classified::Invalid(e),
+    }
+}
+
+/// Addresses for frames a sender builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoints {
+    /// Source MAC.
+    pub src_mac: MacAddress,
+    /// Destination MAC.
+    pub dst_mac: MacAddress,
+    /// 802.1Q tag to add, if any.
+    pub vlan_tci: Option<u16>,
+    /// Source address and port.
+    pub src: SocketAddr,
+    /// Destination address and port (same IP family as `src`).
+    pub dst: SocketAddr,
+}
+
+impl Endpoints {
+    /// Length of Ethernet + IP + UDP headers for these endpoints.
+    pub fn header_len(&self) -> usize {
+        let eth = ethernet::HEADER_LEN + self.vlan_tci.map_or(0, |_| ethernet::VLAN_TAG_LEN);
+        let ip = if self.src.is_ipv4() {
+            ipv4::HEADER_LEN
+        } else {
+            ipv6::HEADER_LEN
+        };
+        eth + ip + udp::HEADER_LEN
+    }
+
+    /// Builds a complete frame around a UDP payload that `fill` writes into the slice it is
+    /// given (`udp_payload_len` bytes), with IPv4 and UDP checksums filled in.
+    pub fn build(&self, udp_payload_len: usize, fill: impl FnOnce(&mut [u8])) -> Vec<u8> {
+        assert_eq!(self.src.is_ipv4(), self.dst.is_ipv4(), "mixed IP families");
+        let hl = self.header_len();
+        let mut f = vec![0u8; hl + udp_payload_len];
+        let ethertype = if self.src.is_ipv4() {
+            ethertype::IPV4
+        } else {
+            ethertype::IPV6
+        };
+        let eth = ethernet::Repr {
+            src_addr: self.src_mac,
+            dst_addr: self.dst_mac,
+            vlan_tci: self.vlan_tci,
+            ethertype,
+        };
+        eth.emit(&mut ethernet::Frame::new_unchecked(&mut f[..]));
+        let l3 = eth.header_len();
+        let udp_len = udp::HEADER_LEN + udp_payload_len;
+        let l4 = match (self.src.ip(), self.dst.ip()) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                let r = ipv4::Repr {
+                    src_addr: s,
+                    dst_addr: d,
+                    protocol: ipv4::PROTOCOL_UDP,
+                    payload_len: udp_len,
+                    ttl: 64,
+                    is_fragment: false,
+                };
+                r.emit(&mut ipv4::Packet::new_unchecked(&mut f[l3..]));
+                l3 + ipv4::HEADER_LEN
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                let r = ipv6::Repr {
+                    src_addr: s,
+                    dst_addr: d,
+                    next_header: ipv4::PROTOCOL_UDP,
+                    payload_len: udp_len,
+                    hop_limit: 64,
+                };
+                r.emit(&mut ipv6::Packet::new_unchecked(&mut f[l3..]));
+                l3 + ipv6::HEADER_LEN
+            }
+            _ => unreachable!("families checked above"),
+        };
+        let u = udp::Repr {
+            src_port: self.src.port(),
+            dst_port: self.dst.port(),
+            payload_len: udp_payload_len,
+        };
+        u.emit(&mut udp::Packet::new_unchecked(&mut f[l4..]));
+        fill(&mut f[hl..]);
+        udp::Packet::new_unchecked(&mut f[l4..]).fill_checksum(self.src.ip(), self.dst.ip());
+        f
+    }
+
+    /// The endpoints of a reply: addresses and ports swapped.
+    pub fn reversed(&self) -> Endpoints {
+        Endpoints {
+            src_mac: self.dst_mac,
+            dst_mac: self.src_mac,
+            vlan_tci: self.vlan_tci,
+            src: self.dst,
+            dst: self.src,
+        }
+    }
+}
+
+impl From<&Datagram> for Endpoints {
+    fn from(d: &Datagram) -> Self {
+        Endpoints {
+            src_mac: d.src_mac,
+            dst_mac: d.dst_mac,
+            vlan_tci: d.vlan_tci,
+            src: d.src,
+            dst: d.dst,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fragment::{DescriptorRepr, Dtype, Layout};
+
+    fn endpoints(v6: bool, vlan: Option<u16>) -> Endpoints {
+        let (s, d): (IpAddr, IpAddr) = if v6 {
+            ("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap())
+        } else {
+            ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap())
+        };
+        Endpoints {
+            src_mac: [2, 0, 0, 0, 0, 1],
+            dst_mac: [2, 0, 0, 0, 0, 2],
+            vlan_tci: vlan,
+            src: SocketAddr::new(s, 40000),
+            dst: SocketAddr::new(d, 9000),
+        }
+    }
+
+    fn first_fragment(ep: &Endpoints) -> Vec<u8> {
+        let d = DescriptorRepr::new(Dtype::F32, Layout::Plain, &[300], 5, 7);
+        let h = fragment::Repr {
+            model: 1,
+            image: 9,
+            index: 0,
+            count: 2,
+            frag_size: 1024,
+            total_bytes: 1200,
+            descriptor: Some(d),
+        };
+        ep.build(h.header_len() + 1024, |b| {
+            h.emit(&mut fragment::Packet::new_unchecked(&mut b[..]));
+            b[h.header_len()..].fill(0xab);
+        })
+    }
+
+    #[test]
+    fn untagged_ipv4_payload_starts_at_128_for_fragment_0_and_64_otherwise() {
+        let ep = endpoints(false, None);
+        assert_eq!(ep.header_len() + fragment::HEADER_LEN, 64);
+        let f = first_fragment(&ep);
+        match classify(&f, |p| p == 9000) {
+            Classified::Fragment {
+                header,
+                payload,
+                datagram,
+            } => {
+                assert_eq!(payload, 128..128 + 1024);
+                assert_eq!(header.index, 0);
+                assert_eq!(datagram.src, ep.src);
+                assert!(f[payload].iter().all(|&x| x == 0xab));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(classify(&f, |p| p == 9001), Classified::Other);
+    }
+
+    #[test]
+    fn vlan_and_ipv6_frames_parse() {
+        for (v6, vlan) in [(true, None), (false, Some(100)), (true, Some(7))] {
+            let ep = endpoints(v6, vlan);
+            let f = first_fragment(&ep);
+            let d = parse_udp(&f).unwrap().unwrap();
+            assert_eq!((d.src, d.dst, d.vlan_tci), (ep.src, ep.dst, vlan));
+            assert!(matches!(
+                classify(&f, |p| p == 9000),
+                Classified::Fragment { .. }
+            ));
+            let u = udp::Packet::new_unchecked(&f[d.payload.start - 8..]);
+            assert!(u.verify_checksum(d.src.ip(), d.dst.ip()));
+        }
+    }
+
+    #[test]
+    fn invalid_and_other_frames() {
+        let ep = endpoints(false, None);
+        let mut f = first_fragment(&ep);
+        f[64 + 10] ^= 1; // corrupt the fragment header, not the UDP or IP headers
+        assert_eq!(classify(&f, |_| true), Classified::Invalid(Error::Checksum));
+        let f = first_fragment(&ep);
+        assert_eq!(
+            classify(&f[..40], |_| true),
+            Classified::Invalid(Error::Truncated)
+        );
+        let mut arp = f.clone();
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert_eq!(classify(&arp, |_| true), Classified::Other);
+    }
+}

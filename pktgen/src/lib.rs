@@ -1,0 +1,1 @@
+//! netml-pktgen (work in progress).
