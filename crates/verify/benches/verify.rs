@@ -1,1 +1,144 @@
-fn main() {}
+//! ns per fragment through the verifier for 588-fragment images (3x224x224 f32, 1 KiB
+//! fragments), in order, reordered within a 64-fragment window, and with every fragment
+//! duplicated; plus wire classification + verify of real frames. Each criterion iteration
+//! is one fragment, so the reported time is ns/fragment.
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use netml_verify::{Config, Fragment, Verifier};
+use netml_wire::fragment::{self, DescriptorRepr, Dtype, Layout};
+use netml_wire::frame::{self, Classified, Endpoints};
+use std::net::SocketAddr;
+
+const TOTAL: u32 = 3 * 224 * 224 * 4;
+const FRAG: u16 = 1024;
+const IMAGES: u32 = 8;
+
+fn image_fragments(image: u32, source: SocketAddr) -> Vec<Fragment<u32>> {
+    let count = fragment::fragment_count(TOTAL as u64, FRAG) as u16;
+    let d = DescriptorRepr::new(Dtype::F32, Layout::Nchw, &[1, 3, 224, 224], 1, 2);
+    (0..count)
+        .map(|index| {
+            let header = fragment::Repr {
+                model: 0,
+                image,
+                index,
+                count,
+                frag_size: FRAG,
+                total_bytes: TOTAL,
+                descriptor: (index == 0).then_some(d),
+            };
+            let payload_len = header.expected_payload_len().unwrap();
+            Fragment {
+                source,
+                header,
+                payload_len,
+                handle: index as u32,
+            }
+        })
+        .collect()
+}
+
+fn stream(kind: &str) -> Vec<Fragment<u32>> {
+    let src = SocketAddr::from(([10, 0, 0, 1], 40000));
+    let mut s: Vec<_> = (0..IMAGES).flat_map(|i| image_fragments(i, src)).collect();
+    match kind {
+        "in_order" => {}
+        "reordered" => {
+            // A fixed pseudo-random shuffle inside each 64-fragment window.
+            let mut x = 0x9e37_79b9_7f4a_7c15u64;
+            for w in s.chunks_mut(64) {
+                for i in (1..w.len()).rev() {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    w.swap(i, (x % (i as u64 + 1)) as usize);
+                }
+            }
+        }
+        "duplicate_heavy" => s = s.into_iter().flat_map(|f| [f, f]).collect(),
+        _ => unreachable!(),
+    }
+    s
+}
+
+fn bench_verify(c: &mut Criterion) {
+    eprintln!(
+        "limit: 100 GbE budget 88 ns/packet (11.34 Mpps of 1 KiB fragments); target <= 20 ns/fragment in order"
+    );
+    let mut g = c.benchmark_group("verify_ns_per_fragment");
+    for kind in ["in_order", "reordered", "duplicate_heavy"] {
+        let s = stream(kind);
+        g.bench_function(kind, |b| {
+            let mut v = Verifier::new(Config::default());
+            let (mut i, mut epoch, mut now) = (0usize, 0u32, 0u64);
+            b.iter(|| {
+                let mut f = s[i];
+                f.header.image += epoch * IMAGES;
+                i += 1;
+                if i == s.len() {
+                    i = 0;
+                    epoch += 1;
+                }
+                now += 1;
+                black_box(v.push(f, now));
+            });
+        });
+    }
+    g.finish();
+}
+
+fn bench_classify_and_verify(c: &mut Criterion) {
+    let ep = Endpoints {
+        src_mac: [2, 0, 0, 0, 0, 1],
+        dst_mac: [2, 0, 0, 0, 0, 2],
+        vlan_tci: None,
+        src: "10.0.0.1:40000".parse().unwrap(),
+        dst: "10.0.0.2:9000".parse().unwrap(),
+    };
+    let frames: Vec<Vec<u8>> = image_fragments(0, ep.src)
+        .iter()
+        .map(|f| {
+            let h = f.header;
+            ep.build(h.header_len() + f.payload_len, |b| {
+                h.emit(&mut fragment::Packet::new_unchecked(b));
+            })
+        })
+        .collect();
+    let mut g = c.benchmark_group("classify_and_verify_ns_per_frame");
+    g.bench_function("in_order", |b| {
+        let mut v: Verifier<u32> = Verifier::new(Config::default());
+        let (mut i, mut epoch, mut now) = (0usize, 0u32, 0u64);
+        b.iter(|| {
+            let fr = &frames[i];
+            i += 1;
+            if i == frames.len() {
+                i = 0;
+                epoch += 1;
+            }
+            now += 1;
+            if let Classified::Fragment {
+                datagram,
+                mut header,
+                payload,
+            } = frame::classify(black_box(fr), |p| p == 9000)
+            {
+                header.image += epoch;
+                let f = Fragment {
+                    source: datagram.src,
+                    header,
+                    payload_len: payload.len(),
+                    handle: 0,
+                };
+                black_box(v.push(f, now));
+            }
+        });
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30).warm_up_time(std::time::Duration::from_millis(500)).measurement_time(std::time::Duration::from_secs(2));
+    targets = bench_verify, bench_classify_and_verify
+}
+criterion_main!(benches);

@@ -1,0 +1,412 @@
+//! The image table: bounded slots, an index by image key, and an age list for eviction.
+
+use crate::counters::{Counters, Drop};
+use crate::hash::BuildFx;
+use crate::recent::Recent;
+use netml_wire::fragment::{self, DescriptorRepr};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+/// What identifies an image: who sent it, for which model, and its id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ImageKey {
+    /// Source IP address and UDP port of the sender's flow.
+    pub source: SocketAddr,
+    /// Model (inference function) id.
+    pub model: u8,
+    /// Image id.
+    pub image: u32,
+}
+
+/// Limits of one verifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// Most incomplete images held at once; a new image beyond this evicts the oldest.
+    pub max_in_flight: usize,
+    /// Most fragments one image may have (bounds the memory of a slot).
+    pub max_fragments: u16,
+    /// An image not complete this long after its first fragment is evicted by
+    /// [`Verifier::expire`].
+    pub timeout_ns: u64,
+    /// How many finished images are remembered to recognise late fragments (for
+    /// `timeout_ns` after they finished).
+    pub recent: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_in_flight: 256,
+            max_fragments: 4096,
+            timeout_ns: 500_000_000,
+            recent: 4096,
+        }
+    }
+}
+
+/// A fragment as the verifier receives it: the parsed header plus an opaque handle that
+/// owns the packet (dropping the handle frees it).
+#[derive(Debug, Clone, Copy)]
+pub struct Fragment<H> {
+    /// Sender's address and port.
+    pub source: SocketAddr,
+    /// Parsed fragment header (with the descriptor on fragment 0).
+    pub header: fragment::Repr,
+    /// Tensor bytes this packet carries.
+    pub payload_len: usize,
+    /// The packet.
+    pub handle: H,
+}
+
+/// A complete image: all its packets, in fragment order.
+#[derive(Debug)]
+pub struct Image<H> {
+    /// Identity.
+    pub key: ImageKey,
+    /// Nominal payload bytes per fragment.
+    pub frag_size: u16,
+    /// Total tensor bytes.
+    pub total_bytes: u32,
+    /// Shape, dtype, sender timestamp and CRC from fragment 0.
+    pub descriptor: DescriptorRepr,
+    /// One handle per fragment, index order.
+    pub fragments: Vec<H>,
+    /// When its first fragment arrived (caller's clock).
+    pub first_arrival: u64,
+    /// When its last fragment arrived.
+    pub completed_at: u64,
+}
+
+/// What happened to a pushed fragment.
+#[derive(Debug)]
+pub enum Push<H> {
+    /// Held; its image is still incomplete.
+    Accepted,
+    /// It completed its image.
+    Complete(Image<H>),
+    /// Dropped (and freed) for this reason.
+    Dropped(Drop),
+}
+
+const NIL: u32 = u32::MAX;
+
+struct Slot<H> {
+    key: ImageKey,
+    count: u16,
+    frag_size: u16,
+    total_bytes: u32,
+    received: u16,
+    /// Bit i set: fragment i is held in `frags[i]`.
+    bitmap: Vec<u64>,
+    /// Never shrinks; every entry is `None` while the slot is free.
+    frags: Vec<Option<H>>,
+    descriptor: Option<DescriptorRepr>,
+    first_arrival: u64,
+    older: u32,
+    newer: u32,
+}
+
+impl<H> Slot<H> {
+    fn new() -> Self {
+        Slot {
+            key: ImageKey {
+                source: SocketAddr::from(([0, 0, 0, 0], 0)),
+                model: 0,
+                image: 0,
+            },
+            count: 0,
+            frag_size: 0,
+            total_bytes: 0,
+            received: 0,
+            bitmap: Vec::new(),
+            frags: Vec::new(),
+            descriptor: None,
+            first_arrival: 0,
+            older: NIL,
+            newer: NIL,
+        }
+    }
+
+    fn reset(&mut self, key: ImageKey, h: &fragment::Repr, now: u64) {
+        let n = h.count as usize;
+        self.key = key;
+        self.count = h.count;
+        self.frag_size = h.frag_size;
+        self.total_bytes = h.total_bytes;
+        self.received = 0;
+        self.bitmap.clear();
+        self.bitmap.resize(n.div_ceil(64), 0);
+        if self.frags.len() < n {
+            self.frags.resize_with(n, || None);
+        }
+        self.descriptor = None;
+        self.first_arrival = now;
+    }
+
+    /// Drops every held handle, touching only the set bits.
+    fn release_all(&mut self) {
+        for (w, word) in self.bitmap.iter_mut().enumerate() {
+            while *word != 0 {
+                let bit = word.trailing_zeros() as usize;
+                *word &= *word - 1;
+                self.frags[w * 64 + bit] = None;
+            }
+        }
+        self.received = 0;
+    }
+
+    fn take_in_order(&mut self) -> Vec<H> {
+        let n = self.count as usize;
+        let out = self.frags[..n]
+            .iter_mut()
+            .map(|f| f.take().expect("bitmap full"))
+            .collect();
+        self.bitmap.iter_mut().for_each(|w| *w = 0);
+        self.received = 0;
+        out
+    }
+}
+
+/// The completeness verifier of one rx queue. See the crate docs.
+pub struct Verifier<H> {
+    cfg: Config,
+    slots: Vec<Slot<H>>,
+    free: Vec<u32>,
+    index: HashMap<ImageKey, u32, BuildFx>,
+    oldest: u32,
+    newest: u32,
+    /// The slot the previous fragment went to: in-order streams skip the hash lookup.
+    last: Option<(ImageKey, u32)>,
+    recent: Recent,
+    held: u64,
+    counters: Counters,
+}
+
+impl<H> Verifier<H> {
+    /// A verifier with these limits (`max_in_flight` is at least 1).
+    pub fn new(cfg: Config) -> Self {
+        let cfg = Config {
+            max_in_flight: cfg.max_in_flight.max(1),
+            ..cfg
+        };
+        Verifier {
+            slots: Vec::with_capacity(cfg.max_in_flight),
+            free: Vec::with_capacity(cfg.max_in_flight),
+            index: HashMap::with_capacity_and_hasher(cfg.max_in_flight, BuildFx::default()),
+            oldest: NIL,
+            newest: NIL,
+            last: None,
+            recent: Recent::new(cfg.recent, cfg.timeout_ns),
+            held: 0,
+            counters: Counters::default(),
+            cfg,
+        }
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Counters so far.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Incomplete images held now.
+    pub fn in_flight(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Fragments held now (in incomplete images).
+    pub fn held_fragments(&self) -> u64 {
+        self.held
+    }
+
+    /// Takes one fragment at time `now` (any monotonic clock in ns, the same for
+    /// [`Verifier::expire`]).
+    #[inline]
+    pub fn push(&mut self, frag: Fragment<H>, now: u64) -> Push<H> {
+        let h = &frag.header;
+        let verdict = match h.expected_payload_len() {
+            _ if h.count > self.cfg.max_fragments => Err(Drop::OutOfRange),
+            // The wire parser guarantees this; a hand-made header might not.
+            _ if h.descriptor.is_some() != (h.index == 0) => Err(Drop::Inconsistent),
+            None => Err(Drop::OutOfRange),
+            Some(len) if len != frag.payload_len => Err(Drop::Inconsistent),
+            Some(_) => Ok(()),
+        };
+        if let Err(d) = verdict {
+            return self.drop_fragment(d);
+        }
+        let key = ImageKey {
+            source: frag.source,
+            model: h.model,
+            image: h.image,
+        };
+        let slot = match self.last {
+            Some((k, s)) if k == key => s,
+            _ => match self.index.get(&key) {
+                Some(&s) => s,
+                None => {
+                    let ts = h.descriptor.map(|d| d.timestamp);
+                    if self.recent.is_late(&key, now, ts) {
+                        return self.drop_fragment(Drop::Late);
+                    }
+                    self.open(key, h, now)
+                }
+            },
+        };
+        self.last = Some((key, slot));
+        self.add(slot, frag, now)
+    }
+
+    fn drop_fragment(&mut self, d: Drop) -> Push<H> {
+        self.counters.count_drop(d);
+        Push::Dropped(d)
+    }
+
+    fn add(&mut self, slot: u32, frag: Fragment<H>, now: u64) -> Push<H> {
+        let h = frag.header;
+        let s = &mut self.slots[slot as usize];
+        if h.count != s.count || h.frag_size != s.frag_size || h.total_bytes != s.total_bytes {
+            return self.drop_fragment(Drop::Inconsistent);
+        }
+        let i = h.index as usize;
+        let (word, bit) = (i / 64, 1u64 << (i % 64));
+        if s.bitmap[word] & bit != 0 {
+            return self.drop_fragment(Drop::Duplicate);
+        }
+        s.bitmap[word] |= bit;
+        s.frags[i] = Some(frag.handle);
+        s.received += 1;
+        if h.descriptor.is_some() {
+            s.descriptor = h.descriptor;
+        }
+        self.counters.accepted += 1;
+        self.held += 1;
+        if s.received < s.count {
+            return Push::Accepted;
+        }
+        Push::Complete(self.complete(slot, now))
+    }
+
+    fn open(&mut self, key: ImageKey, h: &fragment::Repr, now: u64) -> u32 {
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None if self.slots.len() < self.cfg.max_in_flight => {
+                self.slots.push(Slot::new());
+                (self.slots.len() - 1) as u32
+            }
+            None => {
+                let victim = self.oldest;
+                self.counters.evicted_pressure += 1;
+                self.evict(victim, now);
+                self.free.pop().expect("eviction frees a slot")
+            }
+        };
+        self.slots[slot as usize].reset(key, h, now);
+        self.link_newest(slot);
+        self.index.insert(key, slot);
+        slot
+    }
+
+    fn complete(&mut self, slot: u32, now: u64) -> Image<H> {
+        self.unlink(slot);
+        let s = &mut self.slots[slot as usize];
+        let fragments = s.take_in_order();
+        let descriptor = s.descriptor.expect("fragment 0 carries the descriptor");
+        let img = Image {
+            key: s.key,
+            frag_size: s.frag_size,
+            total_bytes: s.total_bytes,
+            descriptor,
+            fragments,
+            first_arrival: s.first_arrival,
+            completed_at: now,
+        };
+        self.held -= img.fragments.len() as u64;
+        self.counters.images_completed += 1;
+        self.counters.fragments_completed += img.fragments.len() as u64;
+        self.retire(slot, now);
+        img
+    }
+
+    fn evict(&mut self, slot: u32, now: u64) {
+        self.unlink(slot);
+        let s = &mut self.slots[slot as usize];
+        let n = s.received as u64;
+        s.release_all();
+        self.held -= n;
+        self.counters.fragments_evicted += n;
+        self.retire(slot, now);
+    }
+
+    fn retire(&mut self, slot: u32, now: u64) {
+        let s = &self.slots[slot as usize];
+        let key = s.key;
+        self.recent
+            .insert(key, now, s.descriptor.map(|d| d.timestamp));
+        self.index.remove(&key);
+        if self.last.is_some_and(|(_, l)| l == slot) {
+            self.last = None;
+        }
+        self.free.push(slot);
+    }
+
+    /// Evicts every image whose first fragment arrived `timeout_ns` or more before `now`.
+    /// Returns how many were evicted. Call it every few bursts.
+    pub fn expire(&mut self, now: u64) -> usize {
+        let mut n = 0;
+        while self.oldest != NIL {
+            let s = &self.slots[self.oldest as usize];
+            if s.first_arrival.saturating_add(self.cfg.timeout_ns) > now {
+                break;
+            }
+            self.counters.evicted_timeout += 1;
+            self.evict(self.oldest, now);
+            n += 1;
+        }
+        n
+    }
+
+    /// Evicts every incomplete image now, counted as timed out (end of input, shutdown).
+    pub fn evict_all(&mut self, now: u64) -> usize {
+        let mut n = 0;
+        while self.oldest != NIL {
+            self.counters.evicted_timeout += 1;
+            self.evict(self.oldest, now);
+            n += 1;
+        }
+        n
+    }
+
+    fn link_newest(&mut self, slot: u32) {
+        let s = &mut self.slots[slot as usize];
+        s.older = self.newest;
+        s.newer = NIL;
+        if self.newest != NIL {
+            self.slots[self.newest as usize].newer = slot;
+        } else {
+            self.oldest = slot;
+        }
+        self.newest = slot;
+    }
+
+    fn unlink(&mut self, slot: u32) {
+        let (older, newer) = {
+            let s = &self.slots[slot as usize];
+            (s.older, s.newer)
+        };
+        if older != NIL {
+            self.slots[older as usize].newer = newer;
+        } else {
+            self.oldest = newer;
+        }
+        if newer != NIL {
+            self.slots[newer as usize].older = older;
+        } else {
+            self.newest = older;
+        }
+    }
+}
