@@ -1,1 +1,43 @@
-fn main() {}
+//! `netml`: the command-line interface of the netml pipeline.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+mod verify_pcap;
+
+/// netml: an NFV pipeline that reassembles tensors sent as UDP fragments and serves
+/// DNN inference on them.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Log filter (tracing env-filter syntax), e.g. `info` or `netml=debug`.
+    #[arg(long, global = true, default_value = "info", env = "NETML_LOG")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Reassemble a capture offline through the verifier and report every counter and, per
+    /// completed image, its id and the CRC-32 of the reassembled tensor.
+    VerifyPcap(verify_pcap::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::VerifyPcap(a) => verify_pcap::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("netml: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -20,7 +20,9 @@
 mod counters;
 mod hash;
 mod recent;
+mod rx;
 mod table;
 
 pub use counters::{Counters, Drop};
+pub use rx::{receive, Rx, RxCounters};
 pub use table::{Config, Fragment, Image, ImageKey, Push, Verifier};

@@ -1,0 +1,116 @@
+//! The step before the verifier: classifying received frames, counting every frame that
+//! does not become a fragment in exactly one counter.
+
+use crate::Fragment;
+use core::ops::Range;
+use netml_wire::frame::{self, Classified};
+use netml_wire::Error;
+
+/// Frame-level counters of one receive path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RxCounters {
+    /// Frames seen.
+    pub frames: u64,
+    /// Valid fragments handed to the verifier.
+    pub fragments: u64,
+    /// Not ours (other ports, other protocols): left to the NF chain.
+    pub other: u64,
+    /// Cut short: a header or a declared length does not fit.
+    pub truncated: u64,
+    /// Bad magic, version, flags or IP version.
+    pub unrecognized: u64,
+    /// Fields that contradict each other.
+    pub malformed: u64,
+    /// IPv4 or fragment header checksum failed.
+    pub bad_checksum: u64,
+}
+
+impl RxCounters {
+    /// Frames dropped as invalid.
+    pub fn invalid(&self) -> u64 {
+        self.truncated + self.unrecognized + self.malformed + self.bad_checksum
+    }
+
+    /// Adds another path's counters.
+    pub fn add(&mut self, o: &RxCounters) {
+        for (a, b) in self.slots_mut().into_iter().zip(o.fields().map(|(_, v)| v)) {
+            *a += b;
+        }
+    }
+
+    fn slots_mut(&mut self) -> [&mut u64; 7] {
+        [
+            &mut self.frames,
+            &mut self.fragments,
+            &mut self.other,
+            &mut self.truncated,
+            &mut self.unrecognized,
+            &mut self.malformed,
+            &mut self.bad_checksum,
+        ]
+    }
+
+    /// Name/value pairs in a fixed order, for tables and JSON.
+    pub fn fields(&self) -> [(&'static str, u64); 7] {
+        [
+            ("frames", self.frames),
+            ("fragments", self.fragments),
+            ("other", self.other),
+            ("truncated", self.truncated),
+            ("unrecognized", self.unrecognized),
+            ("malformed", self.malformed),
+            ("bad_checksum", self.bad_checksum),
+        ]
+    }
+}
+
+/// What became of a received frame.
+#[derive(Debug)]
+pub enum Rx<H> {
+    /// A fragment for the verifier; `payload` is the tensor bytes' range within the frame.
+    Fragment(Fragment<H>, Range<usize>),
+    /// Somebody else's traffic; the handle comes back for the NF chain.
+    Other(H),
+    /// Invalid and counted; the handle was dropped.
+    Invalid(Error),
+}
+
+/// Classifies `bytes` (the frame held by `handle`), counting the outcome.
+#[inline]
+pub fn receive<H>(
+    counters: &mut RxCounters,
+    bytes: &[u8],
+    handle: H,
+    is_our_port: impl Fn(u16) -> bool,
+) -> Rx<H> {
+    counters.frames += 1;
+    match frame::classify(bytes, is_our_port) {
+        Classified::Fragment {
+            datagram,
+            header,
+            payload,
+        } => {
+            counters.fragments += 1;
+            let f = Fragment {
+                source: datagram.src,
+                header,
+                payload_len: payload.len(),
+                handle,
+            };
+            Rx::Fragment(f, payload)
+        }
+        Classified::Other => {
+            counters.other += 1;
+            Rx::Other(handle)
+        }
+        Classified::Invalid(e) => {
+            *match e {
+                Error::Truncated => &mut counters.truncated,
+                Error::Unrecognized => &mut counters.unrecognized,
+                Error::Malformed => &mut counters.malformed,
+                Error::Checksum => &mut counters.bad_checksum,
+            } += 1;
+            Rx::Invalid(e)
+        }
+    }
+}
