@@ -1,0 +1,1 @@
+//! Safe DPDK layer (work in progress).
