@@ -1,0 +1,106 @@
+//! The manifest: one JSON line per image sent, which the receiver matches results against.
+
+use crate::error::Context;
+use crate::{bail, Result};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// One image as sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Model id.
+    pub model: u8,
+    /// Image id.
+    pub image: u32,
+    /// Source address and port of the image's flow.
+    pub src: SocketAddr,
+    /// CRC-32 of the tensor.
+    pub crc32: u32,
+    /// Fragments in the image.
+    pub fragments: u16,
+    /// Whether every fragment was delivered intact (none lost, damaged or withheld).
+    pub intact: bool,
+    /// Sender timestamp (ns since the Unix epoch) carried in the descriptor.
+    pub sender_timestamp: u64,
+}
+
+impl Entry {
+    /// The JSON line, without newline, fields in a fixed order.
+    pub fn to_json(&self) -> String {
+        format!(
+            "{{\"model\":{},\"image\":{},\"src\":\"{}\",\"crc32\":{},\"fragments\":{},\"intact\":{},\"sender_timestamp\":{}}}",
+            self.model, self.image, self.src, self.crc32, self.fragments, self.intact, self.sender_timestamp
+        )
+    }
+
+    /// Parses one JSON line.
+    pub fn from_json(line: &str) -> Result<Entry> {
+        let v: Value = serde_json::from_str(line).context("bad JSON")?;
+        let num = |k: &str| -> Result<u64> {
+            match v.get(k).and_then(Value::as_u64) {
+                Some(n) => Ok(n),
+                None => bail!("missing or non-integer field {k:?}"),
+            }
+        };
+        let int = |k: &str, max: u64| -> Result<u64> {
+            let n = num(k)?;
+            if n > max {
+                bail!("field {k:?} out of range: {n}");
+            }
+            Ok(n)
+        };
+        let src = match v.get("src").and_then(Value::as_str).map(str::parse) {
+            Some(Ok(a)) => a,
+            _ => bail!("missing or bad field \"src\" (expected \"ip:port\")"),
+        };
+        let intact = match v.get("intact").and_then(Value::as_bool) {
+            Some(b) => b,
+            None => bail!("missing or non-boolean field \"intact\""),
+        };
+        Ok(Entry {
+            model: int("model", u8::MAX as u64)? as u8,
+            image: int("image", u32::MAX as u64)? as u32,
+            src,
+            crc32: int("crc32", u32::MAX as u64)? as u32,
+            fragments: int("fragments", u16::MAX as u64)? as u16,
+            intact,
+            sender_timestamp: num("sender_timestamp")?,
+        })
+    }
+}
+
+/// Reads a manifest file (blank lines are skipped).
+pub fn read(path: &Path) -> Result<Vec<Entry>> {
+    let text = std::fs::read_to_string(path).context(path.display())?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            Entry::from_json(l).map_err(|e| e.context(format!("{}:{}", path.display(), i + 1)))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let e = Entry {
+            model: 3,
+            image: 4_000_000_000,
+            src: "[fd00::1]:40000".parse().unwrap(),
+            crc32: 0xdead_beef,
+            fragments: 588,
+            intact: false,
+            sender_timestamp: 1_700_000_000_123_456_789,
+        };
+        let line = e.to_json();
+        assert_eq!(Entry::from_json(&line).unwrap(), e);
+        assert!(line.starts_with("{\"model\":3,\"image\":4000000000,\"src\":\"[fd00::1]:40000\""));
+        assert!(Entry::from_json("{\"model\":300}").is_err());
+        assert!(Entry::from_json("not json").is_err());
+    }
+}
