@@ -420,7 +420,10 @@ impl Repr {
         } else if i + 1 < n {
             Some(size as usize)
         } else {
-            Some((self.total_bytes as u64 - size * (n - 1)) as usize)
+            // A parsed header always has room for the last fragment; a hand-built one may not.
+            (self.total_bytes as u64)
+                .checked_sub(size * (n - 1))
+                .map(|l| l as usize)
         }
     }
 

@@ -139,10 +139,27 @@ impl Endpoints {
         eth + ip + udp::HEADER_LEN
     }
 
+    /// Largest UDP payload these endpoints can carry in one (jumbo) datagram.
+    pub fn max_udp_payload(&self) -> usize {
+        let ip = if self.src.is_ipv4() {
+            ipv4::HEADER_LEN
+        } else {
+            0
+        };
+        u16::MAX as usize - ip - udp::HEADER_LEN
+    }
+
     /// Builds a complete frame around a UDP payload that `fill` writes into the slice it is
     /// given (`udp_payload_len` bytes), with IPv4 and UDP checksums filled in.
+    ///
+    /// Panics if the families of `src` and `dst` differ or the payload exceeds
+    /// [`Endpoints::max_udp_payload`]: both are programming errors of the sender.
     pub fn build(&self, udp_payload_len: usize, fill: impl FnOnce(&mut [u8])) -> Vec<u8> {
         assert_eq!(self.src.is_ipv4(), self.dst.is_ipv4(), "mixed IP families");
+        assert!(
+            udp_payload_len <= self.max_udp_payload(),
+            "UDP payload too long for one datagram"
+        );
         let hl = self.header_len();
         let mut f = vec![0u8; hl + udp_payload_len];
         let ethertype = if self.src.is_ipv4() {

@@ -35,6 +35,8 @@ pub struct Reader<R: Read> {
     inner: R,
     swapped: bool,
     nanos: bool,
+    /// Set after an error: the stream position is unknown, so nothing more is read.
+    failed: bool,
     /// Link type declared in the file header.
     pub linktype: u32,
     /// Snapshot length declared in the file header.
@@ -62,6 +64,7 @@ impl<R: Read> Reader<R> {
             inner,
             swapped,
             nanos,
+            failed: false,
             linktype: 0,
             snaplen: 0,
         };
@@ -80,8 +83,17 @@ impl<R: Read> Reader<R> {
     }
 
     /// Reads the next record; `Ok(None)` at a clean end of file. A record cut short by the
-    /// end of the file is an error.
+    /// end of the file is an error, after which the reader returns `Ok(None)`.
     pub fn next_record(&mut self) -> io::Result<Option<Record>> {
+        if self.failed {
+            return Ok(None);
+        }
+        let r = self.read_record();
+        self.failed = r.is_err();
+        r
+    }
+
+    fn read_record(&mut self) -> io::Result<Option<Record>> {
         let mut h = [0u8; RECORD_HEADER_LEN];
         match read_full(&mut self.inner, &mut h)? {
             0 => return Ok(None),
@@ -229,5 +241,6 @@ mod tests {
         let bytes = w.into_inner().unwrap();
         let mut r = Reader::new(&bytes[..bytes.len() - 1]).unwrap();
         assert!(r.next_record().is_err());
+        assert!(r.next_record().unwrap().is_none(), "a failed reader stops");
     }
 }
