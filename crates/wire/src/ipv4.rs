@@ -202,7 +202,7 @@ mod tests {
     #[test]
     fn emit_matches_literal() {
         let r = Repr::parse(&Packet::new_unchecked(&packet()[..])).unwrap();
-        let mut out = vec![0u8; 28];
+        let mut out = [0u8; 28];
         r.emit(&mut Packet::new_unchecked(&mut out[..]));
         assert_eq!(&out[..20], &HEADER[..]);
     }
