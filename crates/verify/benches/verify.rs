@@ -104,6 +104,15 @@ fn bench_classify_and_verify(c: &mut Criterion) {
             })
         })
         .collect();
+    let mut g = c.benchmark_group("classify_ns_per_frame");
+    g.bench_function("in_order", |b| {
+        let mut i = 0usize;
+        b.iter(|| {
+            i = (i + 1) % frames.len();
+            black_box(frame::classify(black_box(&frames[i]), |p| p == 9000));
+        });
+    });
+    g.finish();
     let mut g = c.benchmark_group("classify_and_verify_ns_per_frame");
     g.bench_function("in_order", |b| {
         let mut v: Verifier<u32> = Verifier::new(Config::default());

@@ -391,7 +391,9 @@ impl Repr {
         if count == 0 || frag_size == 0 || total == 0 {
             return Err(Error::Malformed);
         }
-        if fragment_count(total as u64, frag_size) != count as u64 {
+        // count == ceil(total / frag_size), without a division on the per-packet path.
+        let (n, size, total64) = (count as u64, frag_size as u64, total as u64);
+        if (n - 1) * size >= total64 || n * size < total64 {
             return Err(Error::Malformed);
         }
         if p.has_descriptor() != (p.index() == 0) {
