@@ -63,7 +63,9 @@ mod tests {
 
     #[test]
     fn wide_sum_equals_word_by_word_sum() {
-        let data: Vec<u8> = (0..1001u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let data: Vec<u8> = (0..1001u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
         for len in 0..data.len() {
             let mut acc = 0u32;
             for c in data[..len].chunks(2) {
