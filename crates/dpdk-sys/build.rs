@@ -48,6 +48,8 @@ const FUNCTIONS: &[&str] = &[
     "rte_socket_id",
     "rte_strerror",
     "rte_get_tsc_hz",
+    "rte_thread_register",
+    "rte_thread_unregister",
     // memory
     "rte_memseg_walk",
     "rte_memseg_list_walk",

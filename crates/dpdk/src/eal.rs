@@ -215,6 +215,21 @@ pub fn lcore_id() -> Option<u32> {
     (id != any).then_some(id)
 }
 
+/// Adopts the calling thread as a DPDK lcore (`rte_thread_register`), so that it gets an
+/// lcore id and with it the per-lcore mempool caches; returns the id. Poll-mode workers
+/// started with `std::thread` call this first. Idempotent on an already adopted thread.
+pub fn register_thread() -> Result<u32> {
+    if let Some(id) = lcore_id() {
+        return Ok(id);
+    }
+    // SAFETY: registers the calling thread with an initialised EAL; DPDK checks both.
+    let rc = unsafe { sys::rte_thread_register() };
+    if rc != 0 {
+        return Err(Error::last("rte_thread_register"));
+    }
+    lcore_id().ok_or_else(|| Error::from_errno("rte_thread_register", errno::EINVAL))
+}
+
 /// The calling thread's NUMA socket, or `None` if unknown (a non-EAL thread).
 pub fn socket_id() -> Option<u32> {
     // SAFETY: reads a thread-local variable; valid on any thread.

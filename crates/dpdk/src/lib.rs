@@ -46,7 +46,7 @@ mod mempool;
 mod port;
 mod ring;
 
-pub use eal::{is_initialized, lcore_id, rdtsc, socket_id, tsc_hz, Eal};
+pub use eal::{is_initialized, lcore_id, rdtsc, register_thread, socket_id, tsc_hz, Eal};
 pub use error::{errno, Error, Result};
 pub use mbuf::Mbuf;
 pub use memory::{memory_segments, memseg_lists, MemSegment, MemsegList};

@@ -3,6 +3,8 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod demo;
+mod run;
 mod verify_pcap;
 
 /// netml: an NFV pipeline that reassembles tensors sent as UDP fragments and serves
@@ -19,6 +21,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the pipeline: DPDK rx workers, verifier, host gather, results. Without a
+    /// configuration it runs the built-in demo (net_ring port, generated traffic, no
+    /// hugepages, no GPU).
+    Run(Box<run::Args>),
     /// Reassemble a capture offline through the verifier and report every counter and, per
     /// completed image, its id and the CRC-32 of the reassembled tensor.
     VerifyPcap(verify_pcap::Args),
@@ -29,8 +35,10 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match cli.command {
+        Command::Run(a) => run::run(*a),
         Command::VerifyPcap(a) => verify_pcap::run(a),
     };
     match result {

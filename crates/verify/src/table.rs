@@ -58,6 +58,19 @@ pub struct Fragment<H> {
     pub handle: H,
 }
 
+impl<H> Fragment<H> {
+    /// The same fragment with another handle (e.g. after classifying a borrowed frame, the
+    /// packet that owns it).
+    pub fn with_handle<G>(self, handle: G) -> Fragment<G> {
+        Fragment {
+            source: self.source,
+            header: self.header,
+            payload_len: self.payload_len,
+            handle,
+        }
+    }
+}
+
 /// A complete image: all its packets, in fragment order.
 #[derive(Debug)]
 pub struct Image<H> {

@@ -1,0 +1,253 @@
+//! `netml run`: the pipeline, on a configuration file or the built-in demo defaults.
+
+use crate::demo::{self, Demo, DemoArgs};
+use clap::Args as ClapArgs;
+use netml_dpdk::Eal;
+use netml_pipeline::config::{ChainAction, Config};
+use netml_pipeline::report::live_line;
+use netml_pipeline::{open_port, Pipeline};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Options of `netml run`; each overrides the same setting of the configuration file.
+#[derive(ClapArgs)]
+pub struct Args {
+    /// Configuration file (TOML); without one, the built-in defaults run the demo.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Rx port: a vdev name, PCI address, or `net_ring_demo` for the built-in demo.
+    #[arg(long)]
+    port: Option<String>,
+    /// Create the rx port as a virtual device with these arguments (e.g. `rx_pcap=in.pcap`).
+    #[arg(long)]
+    vdev_args: Option<String>,
+    /// Rx queues (one worker each).
+    #[arg(long)]
+    queues: Option<u16>,
+    /// Cores for the workers, comma-separated, one per queue.
+    #[arg(long, value_delimiter = ',')]
+    lcores: Option<Vec<usize>>,
+    /// UDP port(s) of the fragment protocol.
+    #[arg(long = "udp-port")]
+    udp_ports: Vec<u16>,
+    /// NF-chain action for other traffic.
+    #[arg(long, value_parser = ["drop", "forward"])]
+    chain: Option<String>,
+    /// Port to forward other traffic to (default: the rx port).
+    #[arg(long)]
+    chain_port: Option<String>,
+    /// Extra EAL argument (repeatable), appended to the configuration's.
+    #[arg(long = "eal", allow_hyphen_values = true)]
+    eal: Vec<String>,
+    /// Do not send result messages.
+    #[arg(long)]
+    no_responses: bool,
+    /// Seconds between live statistics lines (0: none).
+    #[arg(long)]
+    stats_interval: Option<f64>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Stop once no packet has arrived for this many milliseconds (after the first).
+    #[arg(long)]
+    until_idle_ms: Option<u64>,
+    /// Write the final report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    #[command(flatten)]
+    demo: DemoArgs,
+}
+
+impl Args {
+    fn config(&self) -> Result<Config, String> {
+        let mut c = match &self.config {
+            Some(p) => Config::from_file(p)?,
+            None => Config::default(),
+        };
+        if let Some(p) = &self.port {
+            c.rx.port = p.clone();
+        }
+        if self.vdev_args.is_some() {
+            c.rx.vdev_args = self.vdev_args.clone();
+        }
+        if let Some(q) = self.queues {
+            c.rx.queues = q;
+        }
+        if let Some(l) = &self.lcores {
+            c.rx.lcores = l.clone();
+        }
+        if !self.udp_ports.is_empty() {
+            c.rx.udp_ports = self.udp_ports.clone();
+        }
+        if let Some(a) = &self.chain {
+            c.chain.action = if a == "forward" {
+                ChainAction::Forward
+            } else {
+                ChainAction::Drop
+            };
+        }
+        if self.chain_port.is_some() {
+            c.chain.tx_port = self.chain_port.clone();
+        }
+        c.eal_args.extend(self.eal.iter().cloned());
+        if self.no_responses {
+            c.responses.enabled = false;
+        }
+        if let Some(s) = self.stats_interval {
+            c.stats_interval_s = s;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+/// Runs the pipeline until a signal, `--duration`, `--until-idle-ms`, or (demo) the end of
+/// the generated traffic.
+pub fn run(a: Args) -> Result<ExitCode, String> {
+    let cfg = a.config()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone())
+            .map_err(|e| format!("signal handler: {e}"))?;
+    }
+    let argv = cfg.eal_argv();
+    tracing::info!("EAL: {}", argv.join(" "));
+    let _eal = Eal::init(&argv).map_err(|e| format!("EAL init: {e}"))?;
+
+    let is_demo = cfg.rx.port == format!("net_ring_{}", demo::PORT) && cfg.rx.vdev_args.is_none();
+    let (rx_port, rings) = if is_demo {
+        let (port, rx, tx) = demo::create_port(cfg.rx.queues)?;
+        (port, Some((rx, tx)))
+    } else {
+        (open_port(&cfg.rx.port, cfg.rx.vdev_args.as_deref())?, None)
+    };
+    let chain_port = match (&cfg.chain.tx_port, cfg.chain.action) {
+        (Some(name), ChainAction::Forward) if name != &cfg.rx.port => Some(open_port(name, None)?),
+        _ => None,
+    };
+    let mut pipeline = Pipeline::start(&cfg, rx_port, chain_port)?;
+    tracing::info!(
+        "running: port {} with {} rx queue(s), UDP port(s) {:?}, chain {:?}",
+        cfg.rx.port,
+        cfg.rx.queues,
+        cfg.rx.udp_ports,
+        cfg.chain.action
+    );
+    let demo = match rings {
+        Some((rx, tx)) => {
+            tracing::info!(
+                "demo: generating {} images of {} over {} flows into {}",
+                a.demo.demo_images,
+                a.demo.demo_shape,
+                a.demo.demo_flows,
+                cfg.rx.port
+            );
+            Some(Demo::start(&a.demo, pipeline.mempool().clone(), rx, tx)?)
+        }
+        None => None,
+    };
+
+    let started = Instant::now();
+    let interval = Duration::from_secs_f64(if cfg.stats_interval_s > 0.0 {
+        cfg.stats_interval_s
+    } else {
+        3600.0
+    });
+    let mut prev = pipeline.snapshot();
+    let mut port_prev = pipeline.rx_port().stats().unwrap_or_default();
+    let mut last_print = Instant::now();
+    let mut last_rx = (0u64, Instant::now());
+    let mut demo_settled: Option<Instant> = None;
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        if stop.load(Ordering::Relaxed) {
+            tracing::info!("signal received: stopping");
+            break;
+        }
+        let port_now = pipeline.rx_port().stats().unwrap_or_default();
+        if port_now.ipackets != last_rx.0 {
+            last_rx = (port_now.ipackets, Instant::now());
+        }
+        if cfg.stats_interval_s > 0.0 && last_print.elapsed() >= interval {
+            let cur = pipeline.snapshot();
+            let line = live_line(
+                started.elapsed().as_secs_f64(),
+                &prev,
+                &cur,
+                &port_prev,
+                &port_now,
+                pipeline.mempool().in_use(),
+            );
+            eprintln!("{line}");
+            (prev, port_prev, last_print) = (cur, port_now.clone(), Instant::now());
+        }
+        if a.duration
+            .is_some_and(|d| started.elapsed().as_secs_f64() >= d)
+        {
+            break;
+        }
+        if let Some(ms) = a.until_idle_ms {
+            if last_rx.0 > 0 && last_rx.1.elapsed() >= Duration::from_millis(ms) {
+                break;
+            }
+        }
+        if let Some(d) = &demo {
+            // Done when the generator has finished and every intact image is answered, or
+            // nothing more arrives for a second.
+            if d.generator_done() {
+                let (intact, answered) = d.progress();
+                let settled = *demo_settled.get_or_insert_with(Instant::now);
+                if answered >= intact || settled.elapsed() > Duration::from_secs(2) {
+                    break;
+                }
+            }
+        }
+    }
+    let mut report = pipeline.stop();
+    let mut ok = true;
+    let mut demo_json = None;
+    if let Some(d) = demo {
+        // The receiver drains the last results before the mempool is checked.
+        let (summary, results) = d.finish()?;
+        report.mempool_in_use_at_end = pipeline.mempool().in_use();
+        println!("{}", report.to_text().trim_end());
+        println!("demo sender: {}", summary.to_string().trim_end());
+        let text = results.to_text();
+        let summary_lines = text.lines().filter(|l| !l.starts_with("image "));
+        println!(
+            "demo results: {}",
+            summary_lines.collect::<Vec<_>>().join("\n  ")
+        );
+        ok &= results.lost().is_empty() && results.crc_mismatches() == 0;
+        demo_json = Some(serde_json::json!({
+            "summary": serde_json::from_str::<serde_json::Value>(&summary.to_json()).unwrap_or_default(),
+            "results": serde_json::from_str::<serde_json::Value>(&results.to_json()).unwrap_or_default(),
+        }));
+    } else {
+        println!("{}", report.to_text().trim_end());
+    }
+    if report.mempool_in_use_at_end != report.mempool_in_use_at_start {
+        ok = false;
+        eprintln!(
+            "netml: {} mbufs still in use after draining (started with {})",
+            report.mempool_in_use_at_end, report.mempool_in_use_at_start
+        );
+    }
+    let mut doc = report.to_json();
+    if let Some(d) = demo_json {
+        doc["demo"] = d;
+    }
+    drop(pipeline);
+    if let Some(path) = &a.json {
+        std::fs::write(path, serde_json::to_string_pretty(&doc).expect("json"))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

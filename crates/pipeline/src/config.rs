@@ -1,0 +1,300 @@
+//! `netml run` configuration: a TOML file, overridable from the command line, with
+//! built-in defaults that run the demo on virtual devices without hugepages or a GPU.
+
+use serde::Deserialize;
+use std::path::Path;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// EAL arguments passed through as they are (after the program name). A
+    /// `--file-prefix` is added when missing, so that several instances coexist.
+    pub eal_args: Vec<String>,
+    /// The port fragments arrive on.
+    pub rx: RxConfig,
+    /// What happens to traffic that is not ours.
+    pub chain: ChainConfig,
+    /// Where results go.
+    pub responses: ResponseConfig,
+    /// Verifier limits (per rx queue).
+    pub verifier: VerifierConfig,
+    /// Packet memory.
+    pub mempool: MempoolConfig,
+    /// Complete images queued between the rx workers and the gather stage; beyond this
+    /// images are dropped (counted as backpressure).
+    pub dispatch_queue: usize,
+    /// Seconds between live statistics lines (0: only at exit).
+    pub stats_interval_s: f64,
+    /// Inference functions served (used from the inference issue on; model ids listed here
+    /// are the ones answered with `Ok`, others with `Rejected`; empty accepts every model).
+    pub functions: Vec<FunctionConfig>,
+}
+
+/// The receive port.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RxConfig {
+    /// DPDK port name: a vdev name (`net_pcap0`), a PCI address, or `net_ring_<name>`.
+    pub port: String,
+    /// Virtual device arguments to create it with (`rx_pcap=in.pcap,tx_pcap=out.pcap`);
+    /// empty for PCI ports or vdevs given in `eal_args`.
+    pub vdev_args: Option<String>,
+    /// Rx queues, one worker each.
+    pub queues: u16,
+    /// Cores to pin the workers to (one per queue, optional).
+    pub lcores: Vec<usize>,
+    /// UDP destination ports that carry the fragment protocol.
+    pub udp_ports: Vec<u16>,
+    /// Rx descriptors per queue.
+    pub rx_desc: u16,
+    /// Packets per rx burst.
+    pub burst: usize,
+    /// Spread flows over queues with RSS (needs a NIC or PMD that supports it).
+    pub rss: bool,
+}
+
+/// The NF-chain action for traffic that is not ours.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ChainAction {
+    /// Free it (counted).
+    Drop,
+    /// Send it out of the tx port (counted; drops when the tx queue is full are counted).
+    Forward,
+}
+
+/// Where other traffic goes.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChainConfig {
+    /// Drop or forward.
+    pub action: ChainAction,
+    /// Port to forward to (default: the rx port itself).
+    pub tx_port: Option<String>,
+}
+
+/// Result messages.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResponseConfig {
+    /// Send a result message to each image's sender.
+    pub enabled: bool,
+    /// Top-k entries per result.
+    pub top_k: usize,
+}
+
+/// Verifier limits.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerifierConfig {
+    /// Incomplete images held per rx queue.
+    pub max_in_flight: usize,
+    /// Fragments per image at most.
+    pub max_fragments: u16,
+    /// Milliseconds an image may take from its first to its last fragment.
+    pub timeout_ms: u64,
+}
+
+/// The packet mempool.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MempoolConfig {
+    /// Mbufs in the pool (2^n - 1 is most efficient).
+    pub mbufs: u32,
+    /// Per-lcore cache.
+    pub cache: u32,
+}
+
+/// One inference function.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionConfig {
+    /// Name, for statistics.
+    pub name: String,
+    /// Model id in the fragment header.
+    pub model: u8,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            eal_args: [
+                "--no-huge",
+                "-m",
+                "1024",
+                "--no-pci",
+                "--no-shconf",
+                "--no-telemetry",
+                "--log-level",
+                "warning",
+            ]
+            .map(String::from)
+            .to_vec(),
+            rx: RxConfig::default(),
+            chain: ChainConfig::default(),
+            responses: ResponseConfig::default(),
+            verifier: VerifierConfig::default(),
+            mempool: MempoolConfig::default(),
+            dispatch_queue: 1024,
+            stats_interval_s: 1.0,
+            functions: Vec::new(),
+        }
+    }
+}
+
+impl Default for RxConfig {
+    fn default() -> Self {
+        RxConfig {
+            port: "net_ring_demo".into(),
+            vdev_args: None,
+            queues: 1,
+            lcores: Vec::new(),
+            udp_ports: vec![9000],
+            rx_desc: 1024,
+            burst: 32,
+            rss: false,
+        }
+    }
+}
+
+impl Default for ChainConfig {
+    fn default() -> Self {
+        ChainConfig {
+            action: ChainAction::Drop,
+            tx_port: None,
+        }
+    }
+}
+
+impl Default for ResponseConfig {
+    fn default() -> Self {
+        ResponseConfig {
+            enabled: true,
+            top_k: 5,
+        }
+    }
+}
+
+impl Default for VerifierConfig {
+    fn default() -> Self {
+        let d = netml_verify::Config::default();
+        VerifierConfig {
+            max_in_flight: d.max_in_flight,
+            max_fragments: d.max_fragments,
+            timeout_ms: d.timeout_ns / 1_000_000,
+        }
+    }
+}
+
+impl Default for MempoolConfig {
+    fn default() -> Self {
+        MempoolConfig {
+            mbufs: 65535,
+            cache: 256,
+        }
+    }
+}
+
+impl VerifierConfig {
+    /// The verifier's own configuration.
+    pub fn to_verify(&self) -> netml_verify::Config {
+        netml_verify::Config {
+            max_in_flight: self.max_in_flight,
+            max_fragments: self.max_fragments,
+            timeout_ns: self.timeout_ms.saturating_mul(1_000_000),
+            recent: netml_verify::Config::default().recent,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file; fields it leaves out keep their defaults.
+    pub fn from_file(path: &Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Config::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        let c: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.rx.queues == 0 {
+            return Err("rx.queues must be at least 1".into());
+        }
+        if !self.rx.lcores.is_empty() && self.rx.lcores.len() != self.rx.queues as usize {
+            return Err(format!(
+                "rx.lcores lists {} cores for {} queues; give one per queue or none",
+                self.rx.lcores.len(),
+                self.rx.queues
+            ));
+        }
+        if self.rx.udp_ports.is_empty() {
+            return Err("rx.udp_ports is empty: no traffic would be ours".into());
+        }
+        if self.rx.burst == 0 || self.rx.burst > 512 {
+            return Err("rx.burst must be 1..=512".into());
+        }
+        if self.dispatch_queue == 0 {
+            return Err("dispatch_queue must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// EAL arguments with the program name first and a file prefix unique to this process
+    /// unless one was given.
+    pub fn eal_argv(&self) -> Vec<String> {
+        let mut argv = vec!["netml".to_string()];
+        argv.extend(self.eal_args.iter().cloned());
+        if !self.eal_args.iter().any(|a| a.starts_with("--file-prefix")) {
+            argv.push(format!("--file-prefix=netml-{}", std::process::id()));
+        }
+        argv
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_default() {
+        assert_eq!(Config::from_toml("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn partial_file_overrides_only_what_it_names() {
+        let c = Config::from_toml(
+            "eal_args = [\"-l\", \"0-2\"]\n[rx]\nport = \"0000:3b:00.0\"\nqueues = 2\nlcores = [1, 2]\n[chain]\naction = \"forward\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.rx.port, "0000:3b:00.0");
+        assert_eq!((c.rx.queues, c.rx.udp_ports.clone()), (2, vec![9000]));
+        assert_eq!(c.chain.action, ChainAction::Forward);
+        assert_eq!(c.eal_argv()[..3], ["netml", "-l", "0-2"]);
+        assert!(c
+            .eal_argv()
+            .last()
+            .unwrap()
+            .starts_with("--file-prefix=netml-"));
+    }
+
+    #[test]
+    fn mistakes_are_clear_errors() {
+        assert!(Config::from_toml("[rx]\nqueus = 2")
+            .unwrap_err()
+            .contains("unknown field"));
+        assert!(Config::from_toml("[rx]\nqueues = 0")
+            .unwrap_err()
+            .contains("at least 1"));
+        assert!(Config::from_toml("[rx]\nqueues = 2\nlcores = [1]")
+            .unwrap_err()
+            .contains("one per queue"));
+        assert!(Config::from_toml("[chain]\naction = \"bounce\"").is_err());
+    }
+}

@@ -1,0 +1,216 @@
+//! What the pipeline tells its operator: a live line per interval and a final report
+//! (text or JSON).
+
+use crate::stats::{SinkCounters, Snapshot, WorkerCounters};
+use crate::Pipeline;
+use netml_dpdk::{Port, PortStats};
+use serde_json::{json, Map, Value};
+use std::fmt::Write as _;
+
+/// A port's statistics with its name.
+#[derive(Debug, Clone)]
+pub struct PortReport {
+    /// DPDK port name.
+    pub name: String,
+    /// Its counters.
+    pub stats: PortStats,
+}
+
+impl PortReport {
+    /// Reads a port's statistics (zeros if the PMD cannot say).
+    pub fn read(port: &Port) -> PortReport {
+        PortReport {
+            name: port.name().to_string(),
+            stats: port.stats().unwrap_or_default(),
+        }
+    }
+}
+
+/// The final counters of a run.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Seconds the pipeline ran.
+    pub elapsed_s: f64,
+    /// The rx port and, if separate, the chain port.
+    pub ports: Vec<PortReport>,
+    /// Per rx worker.
+    pub workers: Vec<WorkerCounters>,
+    /// Summed over the workers.
+    pub total: WorkerCounters,
+    /// The gather/result stage.
+    pub sink: SinkCounters,
+    /// Mempool size.
+    pub mempool_capacity: u32,
+    /// Mbufs in use after the ports started.
+    pub mempool_in_use_at_start: u32,
+    /// Mbufs in use at the end, after draining (equal to the start value when nothing leaked).
+    pub mempool_in_use_at_end: u32,
+}
+
+impl Report {
+    pub(crate) fn collect(p: &Pipeline) -> Report {
+        let snap = p.snapshot();
+        let mut ports = vec![PortReport::read(p.rx_port())];
+        ports.extend(p.chain_port().map(PortReport::read));
+        Report {
+            elapsed_s: p.elapsed_s(),
+            ports,
+            total: snap.total(),
+            workers: snap.workers,
+            sink: snap.sink,
+            mempool_capacity: p.mempool().capacity(),
+            mempool_in_use_at_start: p.mempool_in_use_at_start(),
+            mempool_in_use_at_end: p.mempool().in_use(),
+        }
+    }
+
+    /// The report as JSON (counter names as in the structs).
+    pub fn to_json(&self) -> Value {
+        let ports: Vec<Value> = self
+            .ports
+            .iter()
+            .map(|p| {
+                let s = &p.stats;
+                json!({
+                    "name": p.name, "ipackets": s.ipackets, "ibytes": s.ibytes, "imissed": s.imissed,
+                    "ierrors": s.ierrors, "rx_nombuf": s.rx_nombuf, "opackets": s.opackets,
+                    "obytes": s.obytes, "oerrors": s.oerrors, "q_ipackets": s.q_ipackets,
+                })
+            })
+            .collect();
+        json!({
+            "elapsed_s": self.elapsed_s,
+            "ports": ports,
+            "total": worker_json(&self.total),
+            "workers": self.workers.iter().map(worker_json).collect::<Vec<_>>(),
+            "sink": sink_json(&self.sink),
+            "mempool": {
+                "capacity": self.mempool_capacity,
+                "in_use_at_start": self.mempool_in_use_at_start,
+                "in_use_at_end": self.mempool_in_use_at_end,
+            },
+        })
+    }
+
+    /// The report as text.
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        let t = &self.total;
+        let _ = writeln!(s, "ran {:.1} s", self.elapsed_s);
+        for p in &self.ports {
+            let st = &p.stats;
+            let _ = writeln!(
+                s,
+                "port {}: rx {} pkts {} bytes, missed {}, errors {}, no-mbuf {}; tx {} pkts; per queue rx {:?}",
+                p.name, st.ipackets, st.ibytes, st.imissed, st.ierrors, st.rx_nombuf, st.opackets, st.q_ipackets
+            );
+        }
+        let _ = writeln!(s, "rx:       {}", pairs(&t.rx.fields()));
+        let _ = writeln!(s, "verifier: {}", pairs(&t.verifier.fields()));
+        let _ = writeln!(
+            s,
+            "chain:    forwarded={} dropped={} tx_full={}; backpressure: images={} fragments={}",
+            t.chain_forwarded,
+            t.chain_dropped,
+            t.chain_tx_full,
+            t.backpressure_images,
+            t.backpressure_fragments
+        );
+        let k = &self.sink;
+        let _ = writeln!(
+            s,
+            "gather:   images={} bytes={} crc_mismatch={} rejected={} results_sent={} results_dropped={} cpu_per_image={:.1}us",
+            k.images, k.bytes, k.crc_mismatch, k.rejected, k.results_sent, k.results_dropped,
+            if k.images > 0 { k.gather_ns as f64 / k.images as f64 / 1e3 } else { 0.0 }
+        );
+        let _ = writeln!(
+            s,
+            "mempool:  capacity={} in_use_at_start={} in_use_at_end={}",
+            self.mempool_capacity, self.mempool_in_use_at_start, self.mempool_in_use_at_end
+        );
+        s
+    }
+}
+
+fn pairs(fields: &[(&str, u64)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn obj(fields: &[(&str, u64)]) -> Value {
+    Value::Object(
+        fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect::<Map<_, _>>(),
+    )
+}
+
+fn worker_json(w: &WorkerCounters) -> Value {
+    json!({
+        "rx": obj(&w.rx.fields()),
+        "verifier": obj(&w.verifier.fields()),
+        "chain_forwarded": w.chain_forwarded,
+        "chain_dropped": w.chain_dropped,
+        "chain_tx_full": w.chain_tx_full,
+        "backpressure_images": w.backpressure_images,
+        "backpressure_fragments": w.backpressure_fragments,
+        "in_flight": w.in_flight,
+        "held_fragments": w.held_fragments,
+    })
+}
+
+fn sink_json(k: &SinkCounters) -> Value {
+    json!({
+        "images": k.images, "bytes": k.bytes, "crc_mismatch": k.crc_mismatch, "rejected": k.rejected,
+        "results_sent": k.results_sent, "results_dropped": k.results_dropped, "gather_ns": k.gather_ns,
+    })
+}
+
+/// One live statistics line: rates over the interval between `prev` and `cur`.
+pub fn live_line(
+    elapsed_s: f64,
+    prev: &Snapshot,
+    cur: &Snapshot,
+    port_prev: &PortStats,
+    port_cur: &PortStats,
+    mempool_in_use: u32,
+) -> String {
+    let dt = cur.at.duration_since(prev.at).as_secs_f64().max(1e-9);
+    let rate = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / dt;
+    let (p, c) = (prev.total(), cur.total());
+    let queues: Vec<String> = port_cur
+        .q_ipackets
+        .iter()
+        .enumerate()
+        .map(|(i, &q)| {
+            let before = port_prev.q_ipackets.get(i).copied().unwrap_or(0);
+            format!("q{i} {:.2}", rate(before, q) / 1e6)
+        })
+        .collect();
+    // Some PMDs (net_ring, net_null) count packets but not bytes.
+    let gbits = match port_cur.ibytes {
+        0 => "n/a".to_string(),
+        b => format!("{:.2}", rate(port_prev.ibytes, b) * 8.0 / 1e9),
+    };
+    format!(
+        "[{elapsed_s:7.1}s] rx {:.2} Mpps {gbits} Gbit/s missed {} ({}) Mpps | frags {} dup {} late {} invalid {} | images {:.0}/s total {} in-flight {} evicted {} backpressure {} | results {:.0}/s | mbufs in use {}",
+        rate(port_prev.ipackets, port_cur.ipackets) / 1e6,
+        port_cur.imissed,
+        queues.join(" "),
+        c.verifier.accepted,
+        c.verifier.duplicate,
+        c.verifier.late,
+        c.rx.invalid(),
+        rate(p.verifier.images_completed, c.verifier.images_completed),
+        c.verifier.images_completed,
+        c.in_flight,
+        c.verifier.evicted_pressure + c.verifier.evicted_timeout,
+        c.backpressure_images,
+        rate(prev.sink.results_sent, cur.sink.results_sent),
+        mempool_in_use,
+    )
+}

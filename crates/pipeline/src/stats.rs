@@ -1,0 +1,115 @@
+//! Counters shared between the data-plane threads and the statistics printer.
+//!
+//! Each thread keeps its counters in plain integers and publishes a copy under an
+//! uncontended mutex every few dozen bursts (and when idle), so the hot path pays no atomic
+//! read-modify-writes.
+
+use netml_verify::{Counters, RxCounters};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Counters of one rx worker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerCounters {
+    /// Frame classification.
+    pub rx: RxCounters,
+    /// The verifier.
+    pub verifier: Counters,
+    /// Other traffic sent out of the chain port.
+    pub chain_forwarded: u64,
+    /// Other traffic dropped by the chain action.
+    pub chain_dropped: u64,
+    /// Other traffic dropped because the chain tx queue was full.
+    pub chain_tx_full: u64,
+    /// Complete images dropped because the dispatch queue was full.
+    pub backpressure_images: u64,
+    /// Fragments freed with those images.
+    pub backpressure_fragments: u64,
+    /// Incomplete images held now.
+    pub in_flight: u64,
+    /// Fragments held now.
+    pub held_fragments: u64,
+}
+
+/// Counters of the gather/result stage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SinkCounters {
+    /// Images gathered into the batch buffer.
+    pub images: u64,
+    /// Tensor bytes gathered.
+    pub bytes: u64,
+    /// Images whose gathered bytes do not match the sender's CRC-32.
+    pub crc_mismatch: u64,
+    /// Images for a model no inference function serves (answered `Rejected`).
+    pub rejected: u64,
+    /// Result messages sent.
+    pub results_sent: u64,
+    /// Result messages dropped (tx queue full or no mbuf).
+    pub results_dropped: u64,
+    /// Nanoseconds spent copying payloads (the CPU cost of host gather).
+    pub gather_ns: u64,
+}
+
+/// Everything the threads publish.
+pub struct Shared {
+    /// One entry per rx worker.
+    pub workers: Vec<Mutex<WorkerCounters>>,
+    /// The gather/result stage.
+    pub sink: Mutex<SinkCounters>,
+}
+
+impl Shared {
+    /// Zeroed counters for `workers` rx workers.
+    pub fn new(workers: usize) -> Self {
+        Shared {
+            workers: (0..workers)
+                .map(|_| Mutex::new(WorkerCounters::default()))
+                .collect(),
+            sink: Mutex::new(SinkCounters::default()),
+        }
+    }
+
+    /// A consistent-enough copy of everything (each thread's part is consistent).
+    pub fn snapshot(&self) -> Snapshot {
+        let workers: Vec<WorkerCounters> = self
+            .workers
+            .iter()
+            .map(|w| *w.lock().expect("stats lock"))
+            .collect();
+        Snapshot {
+            at: Instant::now(),
+            workers,
+            sink: *self.sink.lock().expect("stats lock"),
+        }
+    }
+}
+
+/// Counters at one moment.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// When it was taken.
+    pub at: Instant,
+    /// Per rx worker.
+    pub workers: Vec<WorkerCounters>,
+    /// Gather/result stage.
+    pub sink: SinkCounters,
+}
+
+impl Snapshot {
+    /// Sum over the rx workers.
+    pub fn total(&self) -> WorkerCounters {
+        let mut t = WorkerCounters::default();
+        for w in &self.workers {
+            t.rx.add(&w.rx);
+            t.verifier.add(&w.verifier);
+            t.chain_forwarded += w.chain_forwarded;
+            t.chain_dropped += w.chain_dropped;
+            t.chain_tx_full += w.chain_tx_full;
+            t.backpressure_images += w.backpressure_images;
+            t.backpressure_fragments += w.backpressure_fragments;
+            t.in_flight += w.in_flight;
+            t.held_fragments += w.held_fragments;
+        }
+        t
+    }
+}

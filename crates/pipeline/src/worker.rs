@@ -1,0 +1,152 @@
+//! The rx worker: one per rx queue, a poll-mode loop in the style of DPDK's l2fwd.
+//!
+//! burst -> classify -> (ours) verifier, holding the mbufs -> complete images to the
+//! dispatch queue; (other) NF-chain action; (invalid) counted and freed.
+
+use crate::clock::Clock;
+use crate::config::ChainAction;
+use crate::stats::{Shared, WorkerCounters};
+use crossbeam_channel::{Sender, TrySendError};
+use netml_dpdk::{Mbuf, RxQueue, TxQueue};
+use netml_verify::{receive, Image, Push, Rx, Verifier};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// A fragment's packet, and where in it the tensor bytes are.
+pub struct Held {
+    /// The packet.
+    pub mbuf: Mbuf,
+    /// Offset of the payload in the mbuf's data.
+    pub start: u16,
+    /// Payload bytes.
+    pub len: u16,
+}
+
+impl Held {
+    /// The tensor bytes this packet carries.
+    pub fn payload(&self) -> &[u8] {
+        &self.mbuf.data()[self.start as usize..][..self.len as usize]
+    }
+}
+
+/// A complete image on its way to the gather stage.
+pub struct Complete {
+    /// The image and its packets.
+    pub image: Image<Held>,
+    /// The rx queue it arrived on.
+    pub queue: u16,
+}
+
+/// Publish counters every this many loop iterations (and whenever a poll comes back empty).
+const PUBLISH_EVERY: u32 = 64;
+
+/// One rx queue's worker.
+pub struct Worker {
+    /// Index of this worker (= its rx queue).
+    pub index: usize,
+    /// Its rx queue.
+    pub rxq: RxQueue,
+    /// Where other traffic goes when the chain action forwards.
+    pub chain_txq: Option<TxQueue>,
+    /// The chain action.
+    pub chain: ChainAction,
+    /// UDP ports of the protocol.
+    pub udp_ports: Vec<u16>,
+    /// Packets per burst.
+    pub burst: usize,
+    /// Its verifier.
+    pub verifier: Verifier<Held>,
+    /// The dispatch queue.
+    pub out: Sender<Complete>,
+    /// Published counters.
+    pub shared: Arc<Shared>,
+    /// Cleared to stop.
+    pub running: Arc<AtomicBool>,
+    /// Time base.
+    pub clock: Clock,
+}
+
+impl Worker {
+    /// Polls until `running` is cleared, then evicts what is incomplete and publishes its
+    /// final counters.
+    pub fn run(mut self) {
+        let mut c = WorkerCounters::default();
+        let mut pkts: Vec<Mbuf> = Vec::with_capacity(self.burst);
+        let mut forward: Vec<Mbuf> = Vec::with_capacity(self.burst);
+        let mut since_publish = 0u32;
+        while self.running.load(Ordering::Relaxed) {
+            let n = self.rxq.rx_burst(&mut pkts, self.burst);
+            let now = self.clock.now_ns();
+            self.verifier.expire(now);
+            for mbuf in pkts.drain(..) {
+                self.handle(&mut c, mbuf, now, &mut forward);
+            }
+            if !forward.is_empty() {
+                self.flush_forward(&mut c, &mut forward);
+            }
+            since_publish += 1;
+            if n == 0 || since_publish >= PUBLISH_EVERY {
+                self.publish(&mut c);
+                since_publish = 0;
+            }
+            if n == 0 {
+                std::hint::spin_loop();
+            }
+        }
+        self.verifier.evict_all(self.clock.now_ns());
+        self.publish(&mut c);
+    }
+
+    #[inline]
+    fn handle(&mut self, c: &mut WorkerCounters, mbuf: Mbuf, now: u64, forward: &mut Vec<Mbuf>) {
+        let ports = &self.udp_ports;
+        match receive(&mut c.rx, mbuf.data(), (), |p| ports.contains(&p)) {
+            Rx::Fragment(f, range) => {
+                let held = Held {
+                    mbuf,
+                    start: range.start as u16,
+                    len: range.len() as u16,
+                };
+                if let Push::Complete(image) = self.verifier.push(f.with_handle(held), now) {
+                    self.dispatch(c, image);
+                }
+            }
+            Rx::Other(()) => match self.chain {
+                ChainAction::Forward if self.chain_txq.is_some() => forward.push(mbuf),
+                _ => c.chain_dropped += 1,
+            },
+            Rx::Invalid(_) => {}
+        }
+    }
+
+    fn dispatch(&mut self, c: &mut WorkerCounters, image: Image<Held>) {
+        let complete = Complete {
+            image,
+            queue: self.index as u16,
+        };
+        match self.out.try_send(complete) {
+            Ok(()) => {}
+            Err(TrySendError::Full(dropped)) | Err(TrySendError::Disconnected(dropped)) => {
+                c.backpressure_images += 1;
+                c.backpressure_fragments += dropped.image.fragments.len() as u64;
+            }
+        }
+    }
+
+    fn flush_forward(&mut self, c: &mut WorkerCounters, forward: &mut Vec<Mbuf>) {
+        let txq = self
+            .chain_txq
+            .as_mut()
+            .expect("forwarding needs a tx queue");
+        c.chain_forwarded += txq.tx_burst(forward) as u64;
+        c.chain_tx_full += forward.len() as u64;
+        Mbuf::free_bulk(forward);
+    }
+
+    fn publish(&self, c: &mut WorkerCounters) {
+        c.verifier = *self.verifier.counters();
+        c.in_flight = self.verifier.in_flight() as u64;
+        c.held_fragments = self.verifier.held_fragments();
+        *self.shared.workers[self.index].lock().expect("stats lock") = *c;
+    }
+}
