@@ -39,6 +39,10 @@ pub struct Args {
     /// Port to forward other traffic to (default: the rx port).
     #[arg(long)]
     chain_port: Option<String>,
+    /// Use hugepages: drop `--no-huge` and its `-m` from the EAL arguments (set them up
+    /// first: `scripts/hugepages setup`).
+    #[arg(long)]
+    huge: bool,
     /// Extra EAL argument (repeatable), appended to the configuration's.
     #[arg(long = "eal", allow_hyphen_values = true)]
     eal: Vec<String>,
@@ -92,6 +96,9 @@ impl Args {
         if self.chain_port.is_some() {
             c.chain.tx_port = self.chain_port.clone();
         }
+        if self.huge {
+            c.eal_args = without_no_huge(&c.eal_args);
+        }
         c.eal_args.extend(self.eal.iter().cloned());
         if self.no_responses {
             c.responses.enabled = false;
@@ -102,6 +109,23 @@ impl Args {
         c.validate()?;
         Ok(c)
     }
+}
+
+/// EAL arguments without `--no-huge` and the `-m N` / `-m=N` that it needs.
+fn without_no_huge(args: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--no-huge" => {}
+            "-m" => {
+                it.next();
+            }
+            _ if a.starts_with("-m=") => {}
+            _ => out.push(a.clone()),
+        }
+    }
+    out
 }
 
 /// Runs the pipeline until a signal, `--duration`, `--until-idle-ms`, or (demo) the end of
