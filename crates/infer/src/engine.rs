@@ -1,0 +1,194 @@
+//! The backend-neutral inference interface the pipeline programs against.
+//!
+//! Backends: [`Backend::Cpu`] (tract-onnx, the pipeline's no-GPU path),
+//! [`Backend::Reference`] (the plan's CPU reference executor, slow, for
+//! checking) and [`Backend::Gpu`] (cuDNN + cuBLAS executor of the same plan;
+//! not built yet). A new backend implements [`Engine`] and gets a variant in
+//! [`Backend`] / [`open`]; the pipeline does not change.
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+use crate::plan::Precision;
+
+/// A loaded model ready to run batches of images.
+///
+/// Inputs are f32 in logical NCHW order (`batch × input_shape()` values);
+/// engines convert to their own precision and layout internally.
+pub trait Engine: Send {
+    /// Backend name, e.g. `"reference"` or `"cpu (tract)"`.
+    fn name(&self) -> &str;
+
+    /// Precision the engine computes in.
+    fn precision(&self) -> Precision;
+
+    /// Largest batch one [`run`](Engine::run) accepts (the batch the engine
+    /// was compiled for; smaller batches are padded).
+    fn max_batch(&self) -> usize;
+
+    /// Per-image input shape, e.g. `[3, 224, 224]`.
+    fn input_shape(&self) -> &[usize];
+
+    /// Per-image output shape, e.g. `[1000]`.
+    fn output_shape(&self) -> &[usize];
+
+    /// Runs `batch` images (`1..=max_batch()`), `input` holding
+    /// `batch × input_shape()` values in NCHW order. Returns
+    /// `[batch, output_shape()...]`.
+    fn run(&mut self, input: &[f32], batch: usize) -> Result<Output>;
+}
+
+/// Validates `input`/`batch` against an engine's shape; the backends call
+/// it at the top of [`Engine::run`].
+pub fn check_input<E: Engine + ?Sized>(engine: &E, input: &[f32], batch: usize) -> Result<()> {
+    let per: usize = engine.input_shape().iter().product();
+    if batch == 0 || batch > engine.max_batch() {
+        return Err(Error::BadInputShape {
+            expected: format!("a batch of 1..={} images", engine.max_batch()),
+            got: format!("batch {batch}"),
+        });
+    }
+    if input.len() != batch * per {
+        let mut expected = vec![batch];
+        expected.extend_from_slice(engine.input_shape());
+        return Err(Error::BadInputShape {
+            expected: format!("{expected:?} = {} values", batch * per),
+            got: format!("{} values", input.len()),
+        });
+    }
+    Ok(())
+}
+
+/// The result of a run: a dense f32 tensor, batch first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    /// `[batch, ...]`.
+    pub shape: Vec<usize>,
+    /// Values in row-major order.
+    pub data: Vec<f32>,
+}
+
+impl Output {
+    /// Number of images.
+    pub fn batch(&self) -> usize {
+        self.shape.first().copied().unwrap_or(0)
+    }
+
+    /// The values of image `i`.
+    pub fn item(&self, i: usize) -> &[f32] {
+        let per = self.data.len() / self.batch().max(1);
+        &self.data[i * per..(i + 1) * per]
+    }
+
+    /// The `k` largest values of image `i` as `(class, value)`, best first
+    /// (ties broken by the lower class index).
+    pub fn top_k(&self, i: usize, k: usize) -> Vec<(usize, f32)> {
+        top_k(self.item(i), k)
+    }
+}
+
+/// The `k` largest values of `v` as `(index, value)`, best first; NaN
+/// sorts last, ties go to the lower index.
+pub fn top_k(v: &[f32], k: usize) -> Vec<(usize, f32)> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|&a, &b| {
+        let (x, y) = (v[a], v[b]);
+        match (x.is_nan(), y.is_nan()) {
+            (true, false) => std::cmp::Ordering::Greater,
+            (false, true) => std::cmp::Ordering::Less,
+            _ => y
+                .partial_cmp(&x)
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then(a.cmp(&b)),
+        }
+    });
+    idx.into_iter().take(k).map(|i| (i, v[i])).collect()
+}
+
+/// Which engine implementation to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// tract-onnx on the original graph (fp32 only).
+    Cpu,
+    /// The plan's CPU reference executor (fp32 or fp16).
+    Reference,
+    /// The plan on cuDNN + cuBLAS (not built yet).
+    Gpu,
+}
+
+impl Backend {
+    /// `"cpu"`, `"reference"` or `"gpu"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Cpu => "cpu",
+            Backend::Reference => "reference",
+            Backend::Gpu => "gpu",
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "cpu" | "tract" => Ok(Backend::Cpu),
+            "reference" | "ref" => Ok(Backend::Reference),
+            "gpu" | "cuda" => Ok(Backend::Gpu),
+            _ => Err(format!(
+                "unknown backend '{s}' (expected cpu, reference or gpu)"
+            )),
+        }
+    }
+}
+
+/// Opens `path` with the chosen backend for batches of up to `batch`.
+pub fn open(
+    path: impl AsRef<Path>,
+    backend: Backend,
+    batch: usize,
+    precision: Precision,
+) -> Result<Box<dyn Engine>> {
+    match backend {
+        Backend::Cpu => {
+            if precision != Precision::Fp32 {
+                return Err(Error::Backend(format!(
+                    "the cpu (tract) backend runs fp32 only, not {precision}"
+                )));
+            }
+            Ok(Box::new(crate::tract::Tract::load(path, batch)?))
+        }
+        Backend::Reference => Ok(Box::new(crate::reference::Reference::load(
+            path, batch, precision,
+        )?)),
+        Backend::Gpu => Err(Error::Backend(
+            "the gpu backend (cuDNN + cuBLAS executor of the plan) is not built yet; use cpu or reference".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_orders_values_and_puts_nan_last() {
+        let v = [0.1, 0.7, f32::NAN, 0.7, -1.0];
+        assert_eq!(top_k(&v, 3), vec![(1, 0.7), (3, 0.7), (0, 0.1)]);
+        assert_eq!(top_k(&v, 9).len(), 5);
+        assert!(top_k(&v, 5)[4].1.is_nan());
+        let out = Output {
+            shape: vec![2, 2],
+            data: vec![1.0, 2.0, 4.0, 3.0],
+        };
+        assert_eq!(out.batch(), 2);
+        assert_eq!(out.top_k(1, 1), vec![(0, 4.0)]);
+    }
+}
