@@ -49,7 +49,12 @@ pub struct Demo {
     manifest: Arc<Mutex<Vec<Entry>>>,
     arrivals: Arc<Mutex<Vec<Arrival>>>,
     stop_receiver: Arc<AtomicBool>,
+    stop_generator: Arc<AtomicBool>,
+    rx_rings: Vec<Ring>,
 }
+
+/// The generator's error when it is told to stop early.
+const STOPPED: &str = "demo stopped";
 
 /// Name of the demo port (`net_ring_` + this).
 pub const PORT: &str = "demo";
@@ -79,6 +84,7 @@ struct RingSink {
     pool: Mempool,
     rings: Vec<Ring>,
     pending: Vec<Vec<Mbuf>>,
+    stop: Arc<AtomicBool>,
 }
 
 impl RingSink {
@@ -87,6 +93,10 @@ impl RingSink {
         while !pending.is_empty() {
             self.rings[ring].enqueue_burst(pending);
             if !pending.is_empty() {
+                if self.stop.load(Ordering::Relaxed) {
+                    Mbuf::free_bulk(pending);
+                    return;
+                }
                 std::thread::yield_now();
             }
         }
@@ -107,6 +117,9 @@ impl Sink for RingSink {
                 Ok(m) => break m,
                 // The pool is empty while the pipeline holds mbufs: wait for it.
                 Err(_) => {
+                    if self.stop.load(Ordering::Relaxed) {
+                        return Err(netml_pktgen::Error::new(STOPPED));
+                    }
                     self.push(ring);
                     std::thread::yield_now();
                 }
@@ -115,6 +128,10 @@ impl Sink for RingSink {
         self.pending[ring].push(m);
         if self.pending[ring].len() >= 32 {
             self.push(ring);
+        }
+        if self.stop.load(Ordering::Relaxed) {
+            self.push(ring);
+            return Err(netml_pktgen::Error::new(STOPPED));
         }
         Ok(frame.len())
     }
@@ -161,6 +178,8 @@ impl Demo {
         let manifest = Arc::new(Mutex::new(Vec::new()));
         let m2 = manifest.clone();
         let pending = (0..rx.len()).map(|_| Vec::new()).collect();
+        let stop_generator = Arc::new(AtomicBool::new(false));
+        let (stop_gen, rx_rings) = (stop_generator.clone(), rx.clone());
         let generator = std::thread::Builder::new()
             .name("netml-demo-gen".into())
             .spawn(move || {
@@ -169,6 +188,7 @@ impl Demo {
                     pool,
                     rings: rx,
                     pending,
+                    stop: stop_gen,
                 };
                 let mut on_image = |e: &Entry| {
                     m2.lock().expect("manifest").push(e.clone());
@@ -191,6 +211,8 @@ impl Demo {
             manifest,
             arrivals,
             stop_receiver,
+            stop_generator,
+            rx_rings,
         })
     }
 
@@ -211,11 +233,24 @@ impl Demo {
         (intact, self.arrivals.lock().expect("arrivals").len())
     }
 
-    /// Waits for the generator, stops the receiver and matches results to what was sent.
-    pub fn finish(mut self) -> Result<(Summary, Report), String> {
+    /// Stops the generator (if still sending), stops the receiver and matches results to
+    /// what was sent. The summary is `None` when the generator was stopped early.
+    pub fn finish(mut self) -> Result<(Option<Summary>, Report), String> {
+        // The pipeline has stopped: nothing drains the rx rings any more.
+        self.stop_generator.store(true, Ordering::Relaxed);
         let summary = match self.generator.take().map(|g| g.join()) {
-            Some(Ok(r)) => r?,
+            Some(Ok(r)) => r,
             _ => return Err("demo generator panicked".into()),
+        };
+        let mut left = Vec::new();
+        for r in &self.rx_rings {
+            while r.dequeue_burst(&mut left, 256) > 0 {
+                Mbuf::free_bulk(&mut left);
+            }
+        }
+        let summary = match summary {
+            Err(e) if e.contains(STOPPED) => None,
+            other => Some(other?),
         };
         self.stop_receiver.store(true, Ordering::Relaxed);
         if let Some(r) = self.receiver.take() {

@@ -71,10 +71,13 @@ impl Pipeline {
             )
         })?;
         let forward_same_port = cfg.chain.action == ChainAction::Forward && chain_port.is_none();
-        // Tx queues on the rx port: one per worker for forwarding back out, plus one for results.
+        // Results leave by the rx port's last tx queue. Forwarding other traffic back out of
+        // the same port takes one more tx queue per worker (each queue has one owner); ports
+        // that only offer as many tx as rx queues (af_packet, pcap) then need a chain port.
+        let tx_queues = if forward_same_port { queues + 1 } else { 1 };
         let port_cfg = PortConfig {
             rx_queues: queues,
-            tx_queues: queues + 1,
+            tx_queues,
             rx_desc: cfg.rx.rx_desc,
             rss: cfg.rx.rss,
             ..PortConfig::default()
@@ -149,7 +152,7 @@ impl Pipeline {
             txq: if cfg.responses.enabled {
                 Some(
                     rx_port
-                        .tx_queue(queues)
+                        .tx_queue(tx_queues - 1)
                         .map_err(|e| format!("result tx queue: {e}"))?,
                 )
             } else {

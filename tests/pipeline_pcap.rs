@@ -1,0 +1,248 @@
+//! `netml run` on a net_pcap virtual device: the rx queue reads a pktgen capture, results
+//! (and forwarded traffic) are written to tx pcap files.
+//!
+//! Every counter of the final report is checked exactly against what pktgen says it put
+//! into the capture (lost, duplicated, reordered, truncated, corrupted fragments and images
+//! that never complete), the mbuf pool must be back where it started, and the result
+//! messages in the tx capture are matched against pktgen's manifest: one per intact image,
+//! with the sender's CRC-32, addressed back to the image's source.
+//!
+//! net_pcap gives one tx queue per `tx_pcap=` argument. The pipeline asks for one tx queue
+//! per rx queue (for the NF chain's forwarding) plus one for results, so these runs pass two
+//! `tx_pcap=` files and look for results in both.
+
+use netml_e2e::*;
+use std::ffi::OsStr;
+use std::path::Path;
+
+/// A configuration whose verifier timeout cannot expire while net_pcap reads the file,
+/// however slow this machine is: incomplete images are evicted only at shutdown.
+fn config(dir: &Path) -> std::path::PathBuf {
+    let p = dir.join("netml.toml");
+    std::fs::write(&p, "[verifier]\ntimeout_ms = 60000\n").unwrap();
+    p
+}
+
+fn vdev_args(input: &Path, tx: &[&Path]) -> String {
+    let mut a = format!("rx_pcap={}", input.display());
+    for t in tx {
+        a.push_str(&format!(",tx_pcap={}", t.display()));
+    }
+    a
+}
+
+#[test]
+fn faulty_capture_is_counted_exactly_and_every_intact_image_is_answered() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let t = Traffic::generate(
+        dir.path(),
+        "faults",
+        &[
+            "--synthetic",
+            "1x3x64x64",
+            "--variants",
+            "8",
+            "--count",
+            "160",
+            "--flows",
+            "3",
+            "--model",
+            "1,2",
+            "--seed",
+            "7",
+            "--loss",
+            "0.002",
+            "--dup",
+            "0.02",
+            "--reorder",
+            "32",
+            "--truncate",
+            "0.002",
+            "--corrupt",
+            "0.002",
+            "--incomplete",
+            "0.05",
+            "--pps",
+            "200000",
+        ],
+    );
+    let s = &t.summary;
+    for fault in [
+        "lost",
+        "duplicated",
+        "truncated",
+        "corrupted",
+        "withheld",
+        "reordered",
+    ] {
+        assert!(n(&s[fault]) > 0, "seed 7 should inject some {fault}: {s}");
+    }
+    let (tx0, tx1) = (dir.path().join("tx0.pcap"), dir.path().join("tx1.pcap"));
+    let cfg = config(dir.path());
+    let vdev = vdev_args(&t.pcap, &[&tx0, &tx1]);
+    let report = netml_run(
+        dir.path(),
+        "report",
+        &[
+            OsStr::new("--config"),
+            cfg.as_os_str(),
+            OsStr::new("--port"),
+            OsStr::new("net_pcap0"),
+            OsStr::new("--vdev-args"),
+            OsStr::new(&vdev),
+            OsStr::new("--until-idle-ms"),
+            OsStr::new("1500"),
+        ],
+    );
+    assert_report_matches(&report, &t, 0, false);
+    assert!(
+        t.incomplete_images_seen() > 0,
+        "some images should be evicted"
+    );
+    assert_eq!(n(&report["total"]["verifier"]["evicted_pressure"]), 0);
+
+    // The tx captures hold the results and nothing else.
+    let results = results_in_pcaps(&[&tx0, &tx1]);
+    let frames = read_pcap(&tx0).len() + read_pcap(&tx1).len();
+    assert_eq!(frames, results.len(), "tx captures hold only results");
+    assert_eq!(results.len() as u64, n(&s["images_intact"]));
+    assert_results_match_manifest(&results, &t.manifest);
+}
+
+fn lossy_traffic(dir: &Path, seed: &str) -> Traffic {
+    Traffic::generate(
+        dir,
+        "lossy",
+        &[
+            "--synthetic",
+            "1x3x64x64",
+            "--count",
+            "100",
+            "--flows",
+            "2",
+            "--model",
+            "3",
+            "--seed",
+            seed,
+            "--loss",
+            "0.003",
+            "--dup",
+            "0.03",
+            "--reorder",
+            "16",
+            "--truncate",
+            "0.002",
+            "--corrupt",
+            "0.002",
+        ],
+    )
+}
+
+#[test]
+fn other_traffic_is_dropped_by_the_chain() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let t = lossy_traffic(dir.path(), "11");
+    let extra = other_frames(40);
+    let input = dir.path().join("mixed.pcap");
+    mix_into(&t.pcap, &extra, &input);
+    let (tx0, tx1) = (dir.path().join("tx0.pcap"), dir.path().join("tx1.pcap"));
+    let cfg = config(dir.path());
+    let vdev = vdev_args(&input, &[&tx0, &tx1]);
+    let report = netml_run(
+        dir.path(),
+        "report",
+        &[
+            OsStr::new("--config"),
+            cfg.as_os_str(),
+            OsStr::new("--port"),
+            OsStr::new("net_pcap0"),
+            OsStr::new("--vdev-args"),
+            OsStr::new(&vdev),
+            OsStr::new("--queues"),
+            OsStr::new("1"),
+            OsStr::new("--chain"),
+            OsStr::new("drop"),
+            OsStr::new("--until-idle-ms"),
+            OsStr::new("1500"),
+        ],
+    );
+    assert_report_matches(&report, &t, extra.len() as u64, false);
+    assert_eq!(report["workers"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        n(&report["workers"][0]["chain_dropped"]),
+        extra.len() as u64
+    );
+    let results = results_in_pcaps(&[&tx0, &tx1]);
+    let frames = read_pcap(&tx0).len() + read_pcap(&tx1).len();
+    assert_eq!(frames, results.len(), "dropped traffic must not be sent");
+    assert_results_match_manifest(&results, &t.manifest);
+}
+
+#[test]
+fn other_traffic_is_forwarded_unchanged_by_the_chain() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let t = lossy_traffic(dir.path(), "12");
+    let extra = other_frames(24);
+    let input = dir.path().join("mixed.pcap");
+    mix_into(&t.pcap, &extra, &input);
+    let (fwd, out) = (dir.path().join("fwd.pcap"), dir.path().join("out.pcap"));
+    let cfg = config(dir.path());
+    let vdev = vdev_args(&input, &[&fwd, &out]);
+    let report = netml_run(
+        dir.path(),
+        "report",
+        &[
+            OsStr::new("--config"),
+            cfg.as_os_str(),
+            OsStr::new("--port"),
+            OsStr::new("net_pcap0"),
+            OsStr::new("--vdev-args"),
+            OsStr::new(&vdev),
+            OsStr::new("--chain"),
+            OsStr::new("forward"),
+            OsStr::new("--until-idle-ms"),
+            OsStr::new("1500"),
+        ],
+    );
+    assert_report_matches(&report, &t, extra.len() as u64, true);
+    // Tx queue 0 (the worker's) carries the other traffic, byte for byte and in order;
+    // tx queue 1 carries the results.
+    let forwarded: Vec<Vec<u8>> = read_pcap(&fwd).into_iter().map(|r| r.data).collect();
+    assert_eq!(forwarded, extra, "forwarded frames differ from the input's");
+    let results = results_in_pcaps(&[&out]);
+    assert_eq!(read_pcap(&out).len(), results.len());
+    assert_results_match_manifest(&results, &t.manifest);
+}
+
+/// The documented invocation, one rx and one tx capture: with the chain dropping, the
+/// pipeline needs no forwarding tx queue, only the results'.
+#[test]
+fn one_tx_capture_is_enough_when_the_chain_drops() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let t = lossy_traffic(dir.path(), "13");
+    let out = dir.path().join("out.pcap");
+    let vdev = vdev_args(&t.pcap, &[&out]);
+    let cfg = config(dir.path());
+    let report = netml_run(
+        dir.path(),
+        "report",
+        &[
+            OsStr::new("--config"),
+            cfg.as_os_str(),
+            OsStr::new("--port"),
+            OsStr::new("net_pcap0"),
+            OsStr::new("--vdev-args"),
+            OsStr::new(&vdev),
+            OsStr::new("--until-idle-ms"),
+            OsStr::new("1500"),
+        ],
+    );
+    assert_report_matches(&report, &t, 0, false);
+    let results = results_in_pcaps(&[&out]);
+    assert_eq!(read_pcap(&out).len(), results.len());
+    assert_results_match_manifest(&results, &t.manifest);
+}
