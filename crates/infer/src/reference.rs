@@ -18,7 +18,9 @@
 
 use crate::engine::{Engine, Output};
 use crate::error::{Error, Result};
-use crate::plan::{Activation, Op, Plan, PoolKind, Precision, TensorId, WeightId, WeightLayout};
+use crate::plan::{
+    Activation, Layout, Op, Plan, PoolKind, Precision, TensorId, WeightId, WeightLayout,
+};
 
 /// Callback of [`Reference::execute_traced`].
 type StepTrace<'a> = &'a mut dyn FnMut(usize, TensorId, &[f32]);
@@ -39,21 +41,8 @@ impl Reference {
             .weights
             .iter()
             .map(|w| match w.layout {
-                WeightLayout::Krsc => {
-                    let [k, c, r, s] = [w.shape[0], w.shape[1], w.shape[2], w.shape[3]];
-                    let mut d = vec![0f32; w.data.len()];
-                    for ki in 0..k {
-                        for ri in 0..r {
-                            for si in 0..s {
-                                for ci in 0..c {
-                                    d[((ki * c + ci) * r + ri) * s + si] =
-                                        w.data[((ki * r + ri) * s + si) * c + ci];
-                                }
-                            }
-                        }
-                    }
-                    d
-                }
+                // KRSC is the NHWC order of the logical [K, C, R, S] filter.
+                WeightLayout::Krsc => Layout::Nhwc.to_logical(&w.shape, w.data.clone()),
                 _ => w.data.clone(),
             })
             .collect();
@@ -112,7 +101,7 @@ impl Reference {
             });
         }
         self.arena.fill(0xff); // NaN in both f32 and f16
-        self.write(self.plan.input, input);
+        self.write(self.plan.input, input.to_vec());
         for i in 0..self.plan.steps.len() {
             self.check_inputs(i)?;
             self.step(i);
@@ -166,26 +155,14 @@ impl Reference {
 
     /// Reads a tensor in logical (ONNX, row-major) order.
     fn read(&self, t: TensorId) -> Vec<f32> {
-        let phys = self.load_physical(t);
         let info = self.plan.tensor(t);
-        if info.layout.is_logical_order(&info.shape) {
-            return phys;
-        }
-        (0..phys.len())
-            .map(|i| phys[info.layout.physical_index(&info.shape, i)])
-            .collect()
+        info.layout.to_logical(&info.shape, self.load_physical(t))
     }
 
     /// Writes a tensor given in logical order.
-    fn write(&mut self, t: TensorId, logical: &[f32]) {
+    fn write(&mut self, t: TensorId, logical: Vec<f32>) {
         let info = self.plan.tensor(t);
-        if info.layout.is_logical_order(&info.shape) {
-            return self.store_physical(t, logical);
-        }
-        let mut phys = vec![0f32; logical.len()];
-        for (i, v) in logical.iter().enumerate() {
-            phys[info.layout.physical_index(&info.shape, i)] = *v;
-        }
+        let phys = info.layout.to_physical(&info.shape, logical);
         self.store_physical(t, &phys);
     }
 
@@ -245,7 +222,7 @@ impl Reference {
                     }
                 }
                 apply(&mut y, c.act);
-                self.write(c.y, &y);
+                self.write(c.y, y);
             }
             Op::Gemm(g) => {
                 let x = self.load_physical(g.x); // the row-major [m, k] matrix
@@ -271,14 +248,14 @@ impl Reference {
                     }
                 }
                 apply(&mut y, g.act);
-                self.write(g.y, &y);
+                self.write(g.y, y);
             }
             Op::Pool(p) => {
                 let x = self.read(p.x);
                 let xs = self.shape(p.x);
                 let ys = self.shape(p.y);
                 let y = pool2d(&x, &xs, &ys, p.kind, p.kernel, p.stride, p.pads);
-                self.write(p.y, &y);
+                self.write(p.y, y);
             }
             Op::ScaleShift(s) => {
                 let mut x = self.read(s.x);
@@ -290,7 +267,7 @@ impl Reference {
                     let ch = (i / inner) % c;
                     *v = s.act.apply(*v * scale[ch] + shift[ch]);
                 }
-                self.write(s.y, &x);
+                self.write(s.y, x);
             }
             Op::Add(a) => {
                 let mut x = self.read(a.a);
@@ -298,12 +275,12 @@ impl Reference {
                 for (v, w) in x.iter_mut().zip(&z) {
                     *v = a.act.apply(*v + w);
                 }
-                self.write(a.y, &x);
+                self.write(a.y, x);
             }
             Op::Activation(a) => {
                 let mut x = self.read(a.x);
                 apply(&mut x, a.act);
-                self.write(a.y, &x);
+                self.write(a.y, x);
             }
             Op::Concat(c) => {
                 let ys = self.shape(c.y);
@@ -321,7 +298,7 @@ impl Reference {
                     }
                     col += row;
                 }
-                self.write(c.y, &y);
+                self.write(c.y, y);
             }
             Op::Softmax(s) => {
                 let mut x = self.read(s.x);
@@ -349,11 +326,11 @@ impl Reference {
                         }
                     }
                 }
-                self.write(s.y, &x);
+                self.write(s.y, x);
             }
             Op::Reorder(r) => {
                 let x = self.read(r.x);
-                self.write(r.y, &x);
+                self.write(r.y, x);
             }
         }
     }
