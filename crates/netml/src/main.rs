@@ -3,7 +3,9 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod bench;
 mod demo;
+mod infer;
 mod run;
 mod verify_pcap;
 
@@ -28,6 +30,12 @@ enum Command {
     /// Reassemble a capture offline through the verifier and report every counter and, per
     /// completed image, its id and the CRC-32 of the reassembled tensor.
     VerifyPcap(verify_pcap::Args),
+    /// Measure the data plane on in-memory sources (`bench rx`: rx + classify + verify per
+    /// core, from a net_ring port fed with recycled fragment mbufs).
+    Bench(bench::Args),
+    /// Run one model on an input (`.npy`, image, or seeded random) and print the top-5
+    /// classes per image and the time per batch.
+    Infer(infer::Args),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +48,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(a) => run::run(*a),
         Command::VerifyPcap(a) => verify_pcap::run(a),
+        Command::Bench(a) => bench::run(a),
+        Command::Infer(a) => infer::run(a),
     };
     match result {
         Ok(code) => code,

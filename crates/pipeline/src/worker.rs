@@ -6,7 +6,7 @@
 use crate::clock::Clock;
 use crate::config::ChainAction;
 use crate::stats::{Shared, WorkerCounters};
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use netml_dpdk::{Mbuf, RxQueue, TxQueue};
 use netml_verify::{receive, Image, Push, Rx, Verifier};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,6 +35,12 @@ pub struct Complete {
     pub image: Image<Held>,
     /// The rx queue it arrived on.
     pub queue: u16,
+}
+
+/// A dispatch queue (bounded): the workers' `out`, the gather stage's input. A worker drops
+/// a complete image when it is full (counted as backpressure).
+pub fn dispatch_queue(capacity: usize) -> (Sender<Complete>, Receiver<Complete>) {
+    crossbeam_channel::bounded(capacity)
 }
 
 /// Publish counters every this many loop iterations (and whenever a poll comes back empty).
@@ -69,7 +75,14 @@ pub struct Worker {
 impl Worker {
     /// Polls until `running` is cleared, then evicts what is incomplete and publishes its
     /// final counters.
-    pub fn run(mut self) {
+    pub fn run(self) {
+        self.run_observed(|_| {})
+    }
+
+    /// [`Worker::run`], calling `after_poll(n)` at the end of every loop iteration, once the
+    /// `n` packets of its burst (0: the poll came back empty) have been handled. `netml
+    /// bench rx` times the loop with it; `run` passes a no-op, which compiles away.
+    pub fn run_observed(mut self, mut after_poll: impl FnMut(usize)) {
         let mut c = WorkerCounters::default();
         let mut pkts: Vec<Mbuf> = Vec::with_capacity(self.burst);
         let mut forward: Vec<Mbuf> = Vec::with_capacity(self.burst);
@@ -92,6 +105,7 @@ impl Worker {
             if n == 0 {
                 std::hint::spin_loop();
             }
+            after_poll(n);
         }
         self.verifier.evict_all(self.clock.now_ns());
         self.publish(&mut c);
