@@ -183,6 +183,7 @@ impl Demo {
         let generator = std::thread::Builder::new()
             .name("netml-demo-gen".into())
             .spawn(move || {
+                netml_pipeline::unpin_thread();
                 let _ = netml_dpdk::register_thread();
                 let mut sink = RingSink {
                     pool,
@@ -267,6 +268,7 @@ impl Demo {
 
 /// Reads result frames off the tx rings until told to stop (then drains once more).
 fn receive(rings: Vec<Ring>, arrivals: Arc<Mutex<Vec<Arrival>>>, stop: Arc<AtomicBool>) {
+    netml_pipeline::unpin_thread();
     let _ = netml_dpdk::register_thread();
     let mut burst = Vec::with_capacity(64);
     loop {

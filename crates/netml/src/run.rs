@@ -111,13 +111,14 @@ impl Args {
     }
 }
 
-/// EAL arguments without `--no-huge` and the `-m N` / `-m=N` that it needs.
+/// EAL arguments for hugepages: without `--no-huge`, the `-m N` it needs and `--no-shconf`,
+/// and with `--in-memory` (hugepage files are unlinked, so none is left behind).
 fn without_no_huge(args: &[String]) -> Vec<String> {
-    let mut out = Vec::new();
+    let mut out = vec!["--in-memory".to_string()];
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--no-huge" => {}
+            "--no-huge" | "--no-shconf" | "--in-memory" => {}
             "-m" => {
                 it.next();
             }

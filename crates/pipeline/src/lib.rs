@@ -133,8 +133,9 @@ impl Pipeline {
             let handle = std::thread::Builder::new()
                 .name(format!("netml-rx{q}"))
                 .spawn(move || {
-                    if let Some(core) = lcore {
-                        pin_to_core(core);
+                    match lcore {
+                        Some(core) => pin_to_core(core),
+                        None => unpin_thread(),
                     }
                     if let Err(e) = netml_dpdk::register_thread() {
                         tracing::warn!(
@@ -166,6 +167,7 @@ impl Pipeline {
         let sink = std::thread::Builder::new()
             .name("netml-sink".into())
             .spawn(move || {
+                unpin_thread();
                 let _ = netml_dpdk::register_thread();
                 sink.run()
             })
@@ -232,6 +234,27 @@ impl Drop for Pipeline {
     fn drop(&mut self) {
         if self.sink.is_some() {
             self.stop();
+        }
+    }
+}
+
+/// Lets the calling thread run on every online CPU. `rte_eal_init` pins the main thread to
+/// its main lcore and threads spawned afterwards inherit that mask, so without this every
+/// pipeline thread would share one core.
+pub fn unpin_thread() {
+    // SAFETY: sysconf has no preconditions; the cpu_set_t is zeroed and only set for
+    // indices below CPU_SETSIZE.
+    unsafe {
+        let online = libc::sysconf(libc::_SC_NPROCESSORS_ONLN).max(1) as usize;
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for cpu in 0..online.min(libc::CPU_SETSIZE as usize) {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            tracing::warn!(
+                "could not widen the CPU affinity: {}",
+                std::io::Error::last_os_error()
+            );
         }
     }
 }
