@@ -91,6 +91,8 @@ impl Worker {
             let n = self.rxq.rx_burst(&mut pkts, self.burst);
             let now = self.clock.now_ns();
             self.verifier.expire(now);
+            // Start every header load of the burst before parsing the first one.
+            pkts.iter().for_each(Mbuf::prefetch_data);
             for mbuf in pkts.drain(..) {
                 self.handle(&mut c, mbuf, now, &mut forward);
             }
