@@ -237,15 +237,15 @@ impl<H> Verifier<H> {
     }
 
     /// Takes one fragment at time `now` (any monotonic clock in ns, the same for
-    /// [`Verifier::expire`]).
+    /// [`Verifier::expire`]). Checks run in the order docs/protocol.md section 8.2 gives.
     #[inline]
     pub fn push(&mut self, frag: Fragment<H>, now: u64) -> Push<H> {
         let h = &frag.header;
         let verdict = match h.expected_payload_len() {
             _ if h.count > self.cfg.max_fragments => Err(Drop::OutOfRange),
+            None => Err(Drop::OutOfRange),
             // The wire parser guarantees this; a hand-made header might not.
             _ if h.descriptor.is_some() != (h.index == 0) => Err(Drop::Inconsistent),
-            None => Err(Drop::OutOfRange),
             Some(len) if len != frag.payload_len => Err(Drop::Inconsistent),
             Some(_) => Ok(()),
         };
