@@ -1,0 +1,341 @@
+// gather.cuh -- netml GPU ingest: the gather routine, the u8 HWC -> f32 CHW conversion and the
+// doorbell ring protocol, written once for two targets:
+//
+//   * CUDA (NVRTC): compiled from gather.cu; blocks are CUDA blocks, lanes are warp lanes.
+//   * host (g++/clang++, C++20): compiled from host_gather.cpp; every "block" is one host
+//     thread with one lane (blockDim = 1, warp size = 1), fed by the same ring.
+//
+// Only the small portability layer below differs between the two. Keep this file NVRTC-friendly:
+// no host headers on the CUDA side, no libcu++, only builtins (threadIdx, uint4, atomicAdd,
+// __threadfence_system, __syncthreads).
+//
+// The protocol is documented in docs/gpu-ingest.md. The layout of netml_frag, netml_entry,
+// netml_ring and netml_grid_ctl is mirrored in crates/gpu/src/ring.rs (checked by a test through
+// netml_host_layout()).
+#ifndef NETML_GATHER_CUH
+#define NETML_GATHER_CUH
+
+typedef unsigned char netml_u8;
+typedef unsigned int netml_u32;
+typedef unsigned long long netml_u64;
+
+// ---------------------------------------------------------------------------------------------
+// Portability layer
+// ---------------------------------------------------------------------------------------------
+#if defined(__CUDACC__)
+
+#define NETML_FN __device__ __forceinline__
+#define NETML_SHARED __shared__
+
+NETML_FN netml_u32 netml_tid() { return threadIdx.x; }
+NETML_FN netml_u32 netml_ntid() { return blockDim.x; }
+NETML_FN netml_u32 netml_bid() { return blockIdx.x; }
+NETML_FN netml_u32 netml_nblocks() { return gridDim.x; }
+// Lanes of one warp; blockDim.x must be a multiple of 32.
+NETML_FN netml_u32 netml_lane() { return threadIdx.x & 31u; }
+NETML_FN netml_u32 netml_nlanes() { return 32u; }
+NETML_FN netml_u32 netml_warp() { return blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); }
+NETML_FN netml_u32 netml_nwarps() { return gridDim.x * (blockDim.x >> 5); }
+
+NETML_FN void netml_sync_block() { __syncthreads(); }
+// Polled words are read with volatile loads (ld.volatile: never served from a stale L1 line).
+NETML_FN netml_u32 netml_load(const netml_u32* p) { return *(const volatile netml_u32*)p; }
+NETML_FN netml_u64 netml_load64(const netml_u64* p) { return *(const volatile netml_u64*)p; }
+NETML_FN void netml_store(netml_u32* p, netml_u32 v) { *(volatile netml_u32*)p = v; }
+NETML_FN netml_u32 netml_atomic_add(netml_u32* p, netml_u32 v) { return atomicAdd(p, v); }
+// System scope: orders our accesses to mapped host memory against the host's.
+NETML_FN void netml_fence_system() { __threadfence_system(); }
+NETML_FN void netml_relax(netml_u32* spins) {
+  ++*spins;
+#if __CUDA_ARCH__ >= 700
+  if (*spins > 64u) __nanosleep(200);
+#endif
+}
+// 16-byte vector copy (ld.global.v4.u32 / st.global.v4.u32).
+NETML_FN void netml_copy16(netml_u8* d, const netml_u8* s) {
+  *(uint4*)d = *(const uint4*)s;
+}
+NETML_FN void netml_copy4(netml_u8* d, const netml_u8* s) {
+  *(netml_u32*)d = *(const netml_u32*)s;
+}
+NETML_FN float netml_f32_from_bits(netml_u32 b) { return __int_as_float((int)b); }
+
+#else  // host build -----------------------------------------------------------------------------
+
+#include <atomic>
+#include <cstring>
+#include <sched.h>
+#include <time.h>
+
+#define NETML_FN static inline
+#define NETML_SHARED /* one thread per host block: a local is block-shared */
+
+// Set by the host entry points (host_gather.cpp) before entering the common code.
+static thread_local netml_u32 netml_host_bid_ = 0;
+static thread_local netml_u32 netml_host_nblocks_ = 1;
+
+NETML_FN netml_u32 netml_tid() { return 0; }
+NETML_FN netml_u32 netml_ntid() { return 1; }
+NETML_FN netml_u32 netml_bid() { return netml_host_bid_; }
+NETML_FN netml_u32 netml_nblocks() { return netml_host_nblocks_; }
+NETML_FN netml_u32 netml_lane() { return 0; }
+NETML_FN netml_u32 netml_nlanes() { return 1; }
+NETML_FN netml_u32 netml_warp() { return netml_host_bid_; }
+NETML_FN netml_u32 netml_nwarps() { return netml_host_nblocks_; }
+
+NETML_FN void netml_sync_block() {}
+NETML_FN netml_u32 netml_load(const netml_u32* p) {
+  return std::atomic_ref<netml_u32>(*const_cast<netml_u32*>(p)).load(std::memory_order_relaxed);
+}
+NETML_FN netml_u64 netml_load64(const netml_u64* p) {
+  return std::atomic_ref<netml_u64>(*const_cast<netml_u64*>(p)).load(std::memory_order_relaxed);
+}
+NETML_FN void netml_store(netml_u32* p, netml_u32 v) {
+  std::atomic_ref<netml_u32>(*p).store(v, std::memory_order_relaxed);
+}
+NETML_FN netml_u32 netml_atomic_add(netml_u32* p, netml_u32 v) {
+  return std::atomic_ref<netml_u32>(*p).fetch_add(v, std::memory_order_relaxed);
+}
+NETML_FN void netml_fence_system() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+// Host "blocks" share few cores with the producer: spin briefly, then yield, then sleep.
+NETML_FN void netml_relax(netml_u32* spins) {
+  ++*spins;
+  if (*spins < 64u) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  } else if (*spins < 2048u) {
+    sched_yield();
+  } else {
+    struct timespec ts = {0, 20000};  // 20 us
+    nanosleep(&ts, nullptr);
+  }
+}
+NETML_FN void netml_copy16(netml_u8* d, const netml_u8* s) { std::memcpy(d, s, 16); }
+NETML_FN void netml_copy4(netml_u8* d, const netml_u8* s) { std::memcpy(d, s, 4); }
+NETML_FN float netml_f32_from_bits(netml_u32 b) {
+  float f;
+  std::memcpy(&f, &b, 4);
+  return f;
+}
+
+#endif  // portability layer
+
+// ---------------------------------------------------------------------------------------------
+// Shared layout (host <-> kernel). Pointers travel as u64 (UVA: same value on host and device).
+// ---------------------------------------------------------------------------------------------
+#define NETML_STATE_FREE 0u
+#define NETML_STATE_READY 1u
+#define NETML_STATE_DONE 2u
+
+#define NETML_FLAG_CONVERT 1u  // u8 HWC fragments -> f32 CHW slot, out = x * scale[c] + bias[c]
+
+#define NETML_INLINE_FRAGS 8u
+#define NETML_MAX_CHANNELS 4u
+
+struct netml_frag {  // 16 bytes
+  netml_u64 src;     // source payload address
+  netml_u32 len;     // bytes
+  netml_u32 dst_off; // byte offset in the gathered (u8) image
+};
+
+struct netml_entry {  // 256 bytes; entries are 64-byte aligned
+  netml_u32 state;    // FREE / READY / DONE (the only word both sides write)
+  netml_u32 seq;      // sequence number published with READY (low 32 bits of the ticket)
+  netml_u32 nfrags;
+  netml_u32 flags;    // NETML_FLAG_*
+  netml_u64 dst;      // slot address (u8 bytes, or f32 CHW when converting)
+  netml_u64 frags;    // address of nfrags descriptors; 0 -> inline_frags
+  netml_u32 channels; // convert: C (<= NETML_MAX_CHANNELS)
+  netml_u32 hw;       // convert: H * W
+  float scale[NETML_MAX_CHANNELS];
+  float bias[NETML_MAX_CHANNELS];
+  netml_u64 dst_len;  // slot size in bytes (informational, checked by the producer)
+  netml_u8 pad_[48];
+  struct netml_frag inline_frags[NETML_INLINE_FRAGS];
+};
+
+struct netml_ring {  // 64 bytes, in shared (mapped pinned) memory
+  netml_u32 quit;      // host sets 1: the consumer exits when no READY entry is at its head
+  netml_u32 nentries;
+  netml_u64 entries;   // address of nentries netml_entry
+  netml_u8 pad_[48];
+};
+
+// Consumer-private grid coordination (device memory on the GPU; zeroed before the launch).
+struct netml_grid_ctl {  // 64 bytes
+  netml_u32 gen;         // broadcast word: bumped by block 0 for each entry (and for stop)
+  netml_u32 cur;         // index of the entry of generation `gen`
+  netml_u32 stop;        // 1: blocks exit at the next generation
+  netml_u32 done;        // per-block done counter: reaches gen * nblocks (mod 2^32)
+  netml_u32 seq_errors;  // READY entries seen with an unexpected seq (must stay 0)
+  netml_u32 pad0_;
+  netml_u64 entries_done;
+  netml_u8 pad_[32];
+};
+
+// ---------------------------------------------------------------------------------------------
+// Gather: one fragment is copied by one warp (lanes stride over its 16-byte words).
+// Correct for any alignment: when src and dst agree modulo 16 we copy head bytes, a 16-byte body
+// and tail bytes; modulo 4 the same with 4-byte words; otherwise bytes.
+// ---------------------------------------------------------------------------------------------
+NETML_FN void netml_copy_span(netml_u8* dst, const netml_u8* src, netml_u32 len, netml_u32 lane,
+                              netml_u32 nlanes) {
+  const netml_u64 s = (netml_u64)src, d = (netml_u64)dst;
+  netml_u32 w = 1;
+  if (((s ^ d) & 15u) == 0) w = 16;
+  else if (((s ^ d) & 3u) == 0) w = 4;
+  netml_u32 head = 0, body = 0;
+  if (w > 1) {
+    head = (netml_u32)((w - (s & (w - 1))) & (w - 1));
+    if (head > len) head = len;
+    body = (len - head) & ~(w - 1);
+  }
+  const netml_u32 tail_start = head + body;
+  // Head and tail bytes (at most 2 * 15), spread over the lanes.
+  for (netml_u32 i = lane; i < head; i += nlanes) dst[i] = src[i];
+  for (netml_u32 i = tail_start + lane; i < len; i += nlanes) dst[i] = src[i];
+  if (w == 16) {
+    const netml_u32 n = body >> 4;
+    for (netml_u32 i = lane; i < n; i += nlanes) netml_copy16(dst + head + 16u * i, src + head + 16u * i);
+  } else if (w == 4) {
+    const netml_u32 n = body >> 2;
+    for (netml_u32 i = lane; i < n; i += nlanes) netml_copy4(dst + head + 4u * i, src + head + 4u * i);
+  } else {
+    for (netml_u32 i = lane; i < len; i += nlanes) dst[i] = src[i];
+  }
+}
+
+// u8 HWC bytes at image offset `off` -> f32 CHW: out[c][p] = x * scale[c] + bias[c],
+// with p = pixel index (h * W + w) and c = channel.
+NETML_FN void netml_convert_span(float* dst, const netml_u8* src, netml_u32 len, netml_u32 off,
+                                 netml_u32 channels, netml_u32 hw, const float* scale,
+                                 const float* bias, netml_u32 lane, netml_u32 nlanes) {
+  for (netml_u32 i = lane; i < len; i += nlanes) {
+    const netml_u32 o = off + i;
+    const netml_u32 p = o / channels;
+    const netml_u32 c = o - p * channels;
+    dst[(netml_u64)c * hw + p] = (float)src[i] * scale[c] + bias[c];
+  }
+}
+
+// All warps of all blocks cooperate on one entry: fragment f goes to warp f mod nwarps.
+// Every field is read with volatile loads: the entry is reused after the ring wraps.
+NETML_FN void netml_process_entry(const netml_entry* e) {
+  const netml_u32 nfrags = netml_load(&e->nfrags);
+  const netml_u32 flags = netml_load(&e->flags);
+  netml_u8* const dst = (netml_u8*)netml_load64(&e->dst);
+  const netml_u64 fr_addr = netml_load64(&e->frags);
+  const netml_frag* fr = fr_addr ? (const netml_frag*)fr_addr : e->inline_frags;
+  const netml_u32 lane = netml_lane(), nlanes = netml_nlanes();
+  if (flags & NETML_FLAG_CONVERT) {
+    const netml_u32 channels = netml_load(&e->channels);
+    const netml_u32 hw = netml_load(&e->hw);
+    float scale[NETML_MAX_CHANNELS], bias[NETML_MAX_CHANNELS];
+    for (netml_u32 c = 0; c < NETML_MAX_CHANNELS; ++c) {
+      scale[c] = netml_f32_from_bits(netml_load((const netml_u32*)&e->scale[c]));
+      bias[c] = netml_f32_from_bits(netml_load((const netml_u32*)&e->bias[c]));
+    }
+    for (netml_u32 f = netml_warp(); f < nfrags; f += netml_nwarps()) {
+      const netml_u64 src = netml_load64(&fr[f].src);
+      const netml_u32 len = netml_load(&fr[f].len);
+      const netml_u32 off = netml_load(&fr[f].dst_off);
+      netml_convert_span((float*)dst, (const netml_u8*)src, len, off, channels, hw, scale, bias,
+                         lane, nlanes);
+    }
+  } else {
+    for (netml_u32 f = netml_warp(); f < nfrags; f += netml_nwarps()) {
+      const netml_u64 src = netml_load64(&fr[f].src);
+      const netml_u32 len = netml_load(&fr[f].len);
+      const netml_u32 off = netml_load(&fr[f].dst_off);
+      netml_copy_span(dst + off, (const netml_u8*)src, len, lane, nlanes);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resident consumer loop (the persistent kernel body; on the host, one thread per block).
+//
+// Block 0 thread 0 polls ring entry `head` until it is READY with the expected seq (or quit),
+// then broadcasts it: ctl->cur = head, system fence, ctl->gen += 1. Thread 0 of every other block
+// spins on ctl->gen, fences, reads ctl->cur (or ctl->stop). All blocks copy their share, then
+// thread 0 of each block fences and increments ctl->done. Block 0 waits for done == gen * nblocks
+// (wrapping arithmetic), fences at system scope and stores DONE into the entry. Block 0 only
+// publishes generation g+1 after every block counted generation g, so no block misses one.
+// All blocks must be co-resident (grid <= occupancy), as for any persistent kernel.
+// ---------------------------------------------------------------------------------------------
+NETML_FN void netml_resident_loop(const netml_ring* ring, netml_grid_ctl* ctl) {
+  const netml_u32 nblocks = netml_nblocks();
+  netml_entry* const entries = (netml_entry*)netml_load64(&ring->entries);
+  const netml_u32 nentries = netml_load(&ring->nentries);
+  NETML_SHARED netml_u32 s_stop;
+  NETML_SHARED netml_u32 s_cur;
+
+  if (netml_bid() == 0) {
+    netml_u32 head = 0, seq = 0, gen = 0;  // only thread 0's copies are used
+    for (;;) {
+      if (netml_tid() == 0) {
+        netml_u32 spins = 0;
+        netml_u32 stop = 0;
+        for (;;) {
+          netml_entry* e = &entries[head];
+          if (netml_load(&e->state) == NETML_STATE_READY) {
+            netml_fence_system();  // acquire: descriptors written before READY are visible
+            if (netml_load(&e->seq) == seq) break;
+            netml_atomic_add(&ctl->seq_errors, 1);
+          }
+          if (netml_load(&ring->quit)) { stop = 1; break; }
+          netml_relax(&spins);
+        }
+        if (stop) {
+          netml_store(&ctl->stop, 1);
+        } else {
+          netml_store(&ctl->cur, head);
+        }
+        netml_fence_system();
+        ++gen;
+        netml_store(&ctl->gen, gen);
+        s_stop = stop;
+        s_cur = head;
+      }
+      netml_sync_block();
+      if (s_stop) return;
+      netml_process_entry(&entries[s_cur]);
+      netml_sync_block();
+      if (netml_tid() == 0) {
+        netml_fence_system();
+        netml_atomic_add(&ctl->done, 1);
+        netml_u32 spins = 0;
+        while (netml_load(&ctl->done) != gen * nblocks) netml_relax(&spins);
+        netml_fence_system();  // release: every block's copy happens-before DONE
+        netml_store(&entries[head].state, NETML_STATE_DONE);
+        ctl->entries_done += 1;
+        head = (head + 1 == nentries) ? 0 : head + 1;
+        ++seq;
+      }
+    }
+  } else {
+    netml_u32 seen = 0;  // last generation handled (thread 0's copy)
+    for (;;) {
+      if (netml_tid() == 0) {
+        netml_u32 spins = 0;
+        netml_u32 g;
+        while ((g = netml_load(&ctl->gen)) == seen) netml_relax(&spins);
+        seen = g;
+        netml_fence_system();  // acquire: pairs with block 0's fence before the gen store
+        s_stop = netml_load(&ctl->stop);
+        s_cur = netml_load(&ctl->cur);
+      }
+      netml_sync_block();
+      if (s_stop) return;
+      netml_process_entry(&entries[s_cur]);
+      netml_sync_block();
+      if (netml_tid() == 0) {
+        netml_fence_system();  // release: this block's copy happens-before the count
+        netml_atomic_add(&ctl->done, 1);
+      }
+    }
+  }
+}
+
+#endif  // NETML_GATHER_CUH
