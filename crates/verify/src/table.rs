@@ -279,6 +279,8 @@ impl<H> Verifier<H> {
         Push::Dropped(d)
     }
 
+    // Per fragment, so kept inlinable into the caller's loop whatever the codegen units.
+    #[inline]
     fn add(&mut self, slot: u32, frag: Fragment<H>, now: u64) -> Push<H> {
         let h = frag.header;
         let s = &mut self.slots[slot as usize];

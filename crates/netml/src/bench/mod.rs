@@ -1,0 +1,102 @@
+//! `netml bench`: measurements of the data plane on in-memory sources.
+//!
+//! `netml bench rx` measures what one rx core costs per packet: `rx_burst` from a net_ring
+//! port, frame classification (`netml_verify::receive`) and the completeness verifier
+//! (`Verifier::push`), driven by the pipeline's own [`Worker`] loop on one thread.
+//!
+//! ```text
+//!            rte_ring (net_ring rx queue 0)
+//! feeder ---------------------------------> Worker::run_observed (rx_burst, classify, verify)
+//!   ^                                              |
+//!   +------------ dispatch queue (Complete) -------+
+//!   rewrite image id + header checksum, re-enqueue
+//! ```
+//!
+//! The feeder starts with enough pre-built fragment frames (real frames from the pktgen
+//! fragmenter) in mbufs to keep the ring full, interleaves the flows, and recycles the mbufs
+//! of every image the worker completes: it gives each a new image id (so images never
+//! repeat and the verifier never sees a late fragment), fixes the fragment header checksum
+//! and enqueues them again. Nothing is allocated or freed in steady state.
+//!
+//! The worker's own time is measured with the TSC around every loop iteration that
+//! received packets (empty polls, and iterations the scheduler interrupted, are left out), so
+//! the per-core figure holds whether the feeder keeps up or not; the feeder's delivered rate
+//! and busy time are reported beside it. Other processes on a small machine are detected
+//! through the threads' scheduler statistics (`/proc/.../schedstat`).
+//!
+//! The code: [`rx`] (the benchmark, in the order it runs), [`traffic`] (the frames and the
+//! circulation), [`feeder`] (the feeder thread), [`monitor`] (the warm-up and the measured
+//! window), [`meter`] (the threads' counters and the rates), [`report`] (text and CSV).
+
+mod feeder;
+mod meter;
+mod monitor;
+mod report;
+mod rx;
+mod traffic;
+
+use clap::{Args as ClapArgs, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Options of `netml bench`.
+#[derive(ClapArgs)]
+pub struct Args {
+    #[command(subcommand)]
+    what: What,
+}
+
+#[derive(Subcommand)]
+enum What {
+    /// Rx + classify + verify per core: the pipeline's rx worker loop on one thread, fed
+    /// from a net_ring port by a feeder thread that recycles the mbufs of completed images.
+    Rx(RxArgs),
+}
+
+/// Options of `netml bench rx`.
+#[derive(ClapArgs)]
+struct RxArgs {
+    /// Seconds measured (after the warm-up).
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Seconds run before measuring.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Packets per rx burst.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=512))]
+    burst: u16,
+    /// Flows (source ports) the images are spread over.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    flows: u16,
+    /// Packets of one flow the feeder sends before switching to the next flow (1: every
+    /// packet belongs to another image than the one before, the verifier's worst case).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    interleave: u16,
+    /// Capacity of the rx ring (what a NIC rx descriptor ring would hold).
+    #[arg(long, default_value_t = 4096)]
+    ring: u32,
+    /// Tensor shape of an image.
+    #[arg(long, default_value = "1x3x224x224")]
+    shape: String,
+    /// Payload bytes per fragment.
+    #[arg(long, default_value_t = 1024)]
+    frag_size: u16,
+    /// Run on hugepages (`--in-memory` instead of `--no-huge -m 2048`); configure them first
+    /// with `scripts/hugepages setup`.
+    #[arg(long)]
+    huge: bool,
+    /// Extra EAL argument (repeatable), appended to the defaults.
+    #[arg(long = "eal", allow_hyphen_values = true)]
+    eal: Vec<String>,
+    /// Append one CSV row per run to this file (header written when the file is new):
+    /// mode, mpps, ns_per_packet, images_per_s, budget_ns, target_mpps.
+    #[arg(long)]
+    csv: Option<PathBuf>,
+}
+
+/// Runs `netml bench ...`.
+pub fn run(a: Args) -> Result<ExitCode, String> {
+    match a.what {
+        What::Rx(a) => rx::rx(a),
+    }
+}

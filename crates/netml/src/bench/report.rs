@@ -1,0 +1,205 @@
+//! The result of a run: the headline per-core figures, the text report and the CSV row.
+
+use super::meter::{Quiet, Rates};
+use super::RxArgs;
+use netml_pipeline::stats::WorkerCounters;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::Path;
+
+/// 100 GbE budget per 1 KiB-payload frame (1102 B on the wire incl. preamble and IFG).
+const BUDGET_NS: f64 = 88.0;
+/// The same budget as a packet rate.
+const BUDGET_MPPS: f64 = 11.34;
+/// What one rx core should sustain.
+const TARGET_MPPS: f64 = 20.0;
+
+/// The per-core figures a run reports (and writes to the CSV file).
+pub(super) struct Headline {
+    mpps: f64,
+    ns_per_packet: f64,
+    images_per_s: f64,
+    /// Where they come from.
+    source: String,
+}
+
+impl Headline {
+    /// The undisturbed intervals when they cover at least a quarter of the window (on a
+    /// quiet machine: all of it), else the whole window.
+    pub(super) fn choose(r: &Rates, q: &Quiet, hz: f64, frags_per_image: f64) -> Headline {
+        match q.figures(hz) {
+            Some((mpps, ns)) if q.coverage() >= 0.25 => Headline {
+                mpps,
+                ns_per_packet: ns,
+                images_per_s: mpps * 1e6 / frags_per_image,
+                source: format!(
+                    "over the {:.0}% of the window in which the rx thread never waited for a CPU",
+                    q.coverage() * 100.0
+                ),
+            },
+            _ => Headline {
+                mpps: r.mpps,
+                ns_per_packet: r.ns_per_packet,
+                images_per_s: r.images_per_s,
+                source: format!(
+                    "over the whole window (undisturbed intervals cover only {:.0}% of it)",
+                    q.coverage() * 100.0
+                ),
+            },
+        }
+    }
+}
+
+pub(super) fn report(
+    a: &RxArgs,
+    r: &Rates,
+    h: &Headline,
+    w: &WorkerCounters,
+    leaked: u32,
+    frags: usize,
+    interrupted: bool,
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "result ({:.2} s measured after {:.1} s warm-up{}; memory {}):",
+        r.wall_s,
+        a.warmup,
+        if interrupted { ", interrupted" } else { "" },
+        if a.huge {
+            "hugepages"
+        } else {
+            "no-huge (4 KiB pages)"
+        }
+    );
+    let _ = writeln!(
+        s,
+        "  rx core (rx_burst + classify + verify, Worker loop): {:.2} Mpps, {:.1} ns/packet, {:.0} images/s  [{}]",
+        h.mpps, h.ns_per_packet, h.images_per_s, h.source
+    );
+    let _ = writeln!(
+        s,
+        "    whole window: {:.2} Mpps, {:.1} ns/packet; rx thread {:.1}% in busy polls, on a CPU {:.1}%, waiting for one {:.1}%; {:.1} packets/poll; {} preempted polls ({} packets) left out",
+        r.mpps, r.ns_per_packet, r.rx_busy * 100.0, r.rx_oncpu * 100.0, r.rx_wait * 100.0, r.pkts_per_poll, r.rx_preempted, r.rx_preempted_packets
+    );
+    if r.rx_wait > 0.02 {
+        let _ = writeln!(
+            s,
+            "  WARNING: other processes kept the rx thread off a CPU {:.1}% of the time (and shared the caches); rerun on a quiet machine",
+            r.rx_wait * 100.0
+        );
+    }
+    let _ = writeln!(
+        s,
+        "  100 GbE budget {BUDGET_NS:.0} ns/packet ({BUDGET_MPPS} Mpps): {}",
+        if h.ns_per_packet > 0.0 {
+            format!(
+                "{:.0}% of it used, {:.2}x the line rate per core",
+                h.ns_per_packet / BUDGET_NS * 100.0,
+                h.mpps / BUDGET_MPPS
+            )
+        } else {
+            "n/a".into()
+        }
+    );
+    let _ = writeln!(
+        s,
+        "  target >= {TARGET_MPPS:.0} Mpps per core: {}",
+        if h.mpps >= TARGET_MPPS {
+            "met".to_string()
+        } else {
+            format!(
+                "NOT met ({:.2} Mpps, {:.0}% of it)",
+                h.mpps,
+                h.mpps / TARGET_MPPS * 100.0
+            )
+        }
+    );
+    let _ = writeln!(
+        s,
+        "  delivered (wall clock): {:.2} Mpps, {:.0} images/s",
+        r.wall_mpps, r.wall_images_per_s
+    );
+    let bound = if r.rx_wait > 0.02 {
+        "disturbed: other processes took CPU time from the bench threads, the delivered rate says little"
+    } else if r.rx_busy >= 0.9 && r.feed_busy < 0.8 {
+        "rx-bound: the rx core was busy nearly all the time, the source was not the bottleneck"
+    } else if r.rx_busy >= 0.9 {
+        "both near their limits: the rx core was busy nearly all the time and so was the feeder"
+    } else {
+        "feeder-bound: the rx core idled part of the time (empty polls are excluded from its figure)"
+    };
+    let _ = writeln!(
+        s,
+        "  feeder: {:.2} Mpps delivered, {:.1} ns/packet busy ({:.0}% busy, on a CPU {:.0}%), ring {:.0}% full on average, found full {} times -> {bound}",
+        r.feed_mpps,
+        r.feed_ns_per_packet,
+        r.feed_busy * 100.0,
+        r.feed_oncpu * 100.0,
+        r.ring_fill * 100.0,
+        r.feed_ring_full,
+    );
+    let v = &w.verifier;
+    let _ = writeln!(
+        s,
+        "  checks (whole run): frames {} fragments {} other {} invalid {}; verifier accepted {} dropped {} (dup {} late {} inconsistent {} out-of-range {}); images {} ({} fragments each), evicted under pressure {}, at stop {}; backpressure {}; mbufs leaked {leaked}",
+        w.rx.frames,
+        w.rx.fragments,
+        w.rx.other,
+        w.rx.invalid(),
+        v.accepted,
+        v.dropped(),
+        v.duplicate,
+        v.late,
+        v.inconsistent,
+        v.out_of_range,
+        v.images_completed,
+        frags,
+        v.evicted_pressure,
+        v.evicted_timeout,
+        w.backpressure_images,
+    );
+    s
+}
+
+const CSV_HEADER: &str = "mode,mpps,ns_per_packet,images_per_s,budget_ns,target_mpps";
+
+pub(super) fn write_csv(path: &Path, mode: &str, r: &Headline) -> std::io::Result<()> {
+    let new = std::fs::metadata(path).map_or(true, |m| m.len() == 0);
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    if new {
+        writeln!(f, "{CSV_HEADER}")?;
+    }
+    writeln!(
+        f,
+        "{mode},{:.3},{:.2},{:.0},{BUDGET_NS},{TARGET_MPPS}",
+        r.mpps, r.ns_per_packet, r.images_per_s
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_has_one_header_and_a_row_per_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("b.csv");
+        let r = Headline {
+            mpps: 20.5,
+            ns_per_packet: 48.78,
+            images_per_s: 34_864.0,
+            source: String::new(),
+        };
+        write_csv(&p, "rx-no-huge", &r).unwrap();
+        write_csv(&p, "rx-huge", &r).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], CSV_HEADER);
+        assert_eq!(lines[1], "rx-no-huge,20.500,48.78,34864,88,20");
+        assert_eq!(lines.len(), 3);
+    }
+}
