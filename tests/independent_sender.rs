@@ -436,18 +436,8 @@ fn veth_replay_of_the_independent_capture() {
         log(&err_path)
     );
 
-    let replay = run_ok(
-        ns.exec("tcpreplay")
-            .args(["-i", &ns.ns_if, "--pps", "20000"])
-            .arg(&pcap),
-    );
-    let replay_text = String::from_utf8_lossy(&replay.stdout).to_string();
-    let sent = replay_text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Successful packets:"))
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or_else(|| panic!("no packet count in tcpreplay's output:\n{replay_text}"));
-    assert_eq!(sent, frames, "tcpreplay sent\n{replay_text}");
+    let sent = tcpreplay(&ns, &pcap, 20000);
+    assert_eq!(sent, frames, "tcpreplay sent");
 
     let recv_status = recv.wait(Duration::from_secs(40)).status;
     let netml_out = netml.wait(Duration::from_secs(40));

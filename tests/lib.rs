@@ -743,3 +743,18 @@ pub fn mix_into(input: &Path, extra: &[Vec<u8>], out: &Path) {
     frames.extend(extra_iter.cloned());
     write_pcap(out, &frames, 1_700_000_000_000_000_000);
 }
+
+/// Replays `pcap` with tcpreplay from inside `ns` at `pps` and returns how many packets it
+/// says it sent.
+pub fn tcpreplay(ns: &Netns, pcap: &Path, pps: u32) -> u64 {
+    let replay = run_ok(
+        ns.exec("tcpreplay")
+            .args(["-i", &ns.ns_if, "--pps", &pps.to_string()])
+            .arg(pcap),
+    );
+    let text = String::from_utf8_lossy(&replay.stdout).to_string();
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("Successful packets:"))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no packet count in tcpreplay's output:\n{text}"))
+}

@@ -151,17 +151,7 @@ fn run(s: &Setup) -> Outcome {
         log(&err_path)
     );
 
-    let replay = run_ok(
-        ns.exec("tcpreplay")
-            .args(["-i", &ns.ns_if, "--pps", "20000"])
-            .arg(&replay_pcap),
-    );
-    let replay_text = String::from_utf8_lossy(&replay.stdout).to_string();
-    let sent = replay_text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Successful packets:"))
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or_else(|| panic!("no packet count in tcpreplay's output:\n{replay_text}"));
+    let sent = tcpreplay(&ns, &replay_pcap, 20000);
 
     let recv_status = recv.wait(Duration::from_secs(40)).status;
     let netml_out = netml.wait(Duration::from_secs(40));
