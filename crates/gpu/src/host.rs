@@ -33,7 +33,7 @@ pub struct Normalize {
 
 /// Completion handle of one submitted job (the ring sequence number).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Ticket(u64);
+pub struct Ticket(pub(crate) u64);
 
 impl Ticket {
     /// The job's sequence number (tickets complete in this order).

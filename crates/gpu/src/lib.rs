@@ -7,9 +7,14 @@
 //! See `docs/gpu-ingest.md`.
 
 mod host;
+mod ingest;
 mod ring;
 
 pub use host::{
     gather_launch, Fragment, HostIngest, IngestStats, Normalize, Scope, SubmitError, Ticket,
+};
+pub use ingest::{
+    wait, ImageJob, Ingest, IngestConfig, IngestCounters, IngestError, IngestMode, RawFragment,
+    Target,
 };
 pub use ring::{INLINE_FRAGS, MAX_CHANNELS};
