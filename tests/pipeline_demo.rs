@@ -60,3 +60,40 @@ fn demo_stops_on_sigint() {
     b.signal("INT");
     check_stopped(dir.path(), b);
 }
+
+/// The demo answers every intact image with the right CRC in each ingest mode (host target:
+/// host threads stand in for the GPU), batches are formed, and no mbuf is left behind.
+#[test]
+fn demo_in_every_ingest_mode() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    for mode in ["netml", "launch", "cpu-copy"] {
+        let args: Vec<std::ffi::OsString> = [
+            "--ingest",
+            mode,
+            "--ingest-target",
+            "host",
+            "--max-batch",
+            "4",
+            "--demo-images",
+            "120",
+            "--demo-shape",
+            "1x3x64x64",
+        ]
+        .iter()
+        .map(Into::into)
+        .collect();
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        let report = netml_run(dir.path(), mode, &args);
+        let sink = &report["sink"];
+        let ctx = format!("mode {mode}: {report:#}");
+        assert!(n(&sink["images"]) > 0, "{ctx}");
+        assert!(n(&sink["batches"]) > 0, "{ctx}");
+        assert!(n(&sink["batches"]) <= n(&sink["images"]), "{ctx}");
+        assert_eq!(n(&sink["crc_mismatch"]), 0, "{ctx}");
+        assert_eq!(n(&sink["ingest_failed"]), 0, "{ctx}");
+        assert_eq!(report["ingest_target"], "host", "{ctx}");
+        let m = &report["mempool"];
+        assert_eq!(n(&m["in_use_at_end"]), n(&m["in_use_at_start"]), "{ctx}");
+    }
+}

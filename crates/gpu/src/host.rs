@@ -127,7 +127,10 @@ struct Producer {
     /// Tickets below this are complete and their entries FREE again.
     retired: u64,
     /// Out-of-line descriptor arrays of in-flight entries (index = ring slot).
-    descs: Vec<Option<Box<[RawFrag]>>>,
+    descs: Vec<Option<Vec<RawFrag>>>,
+    /// Arrays of reaped entries, kept for reuse ([`HostIngest::spare_descs`]): fresh large
+    /// allocations for every batch cost page faults.
+    spare: Vec<Vec<RawFrag>>,
 }
 
 /// The host build of the resident gather kernel: `n_blocks` host threads run the kernel's loop
@@ -180,6 +183,7 @@ impl HostIngest {
                 next: 0,
                 retired: 0,
                 descs: (0..ring_entries).map(|_| None).collect(),
+                spare: Vec::new(),
             }),
         };
         fence(Ordering::SeqCst);
@@ -335,19 +339,42 @@ impl HostIngest {
             if self.state(idx).load(Ordering::Acquire) != STATE_DONE {
                 break;
             }
-            p.descs[idx] = None;
+            if let Some(d) = p.descs[idx].take() {
+                if p.spare.len() < 4 {
+                    p.spare.push(d);
+                }
+            }
             self.state(idx).store(STATE_FREE, Ordering::Relaxed);
             p.retired += 1;
         }
     }
 
+    /// An empty descriptor array for the next [`publish`](Self::publish), reusing the
+    /// allocation of a reaped entry when there is one.
+    pub(crate) fn spare_descs(&self) -> Vec<RawFrag> {
+        let mut d = self.lock().spare.pop().unwrap_or_default();
+        d.clear();
+        d
+    }
+
+    /// Entries published and not yet reaped (reaps first); `ring_entries()` means full.
+    pub(crate) fn in_flight(&self) -> u64 {
+        let mut p = self.lock();
+        self.reap(&mut p);
+        p.next - p.retired
+    }
+
     /// Producer: waits for a FREE entry, writes it, fences and publishes READY.
-    fn publish(
+    ///
+    /// The caller guarantees what [`submit_raw`](Self::submit_raw) requires of `descs` and
+    /// `dst[..dst_len]` (validated by [`describe`]; for a conversion, `dst` holds the f32 CHW
+    /// tensor of `params`).
+    pub(crate) fn publish(
         &self,
         descs: Vec<RawFrag>,
         dst: u64,
         dst_len: u64,
-        convert: Option<(u32, u32, [f32; MAX_CHANNELS], [f32; MAX_CHANNELS])>,
+        convert: Option<ConvertParams>,
     ) -> Ticket {
         let mut spins = 0u32;
         let mut p = loop {
@@ -374,9 +401,8 @@ impl HostIngest {
             p.descs[idx] = None;
             0
         } else {
-            let b = descs.into_boxed_slice();
-            let a = b.as_ptr() as u64;
-            p.descs[idx] = Some(b);
+            let a = descs.as_ptr() as u64;
+            p.descs[idx] = Some(descs);
             a
         };
         let (flags, channels, hw, scale, bias) = match convert {
@@ -492,23 +518,9 @@ impl<'scope> Scope<'scope, '_> {
         norm: &Normalize,
         dst: &'scope mut [f32],
     ) -> Result<Ticket, SubmitError> {
-        let c = norm.channels as usize;
-        let hw = (norm.height as usize)
-            .checked_mul(norm.width as usize)
-            .ok_or(SubmitError::TooLarge)?;
-        let n = hw.checked_mul(c).ok_or(SubmitError::TooLarge)?;
-        if !(1..=MAX_CHANNELS).contains(&c) || dst.len() != n {
+        let (n, params) = convert_params(norm)?;
+        if dst.len() != n {
             return Err(SubmitError::BadNormalize);
-        }
-        let hw32 = u32::try_from(hw).map_err(|_| SubmitError::TooLarge)?;
-        let (mut scale, mut bias) = ([0.0f32; MAX_CHANNELS], [0.0f32; MAX_CHANNELS]);
-        for i in 0..c {
-            let (m, s) = (norm.mean[i], norm.std[i]);
-            if !(m.is_finite() && s.is_finite() && s != 0.0) {
-                return Err(SubmitError::BadNormalize);
-            }
-            scale[i] = 1.0 / (255.0 * s);
-            bias[i] = -m / s;
         }
         let descs = describe(
             frags
@@ -519,12 +531,7 @@ impl<'scope> Scope<'scope, '_> {
         )?;
         let ptr = dst.as_mut_ptr();
         let bytes = std::mem::size_of_val(dst) as u64;
-        Ok(self.ingest.publish(
-            descs,
-            ptr as u64,
-            bytes,
-            Some((c as u32, hw32, scale, bias)),
-        ))
+        Ok(self.ingest.publish(descs, ptr as u64, bytes, Some(params)))
     }
 
     /// True once the job of `t` is complete.
@@ -579,15 +586,81 @@ pub fn gather_launch(
     Ok(())
 }
 
+/// Conversion constants of an entry: channels, H * W, `scale[c]`, `bias[c]`.
+pub(crate) type ConvertParams = (u32, u32, [f32; MAX_CHANNELS], [f32; MAX_CHANNELS]);
+
+/// Validates `norm` and derives the entry's constants; also returns the pixel count
+/// `C * H * W` (bytes of the u8 HWC image, f32 values of the CHW tensor).
+pub(crate) fn convert_params(norm: &Normalize) -> Result<(usize, ConvertParams), SubmitError> {
+    let c = norm.channels as usize;
+    let hw = (norm.height as usize)
+        .checked_mul(norm.width as usize)
+        .ok_or(SubmitError::TooLarge)?;
+    let n = hw.checked_mul(c).ok_or(SubmitError::TooLarge)?;
+    if !(1..=MAX_CHANNELS).contains(&c) {
+        return Err(SubmitError::BadNormalize);
+    }
+    let hw32 = u32::try_from(hw).map_err(|_| SubmitError::TooLarge)?;
+    let (mut scale, mut bias) = ([0.0f32; MAX_CHANNELS], [0.0f32; MAX_CHANNELS]);
+    for i in 0..c {
+        let (m, s) = (norm.mean[i], norm.std[i]);
+        if !(m.is_finite() && s.is_finite() && s != 0.0) {
+            return Err(SubmitError::BadNormalize);
+        }
+        scale[i] = 1.0 / (255.0 * s);
+        bias[i] = -m / s;
+    }
+    Ok((n, (c as u32, hw32, scale, bias)))
+}
+
 /// Validates a job against a slot of `slot_len` bytes and builds its descriptors.
-fn describe(
+pub(crate) fn describe(
     frags: impl Iterator<Item = (*const u8, usize, usize)>,
     count: usize,
     slot_len: usize,
 ) -> Result<Vec<RawFrag>, SubmitError> {
-    u32::try_from(count).map_err(|_| SubmitError::TooLarge)?;
     let mut descs = Vec::with_capacity(count);
-    let mut ranges = Vec::with_capacity(count);
+    describe_into(frags, count, slot_len, 0, &mut descs)?;
+    Ok(descs)
+}
+
+/// What [`describe_into`] saw of a valid job.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Described {
+    /// Smallest start and largest end of the non-empty fragments (unshifted), if any.
+    pub extent: Option<(usize, usize)>,
+    /// Payload bytes.
+    pub bytes: u64,
+}
+
+/// [`describe`], appending to `out` with every `dst_off` shifted by `shift` (where the job
+/// starts in a larger buffer; `shift + slot_len` must fit the 32-bit offsets). On error `out`
+/// is left as it was. Fragments in destination order (what the verifier hands over) are
+/// checked for overlaps in one pass; only out-of-order jobs pay for a sort.
+pub(crate) fn describe_into(
+    frags: impl Iterator<Item = (*const u8, usize, usize)>,
+    count: usize,
+    slot_len: usize,
+    shift: usize,
+    out: &mut Vec<RawFrag>,
+) -> Result<Described, SubmitError> {
+    u32::try_from(count).map_err(|_| SubmitError::TooLarge)?;
+    let start = out.len();
+    let r = describe_checked(frags, slot_len, shift, out);
+    if r.is_err() {
+        out.truncate(start);
+    }
+    r
+}
+
+fn describe_checked(
+    frags: impl Iterator<Item = (*const u8, usize, usize)>,
+    slot_len: usize,
+    shift: usize,
+    out: &mut Vec<RawFrag>,
+) -> Result<Described, SubmitError> {
+    let first = out.len();
+    let (mut d, mut in_order, mut prev_end) = (Described::default(), true, 0usize);
     for (i, (src, len, off)) in frags.enumerate() {
         let end = off
             .checked_add(len)
@@ -596,27 +669,44 @@ fn describe(
             return Err(SubmitError::OutOfBounds { fragment: i });
         }
         let len32 = u32::try_from(len).map_err(|_| SubmitError::TooLarge)?;
-        let off32 = u32::try_from(off).map_err(|_| SubmitError::TooLarge)?;
+        let off32 = u32::try_from(off + shift).map_err(|_| SubmitError::TooLarge)?;
         if len > 0 {
-            ranges.push((off, end, i));
+            in_order &= off >= prev_end;
+            prev_end = end;
+            d.extent = Some(
+                d.extent
+                    .map_or((off, end), |(a, b)| (a.min(off), b.max(end))),
+            );
+            d.bytes += len as u64;
         }
-        descs.push(RawFrag {
+        out.push(RawFrag {
             src: src as u64,
             len: len32,
             dst_off: off32,
         });
     }
-    ranges.sort_unstable();
-    for w in ranges.windows(2) {
-        if w[1].0 < w[0].1 {
-            let (a, b) = (w[0].2.min(w[1].2), w[0].2.max(w[1].2));
-            return Err(SubmitError::Overlap {
-                first: a,
-                second: b,
-            });
+    if !in_order {
+        let mut ranges: Vec<(u64, u64, usize)> = out[first..]
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.len > 0)
+            .map(|(i, f)| {
+                let a = u64::from(f.dst_off);
+                (a, a + u64::from(f.len), i)
+            })
+            .collect();
+        ranges.sort_unstable();
+        for w in ranges.windows(2) {
+            if w[1].0 < w[0].1 {
+                let (a, b) = (w[0].2.min(w[1].2), w[0].2.max(w[1].2));
+                return Err(SubmitError::Overlap {
+                    first: a,
+                    second: b,
+                });
+            }
         }
     }
-    Ok(descs)
+    Ok(d)
 }
 
 fn backoff(spins: &mut u32) {

@@ -6,9 +6,13 @@
 //! them on host threads that play the kernel's blocks, over the same ring the GPU will poll.
 //! See `docs/gpu-ingest.md`.
 
+pub mod cuda;
 mod host;
+mod host_modes;
 mod ingest;
+mod open;
 mod ring;
+pub mod selfcheck;
 
 pub use host::{
     gather_launch, Fragment, HostIngest, IngestStats, Normalize, Scope, SubmitError, Ticket,
@@ -17,4 +21,5 @@ pub use ingest::{
     wait, ImageJob, Ingest, IngestConfig, IngestCounters, IngestError, IngestMode, RawFragment,
     Target,
 };
+pub use open::{open, register_sources};
 pub use ring::{INLINE_FRAGS, MAX_CHANNELS};

@@ -2,8 +2,8 @@
 //!
 //! Backends: [`Backend::Cpu`] (tract-onnx, the pipeline's no-GPU path),
 //! [`Backend::Reference`] (the plan's CPU reference executor, slow, for
-//! checking) and [`Backend::Gpu`] (cuDNN + cuBLAS executor of the same plan;
-//! not built yet). A new backend implements [`Engine`] and gets a variant in
+//! checking) and [`Backend::Gpu`] ([`GpuEngine`](crate::gpu::GpuEngine): the
+//! same plan on cuDNN + cuBLAS, replayed as a CUDA graph). A new backend implements [`Engine`] and gets a variant in
 //! [`Backend`] / [`open`]; the pipeline does not change.
 
 use std::fmt;
@@ -114,7 +114,7 @@ pub enum Backend {
     Cpu,
     /// The plan's CPU reference executor (fp32 or fp16).
     Reference,
-    /// The plan on cuDNN + cuBLAS (not built yet).
+    /// The plan on cuDNN + cuBLAS + NVRTC kernels, one CUDA graph per batch (fp32 or fp16).
     Gpu,
 }
 
@@ -168,9 +168,10 @@ pub fn open(
         Backend::Reference => Ok(Box::new(crate::reference::Reference::load(
             path, batch, precision,
         )?)),
-        Backend::Gpu => Err(Error::Backend(
-            "the gpu backend (cuDNN + cuBLAS executor of the plan) is not built yet; use cpu or reference".into(),
-        )),
+        // GPU 0; the pipeline, which owns a context already, uses GpuEngine::with_context.
+        Backend::Gpu => Ok(Box::new(crate::gpu::GpuEngine::load(
+            path, batch, precision, 0,
+        )?)),
     }
 }
 

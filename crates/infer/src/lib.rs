@@ -34,6 +34,7 @@ pub mod npy;
 pub mod onnx;
 pub mod plan;
 pub mod reference;
+pub mod gpu;
 pub mod tract;
 
 pub use engine::{open, top_k, Backend, Engine, Output};

@@ -1,12 +1,12 @@
 //! `netml infer`: run one model on an input, the command a user tries first.
 
 use clap::Args as ClapArgs;
-use netml_infer::engine::{self, Backend};
+use netml_infer::engine::{self, Backend, Engine};
 use netml_infer::npy;
 use netml_infer::plan::Precision;
 use netml_pktgen::images::{self, Format};
 use serde_json::json;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -52,13 +52,7 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
     if a.batch == 0 {
         return Err("--batch must be at least 1".into());
     }
-    if !a.model.exists() {
-        return Err(format!("{}: no such file", a.model.display()));
-    }
-    let t0 = Instant::now();
-    let mut engine = engine::open(&a.model, backend, a.batch, precision)
-        .map_err(|e| format!("{}: {e}", a.model.display()))?;
-    let load_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let (mut engine, load_ms) = open_engine(&a.model, backend, a.batch, precision)?;
     let shape = engine.input_shape().to_vec();
     let input = input_batch(&a, &shape)?;
 
@@ -114,22 +108,42 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Opens `model` on `backend` for batches of up to `batch` (shared with `netml bench infer`);
+/// also returns the load time in ms. Errors are one line naming the file.
+pub(crate) fn open_engine(
+    model: &Path,
+    backend: Backend,
+    batch: usize,
+    precision: Precision,
+) -> Result<(Box<dyn Engine>, f64), String> {
+    if !model.exists() {
+        return Err(format!("{}: no such file", model.display()));
+    }
+    let t0 = Instant::now();
+    let engine = engine::open(model, backend, batch, precision)
+        .map_err(|e| format!("{}: {e}", model.display()))?;
+    Ok((engine, t0.elapsed().as_secs_f64() * 1e3))
+}
+
+/// `n` seeded pseudo-random values in [-1, 1) (xorshift64), the default input.
+pub(crate) fn random_input(seed: u64, n: usize) -> Vec<f32> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        })
+        .collect()
+}
+
 /// `batch` images of `shape` (`[C,H,W]`): from the input file (repeated to fill the batch)
 /// or seeded random values.
 fn input_batch(a: &Args, shape: &[usize]) -> Result<Vec<f32>, String> {
     let per: usize = shape.iter().product();
     let one: Vec<f32> = match &a.input {
-        None => {
-            let mut x = a.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-            return Ok((0..per * a.batch)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    (x >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-                })
-                .collect());
-        }
+        None => return Ok(random_input(a.seed, per * a.batch)),
         Some(p) if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) => {
             let (s, v) = npy::read_f32(p).map_err(|e| format!("{}: {e}", p.display()))?;
             if v.len() == per * a.batch {

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 mod bench;
 mod demo;
+mod gpu_check;
 mod infer;
+mod plot;
 mod run;
 mod verify_pcap;
 
@@ -36,6 +38,9 @@ enum Command {
     /// Run one model on an input (`.npy`, image, or seeded random) and print the top-5
     /// classes per image and the time per batch.
     Infer(infer::Args),
+    /// Check a GPU machine: discovery, NVRTC compile and load of the gather kernels, copy
+    /// ceilings, green contexts; prints a table and writes it to --out (exit status 3: no GPU).
+    GpuCheck(gpu_check::Args),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +55,7 @@ fn main() -> ExitCode {
         Command::VerifyPcap(a) => verify_pcap::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Infer(a) => infer::run(a),
+        Command::GpuCheck(a) => gpu_check::run(a),
     };
     match result {
         Ok(code) => code,

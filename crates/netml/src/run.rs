@@ -3,7 +3,7 @@
 use crate::demo::{self, Demo, DemoArgs};
 use clap::Args as ClapArgs;
 use netml_dpdk::Eal;
-use netml_pipeline::config::{ChainAction, Config};
+use netml_pipeline::config::{ChainAction, Config, IngestTarget};
 use netml_pipeline::report::live_line;
 use netml_pipeline::{open_port, Pipeline};
 use std::path::PathBuf;
@@ -46,6 +46,16 @@ pub struct Args {
     /// Extra EAL argument (repeatable), appended to the configuration's.
     #[arg(long = "eal", allow_hyphen_values = true)]
     eal: Vec<String>,
+    /// Ingest mode: `netml` (resident gather kernel polling a doorbell ring), `launch` (one
+    /// gather launch per batch) or `cpu-copy` (memcpy into staging + one DMA: the baseline).
+    #[arg(long, value_parser = ["netml", "launch", "cpu-copy"])]
+    ingest: Option<String>,
+    /// Where the ingest runs: `auto` (a GPU when found), `host` or `gpu`.
+    #[arg(long, value_parser = ["auto", "host", "gpu"])]
+    ingest_target: Option<String>,
+    /// Images per batch at most.
+    #[arg(long)]
+    max_batch: Option<usize>,
     /// Do not send result messages.
     #[arg(long)]
     no_responses: bool,
@@ -100,6 +110,19 @@ impl Args {
             c.eal_args = without_no_huge(&c.eal_args);
         }
         c.eal_args.extend(self.eal.iter().cloned());
+        if let Some(m) = &self.ingest {
+            c.ingest.mode = m.clone();
+        }
+        if let Some(t) = &self.ingest_target {
+            c.ingest.target = match t.as_str() {
+                "host" => IngestTarget::Host,
+                "gpu" => IngestTarget::Gpu,
+                _ => IngestTarget::Auto,
+            };
+        }
+        if let Some(b) = self.max_batch {
+            c.ingest.max_batch = b;
+        }
         if self.no_responses {
             c.responses.enabled = false;
         }

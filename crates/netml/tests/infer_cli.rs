@@ -72,7 +72,7 @@ fn cpu_and_reference_backends_agree_and_errors_are_clear() {
     assert_eq!(&std::fs::read(&npy).unwrap()[..6], b"\x93NUMPY");
 
     for (args, needle) in [
-        (vec!["--backend", "gpu"], "not built yet"),
+        (vec!["--backend", "gpu"], "no CUDA driver ("),
         (vec!["--backend", "cpu", "--precision", "fp16"], "fp32 only"),
         (vec!["--backend", "tpu"], "--backend"),
     ] {

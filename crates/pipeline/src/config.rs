@@ -21,6 +21,8 @@ pub struct Config {
     pub verifier: VerifierConfig,
     /// Packet memory.
     pub mempool: MempoolConfig,
+    /// How complete images reach the batch buffers.
+    pub ingest: IngestSection,
     /// Complete images queued between the rx workers and the gather stage; beyond this
     /// images are dropped (counted as backpressure).
     pub dispatch_queue: usize,
@@ -106,6 +108,60 @@ pub struct MempoolConfig {
     pub cache: u32,
 }
 
+/// Where the ingest runs.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum IngestTarget {
+    /// The first GPU when one is found, else the host.
+    Auto,
+    /// Host threads stand in for the GPU (the no-GPU path).
+    Host,
+    /// GPU 0; fails to start without one.
+    Gpu,
+}
+
+/// The ingest stage (`[ingest]`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestSection {
+    /// `netml` (resident gather kernel), `launch` (one launch per batch) or `cpu-copy`.
+    pub mode: String,
+    /// `auto`, `host` or `gpu`.
+    pub target: IngestTarget,
+    /// Images per batch at most (a batch is whatever is queued, up to this).
+    pub max_batch: usize,
+    /// Largest image in bytes; larger images are answered `Rejected` (counted `oversize`).
+    pub max_image_bytes: usize,
+    /// Batch slots (gathering batch k+1 overlaps the use of batch k).
+    pub slots: usize,
+    /// Gather blocks (CUDA blocks, or host threads standing in for them); 0 picks 8 on a
+    /// GPU and 1 on the host.
+    pub blocks: u32,
+    /// Read each batch back and check every image's CRC-32 against its sender's.
+    pub check_crc: bool,
+}
+
+impl IngestSection {
+    /// The parsed mode.
+    pub fn mode(&self) -> Result<netml_gpu::IngestMode, String> {
+        self.mode.parse().map_err(|e| format!("ingest.mode: {e}"))
+    }
+}
+
+impl Default for IngestSection {
+    fn default() -> Self {
+        IngestSection {
+            mode: "netml".into(),
+            target: IngestTarget::Auto,
+            max_batch: 8,
+            max_image_bytes: 3 * 224 * 224 * 4,
+            slots: 4,
+            blocks: 0,
+            check_crc: true,
+        }
+    }
+}
+
 /// One inference function.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -136,6 +192,7 @@ impl Default for Config {
             responses: ResponseConfig::default(),
             verifier: VerifierConfig::default(),
             mempool: MempoolConfig::default(),
+            ingest: IngestSection::default(),
             dispatch_queue: 1024,
             stats_interval_s: 1.0,
             functions: Vec::new(),
@@ -243,6 +300,18 @@ impl Config {
         if self.dispatch_queue == 0 {
             return Err("dispatch_queue must be at least 1".into());
         }
+        self.ingest.mode()?;
+        let i = &self.ingest;
+        if i.max_batch == 0 || i.slots == 0 || i.max_image_bytes == 0 {
+            return Err(
+                "ingest.max_batch, ingest.slots and ingest.max_image_bytes must be at least 1"
+                    .into(),
+            );
+        }
+        if !matches!(i.max_batch.checked_mul(i.max_image_bytes), Some(b) if b <= u32::MAX as usize)
+        {
+            return Err("ingest.max_batch x ingest.max_image_bytes must stay below 4 GiB".into());
+        }
         Ok(())
     }
 
@@ -296,5 +365,10 @@ mod tests {
             .unwrap_err()
             .contains("one per queue"));
         assert!(Config::from_toml("[chain]\naction = \"bounce\"").is_err());
+        assert!(Config::from_toml("[ingest]\nmode = \"dma\"")
+            .unwrap_err()
+            .contains("cpu-copy"));
+        assert!(Config::from_toml("[ingest]\ntarget = \"tpu\"").is_err());
+        assert!(Config::from_toml("[ingest]\nslots = 0").is_err());
     }
 }

@@ -12,6 +12,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod ingest;
 pub mod report;
 pub mod sink;
 pub mod stats;
@@ -45,6 +46,9 @@ pub struct Pipeline {
     running: Arc<AtomicBool>,
     workers: Vec<JoinHandle<()>>,
     sink: Option<JoinHandle<()>>,
+    ingest_target: netml_gpu::Target,
+    /// Packet memory registered with the GPU; unregistered after the gather stage has ended.
+    _registrations: Vec<netml_gpu::cuda::Registered>,
     mempool_in_use_at_start: u32,
     started: std::time::Instant,
 }
@@ -100,6 +104,9 @@ impl Pipeline {
                 .map_err(|e| format!("chain port {}: {e}", p.name()))?;
         }
         let mempool_in_use_at_start = pool.in_use();
+        // Before any thread starts: on a GPU this registers the packet memory just created.
+        let opened = ingest::open(&cfg.ingest)?;
+        let ingest_target = opened.target;
 
         let shared = Arc::new(Shared::new(queues as usize));
         let running = Arc::new(AtomicBool::new(true));
@@ -163,6 +170,10 @@ impl Pipeline {
             models: cfg.functions.iter().map(|f| f.model).collect(),
             shared: shared.clone(),
             clock,
+            ingest: opened.ingest,
+            max_batch: cfg.ingest.max_batch,
+            max_image_bytes: cfg.ingest.max_image_bytes,
+            check_crc: cfg.ingest.check_crc,
         };
         let sink = std::thread::Builder::new()
             .name("netml-sink".into())
@@ -180,6 +191,8 @@ impl Pipeline {
             running,
             workers,
             sink: Some(sink),
+            ingest_target,
+            _registrations: opened.registrations,
             mempool_in_use_at_start,
             started: std::time::Instant::now(),
         })
@@ -198,6 +211,11 @@ impl Pipeline {
     /// The chain port, if separate.
     pub fn chain_port(&self) -> Option<&Port> {
         self.chain_port.as_ref()
+    }
+
+    /// Where the ingest runs.
+    pub fn ingest_target(&self) -> netml_gpu::Target {
+        self.ingest_target
     }
 
     /// The packet mempool.

@@ -39,6 +39,8 @@ pub struct Report {
     pub total: WorkerCounters,
     /// The gather/result stage.
     pub sink: SinkCounters,
+    /// Where the ingest ran (`host` or `gpuN`).
+    pub ingest_target: String,
     /// Mempool size.
     pub mempool_capacity: u32,
     /// Mbufs in use after the ports started.
@@ -58,6 +60,7 @@ impl Report {
             total: snap.total(),
             workers: snap.workers,
             sink: snap.sink,
+            ingest_target: p.ingest_target().to_string(),
             mempool_capacity: p.mempool().capacity(),
             mempool_in_use_at_start: p.mempool_in_use_at_start(),
             mempool_in_use_at_end: p.mempool().in_use(),
@@ -84,6 +87,7 @@ impl Report {
             "total": worker_json(&self.total),
             "workers": self.workers.iter().map(worker_json).collect::<Vec<_>>(),
             "sink": sink_json(&self.sink),
+            "ingest_target": self.ingest_target,
             "mempool": {
                 "capacity": self.mempool_capacity,
                 "in_use_at_start": self.mempool_in_use_at_start,
@@ -119,9 +123,11 @@ impl Report {
         let k = &self.sink;
         let _ = writeln!(
             s,
-            "gather:   images={} bytes={} crc_mismatch={} rejected={} results_sent={} results_dropped={} cpu_per_image={:.1}us",
-            k.images, k.bytes, k.crc_mismatch, k.rejected, k.results_sent, k.results_dropped,
-            if k.images > 0 { k.gather_ns as f64 / k.images as f64 / 1e3 } else { 0.0 }
+            "gather:   images={} bytes={} batches={} crc_mismatch={} rejected={} oversize={} failed={} stalls={} results_sent={} results_dropped={} submit_per_image={:.1}us on {}",
+            k.images, k.bytes, k.batches, k.crc_mismatch, k.rejected, k.oversize, k.ingest_failed,
+            k.ingest_stalls, k.results_sent, k.results_dropped,
+            if k.images > 0 { k.gather_ns as f64 / k.images as f64 / 1e3 } else { 0.0 },
+            self.ingest_target
         );
         let _ = writeln!(
             s,
@@ -167,6 +173,8 @@ fn sink_json(k: &SinkCounters) -> Value {
     json!({
         "images": k.images, "bytes": k.bytes, "crc_mismatch": k.crc_mismatch, "rejected": k.rejected,
         "results_sent": k.results_sent, "results_dropped": k.results_dropped, "gather_ns": k.gather_ns,
+        "batches": k.batches, "oversize": k.oversize, "ingest_failed": k.ingest_failed,
+        "ingest_stalls": k.ingest_stalls,
     })
 }
 

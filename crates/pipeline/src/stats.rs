@@ -46,8 +46,17 @@ pub struct SinkCounters {
     pub results_sent: u64,
     /// Result messages dropped (tx queue full or no mbuf).
     pub results_dropped: u64,
-    /// Nanoseconds spent copying payloads (the CPU cost of host gather).
+    /// Nanoseconds the gather stage's thread spent handing batches to the ingest (the
+    /// memcpy in `cpu-copy` mode; descriptors and the doorbell in `netml` mode).
     pub gather_ns: u64,
+    /// Batches submitted to the ingest.
+    pub batches: u64,
+    /// Images larger than `ingest.max_image_bytes` (answered `Rejected`, not ingested).
+    pub oversize: u64,
+    /// Images lost to an ingest failure (answered `Failed`).
+    pub ingest_failed: u64,
+    /// Times the ingest watchdog reported a batch without progress.
+    pub ingest_stalls: u64,
 }
 
 /// Everything the threads publish.

@@ -29,6 +29,8 @@
 //! window), [`meter`] (the threads' counters and the rates), [`report`] (text and CSV).
 
 mod feeder;
+mod infer;
+mod ingest;
 mod meter;
 mod monitor;
 mod report;
@@ -51,6 +53,12 @@ enum What {
     /// Rx + classify + verify per core: the pipeline's rx worker loop on one thread, fed
     /// from a net_ring port by a feeder thread that recycles the mbufs of completed images.
     Rx(RxArgs),
+    /// Inference per model x batch x precision on one backend: ms per batch, images/s,
+    /// latency p50/p99/max; optional CSV, SVG plots and a baseline to compare with.
+    Infer(infer::Args),
+    /// CPU per image of the three GPU ingest modes (netml, launch, cpu-copy) per batch size,
+    /// images/s, GB/s, latency p50/p99; on the host or (`--target gpu`) on a GPU.
+    Ingest(ingest::Args),
 }
 
 /// Options of `netml bench rx`.
@@ -98,5 +106,7 @@ struct RxArgs {
 pub fn run(a: Args) -> Result<ExitCode, String> {
     match a.what {
         What::Rx(a) => rx::rx(a),
+        What::Infer(a) => infer::run(a),
+        What::Ingest(a) => ingest::run(a),
     }
 }

@@ -1,0 +1,393 @@
+//! The three ingest modes on the host, through [`netml_gpu::open`]: the target-agnostic
+//! self-check under concurrency (4 blocks, every slot in flight, a ring smaller than the
+//! batches in flight so that it wraps and pushes back), refused jobs, and drop in flight.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use netml_gpu::selfcheck::{self, SelfCheckOptions};
+use netml_gpu::{
+    open, wait, ImageJob, Ingest, IngestConfig, IngestError, IngestMode, Normalize, RawFragment,
+    SubmitError, Target,
+};
+
+fn config(mode: IngestMode) -> IngestConfig {
+    IngestConfig {
+        mode,
+        slots: 4,
+        slot_bytes: 96 * 1024,
+        blocks: 4,
+        ring_entries: 3,
+    }
+}
+
+fn start(mode: IngestMode) -> Box<dyn Ingest> {
+    open(&config(mode), Target::Host).expect("open host ingest")
+}
+
+#[test]
+fn selfcheck_passes_in_every_mode() {
+    for mode in IngestMode::ALL {
+        let mut ingest = start(mode);
+        assert_eq!((ingest.mode(), ingest.target()), (mode, Target::Host));
+        let opts = SelfCheckOptions {
+            rounds: 20,
+            ..SelfCheckOptions::default()
+        };
+        let rep = selfcheck::run(ingest.as_mut(), &opts).expect("self-check ran");
+        assert!(rep.passed(), "{mode}: {rep}");
+        assert_eq!(rep.cases, 20 * 4);
+        eprintln!("{mode}: {rep}");
+        assert!(
+            rep.converted_images > 0 && rep.converted_images < rep.images,
+            "{rep}"
+        );
+        let c = ingest.counters();
+        // One poison batch and one real batch per case.
+        assert_eq!(c.batches_submitted, 2 * rep.cases as u64, "{mode}");
+        assert_eq!(c.batches_completed, c.batches_submitted, "{mode}");
+        assert_eq!(c.images, (rep.cases + rep.images) as u64, "{mode}");
+    }
+}
+
+#[test]
+fn selfcheck_with_one_block_and_a_one_entry_ring() {
+    for mode in IngestMode::ALL {
+        let cfg = IngestConfig {
+            blocks: 1,
+            ring_entries: 1,
+            ..config(mode)
+        };
+        let mut ingest = open(&cfg, Target::Host).unwrap();
+        let opts = SelfCheckOptions {
+            rounds: 2,
+            seed: 7,
+            ..SelfCheckOptions::default()
+        };
+        let rep = selfcheck::run(ingest.as_mut(), &opts).unwrap();
+        assert!(rep.passed(), "{mode}: {rep}");
+        assert!(ingest.counters().backpressure_waits > 0, "{mode}");
+    }
+}
+
+fn norm(h: u32, w: u32) -> Normalize {
+    Normalize {
+        channels: 3,
+        height: h,
+        width: w,
+        mean: [0.5; 4],
+        std: [0.25; 4],
+    }
+}
+
+#[test]
+fn refused_jobs_submit_nothing() {
+    let src = vec![7u8; 4096];
+    let frag = |len: usize, dst_offset: usize| RawFragment {
+        src: src.as_ptr(),
+        len,
+        dst_offset,
+    };
+    fn copy(frags: &[RawFragment]) -> ImageJob<'_> {
+        ImageJob {
+            slot_offset: 0,
+            fragments: frags,
+            convert: None,
+        }
+    }
+    for mode in IngestMode::ALL {
+        let mut ingest = start(mode);
+        let slot_bytes = ingest.slot_bytes();
+        let before = ingest.counters();
+        let oob = [frag(64, slot_bytes - 32)];
+        let overlap = [frag(100, 0), frag(100, 50)];
+        let ok = [frag(100, 0)];
+        let cases: Vec<(Vec<ImageJob<'_>>, usize, IngestError)> = vec![
+            (
+                vec![copy(&oob)],
+                0,
+                SubmitError::OutOfBounds { fragment: 0 }.into(),
+            ),
+            (
+                vec![copy(&overlap)],
+                0,
+                SubmitError::Overlap {
+                    first: 0,
+                    second: 1,
+                }
+                .into(),
+            ),
+            // Two images writing the same bytes (fragment indices across the batch).
+            (
+                vec![
+                    copy(&ok),
+                    ImageJob {
+                        slot_offset: 40,
+                        ..copy(&ok)
+                    },
+                ],
+                0,
+                SubmitError::Overlap {
+                    first: 0,
+                    second: 1,
+                }
+                .into(),
+            ),
+            // A valid image behind a bad one: the batch is refused whole.
+            (
+                vec![
+                    copy(&ok),
+                    ImageJob {
+                        slot_offset: slot_bytes - 10,
+                        ..copy(&ok)
+                    },
+                ],
+                0,
+                SubmitError::OutOfBounds { fragment: 1 }.into(),
+            ),
+            (vec![copy(&ok)], 4, IngestError::NoSuchSlot(4)),
+            // f32 tensor at an offset that is not 4-byte aligned.
+            (
+                vec![ImageJob {
+                    slot_offset: 2,
+                    fragments: &ok,
+                    convert: Some(norm(10, 10)),
+                }],
+                0,
+                SubmitError::BadNormalize.into(),
+            ),
+            // Tensor larger than the slot.
+            (
+                vec![ImageJob {
+                    slot_offset: 0,
+                    fragments: &ok,
+                    convert: Some(norm(128, 128)),
+                }],
+                0,
+                SubmitError::BadNormalize.into(),
+            ),
+        ];
+        for (jobs, slot, want) in &cases {
+            // SAFETY: `src` outlives the ingest; a refused batch reads nothing.
+            let got = unsafe { ingest.submit(*slot, jobs) };
+            assert_eq!(got.unwrap_err(), *want, "{mode}");
+        }
+        assert_eq!(
+            ingest.counters(),
+            before,
+            "{mode}: a refused batch was counted"
+        );
+        let mut slot = vec![1u8; 256];
+        ingest.read_slot(0, &mut slot).unwrap();
+        assert!(
+            slot.iter().all(|&b| b == 0),
+            "{mode}: a refused batch wrote the slot"
+        );
+        // The ingest still works afterwards, and an empty batch completes too.
+        // SAFETY: `src` outlives the ingest.
+        let t = unsafe { ingest.submit(0, &[copy(&ok)]) }.unwrap();
+        wait(ingest.as_mut(), t).unwrap();
+        // SAFETY: no sources.
+        let e = unsafe { ingest.submit(1, &[]) }.unwrap();
+        assert!(e > t);
+        wait(ingest.as_mut(), e).unwrap();
+        ingest.read_slot(0, &mut slot).unwrap();
+        assert!(slot[..100].iter().all(|&b| b == 7) && slot[100..].iter().all(|&b| b == 0));
+        let c = ingest.counters();
+        assert_eq!(
+            (c.batches_submitted, c.batches_completed, c.bytes),
+            (2, 2, 100),
+            "{mode}"
+        );
+    }
+}
+
+#[test]
+fn drop_with_batches_in_flight_joins() {
+    for mode in IngestMode::ALL {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let src: Vec<u8> = (0..64 * 1024).map(|i| i as u8).collect();
+            let frags: Vec<RawFragment> = (0..64)
+                .map(|i| RawFragment {
+                    src: src[i * 1024..].as_ptr(),
+                    len: 1024,
+                    dst_offset: i * 1024,
+                })
+                .collect();
+            let mut ingest = start(mode);
+            for slot in 0..ingest.slots() {
+                let job = ImageJob {
+                    slot_offset: 0,
+                    fragments: &frags,
+                    convert: None,
+                };
+                // SAFETY: `src` outlives `ingest` (dropped first, below).
+                unsafe { ingest.submit(slot, &[job]) }.unwrap();
+            }
+            drop(ingest);
+            drop(src);
+            tx.send(()).unwrap();
+        });
+        rx.recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("{mode}: drop with batches in flight hung"));
+    }
+}
+
+#[test]
+fn gpu_target_without_a_gpu_is_an_error_not_a_panic() {
+    if netml_gpu::cuda::discover().is_ok() {
+        return; // a GPU machine: `netml gpu-check` covers the GPU target there
+    }
+    let got = open(&config(IngestMode::Netml), Target::Gpu(0));
+    assert!(matches!(got, Err(IngestError::Device(_))));
+}
+
+#[test]
+fn bad_configs_are_refused() {
+    for cfg in [
+        IngestConfig {
+            slots: 0,
+            ..config(IngestMode::Netml)
+        },
+        IngestConfig {
+            blocks: 0,
+            ..config(IngestMode::Launch)
+        },
+        IngestConfig {
+            ring_entries: 0,
+            ..config(IngestMode::CpuCopy)
+        },
+        IngestConfig {
+            slot_bytes: 1 << 32,
+            ..config(IngestMode::Netml)
+        },
+    ] {
+        assert!(
+            matches!(open(&cfg, Target::Host), Err(IngestError::Device(_))),
+            "{cfg:?}"
+        );
+    }
+}
+
+/// An ingest that loses one fragment of every multi-fragment image, or nudges conversions.
+struct Faulty {
+    inner: Box<dyn Ingest>,
+    nudge_convert: bool,
+}
+
+impl Ingest for Faulty {
+    fn mode(&self) -> IngestMode {
+        self.inner.mode()
+    }
+    fn target(&self) -> Target {
+        self.inner.target()
+    }
+    fn slots(&self) -> usize {
+        self.inner.slots()
+    }
+    fn slot_bytes(&self) -> usize {
+        self.inner.slot_bytes()
+    }
+    unsafe fn submit(
+        &mut self,
+        slot: usize,
+        jobs: &[ImageJob<'_>],
+    ) -> Result<netml_gpu::Ticket, IngestError> {
+        let mut jobs = jobs.to_vec();
+        for j in jobs.iter_mut() {
+            match (&mut j.convert, self.nudge_convert) {
+                (Some(n), true) => n.mean[0] += 1e-3,
+                (None, false) if j.fragments.len() > 1 => {
+                    j.fragments = &j.fragments[1..];
+                }
+                _ => {}
+            }
+        }
+        // SAFETY: forwarded contract.
+        unsafe { self.inner.submit(slot, &jobs) }
+    }
+    fn poll(&mut self, t: netml_gpu::Ticket) -> Result<bool, IngestError> {
+        self.inner.poll(t)
+    }
+    fn read_slot(&mut self, slot: usize, out: &mut [u8]) -> Result<(), IngestError> {
+        self.inner.read_slot(slot, out)
+    }
+    fn slot_device_ptr(&self, slot: usize) -> Option<u64> {
+        self.inner.slot_device_ptr(slot)
+    }
+    fn counters(&self) -> netml_gpu::IngestCounters {
+        self.inner.counters()
+    }
+}
+
+#[test]
+fn selfcheck_catches_a_lost_fragment_and_a_wrong_conversion() {
+    for nudge_convert in [false, true] {
+        let mut faulty = Faulty {
+            inner: start(IngestMode::Netml),
+            nudge_convert,
+        };
+        let rep = selfcheck::run(&mut faulty, &SelfCheckOptions::default()).unwrap();
+        assert!(!rep.passed() && rep.mismatches > 0, "{rep}");
+        let m = rep.first_mismatch.expect("a first mismatch");
+        let is_f32 = matches!(m.found, selfcheck::Found::F32 { .. });
+        assert_eq!(is_f32, nudge_convert, "{m}");
+    }
+}
+
+#[test]
+fn interleaved_images_that_do_not_overlap_are_accepted() {
+    // Image A writes [0, 100) and [200, 300), image B [100, 200): extents interleave, bytes
+    // do not; the same layout shifted by one byte is refused.
+    let (a, b) = (vec![1u8; 200], vec![2u8; 100]);
+    let fa = [
+        RawFragment {
+            src: a.as_ptr(),
+            len: 100,
+            dst_offset: 0,
+        },
+        RawFragment {
+            src: a[100..].as_ptr(),
+            len: 100,
+            dst_offset: 200,
+        },
+    ];
+    for mode in IngestMode::ALL {
+        let mut ingest = start(mode);
+        for (b_at, ok) in [(100, true), (101, false)] {
+            let fb = [RawFragment {
+                src: b.as_ptr(),
+                len: 100,
+                dst_offset: b_at,
+            }];
+            let jobs = [
+                ImageJob {
+                    slot_offset: 0,
+                    fragments: &fa,
+                    convert: None,
+                },
+                ImageJob {
+                    slot_offset: 0,
+                    fragments: &fb,
+                    convert: None,
+                },
+            ];
+            // SAFETY: `a` and `b` outlive the ingest.
+            let r = unsafe { ingest.submit(0, &jobs) };
+            if !ok {
+                let want = SubmitError::Overlap {
+                    first: 1,
+                    second: 2,
+                };
+                assert_eq!(r.unwrap_err(), want.into(), "{mode}");
+                continue;
+            }
+            wait(ingest.as_mut(), r.unwrap()).unwrap();
+            let mut got = vec![0u8; 300];
+            ingest.read_slot(0, &mut got).unwrap();
+            let want: Vec<u8> = [[1u8; 100], [2; 100], [1; 100]].concat();
+            assert_eq!(got, want, "{mode}");
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! Raw device allocations and error mapping for the executor. The executor works with byte
+//! offsets into a few large allocations (arena, weights, workspace), so it owns raw
+//! `CUdeviceptr`s rather than typed cudarc slices.
+
+use std::fmt::Debug;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use cudarc::driver::{result, sys};
+
+use crate::error::{Error, Result};
+
+/// Maps a CUDA / cuDNN / cuBLAS error to [`Error::Backend`] naming the call.
+pub(crate) fn err<E: Debug>(what: &'static str) -> impl Fn(E) -> Error {
+    move |e| Error::Backend(format!("gpu: {what}: {e:?}"))
+}
+
+/// One device allocation, freed on drop. The owner keeps its CUDA context current on the
+/// dropping thread (the engine binds it in its own `Drop`).
+#[derive(Debug)]
+pub(crate) struct DevBuf {
+    ptr: sys::CUdeviceptr,
+    bytes: usize,
+}
+
+impl DevBuf {
+    /// Allocates `bytes` (at least 1) of device memory, zero-filled so that nothing reads
+    /// undefined bytes (padded batch slots, the arena before the first batch).
+    pub(crate) fn zeroed(bytes: usize) -> Result<DevBuf> {
+        let bytes = bytes.max(1);
+        // SAFETY: plain allocation in the current context; the pointer is owned by the
+        // returned value and freed exactly once in Drop.
+        let ptr = unsafe { result::malloc_sync(bytes) }.map_err(err("cuMemAlloc"))?;
+        let buf = DevBuf { ptr, bytes };
+        // SAFETY: the range is the allocation just made.
+        unsafe { result::memset_d8_sync(ptr, 0, bytes) }.map_err(err("cuMemsetD8"))?;
+        // cuMemsetD8 on device memory may still be running when it returns, on the legacy
+        // stream, which the engine's non-blocking stream does not wait for: finish it here.
+        legacy_stream_sync()?;
+        Ok(buf)
+    }
+
+    /// Allocates and fills with `data` (synchronous: load time only).
+    pub(crate) fn from_bytes(data: &[u8]) -> Result<DevBuf> {
+        let buf = DevBuf::zeroed(data.len())?;
+        // SAFETY: the allocation holds at least data.len() bytes.
+        unsafe { result::memcpy_htod_sync(buf.ptr, data) }.map_err(err("cuMemcpyHtoD"))?;
+        // A pageable upload can return before its DMA lands (same reason as above).
+        legacy_stream_sync()?;
+        Ok(buf)
+    }
+
+    /// The device address.
+    pub(crate) fn ptr(&self) -> u64 {
+        self.ptr
+    }
+
+    /// Size in bytes.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+impl Drop for DevBuf {
+    fn drop(&mut self) {
+        // SAFETY: allocated by malloc_sync in DevBuf::zeroed and freed only here. An error
+        // (context already destroyed) cannot be handled in drop; the memory went with it.
+        let _ = unsafe { result::free_sync(self.ptr) };
+    }
+}
+
+/// Waits for the legacy default stream (load-time allocations and uploads only).
+fn legacy_stream_sync() -> Result<()> {
+    // SAFETY: the null stream always exists in the current context.
+    unsafe { result::stream::synchronize(std::ptr::null_mut()) }
+        .map_err(err("cuStreamSynchronize(0)"))
+}
+
+/// Loads cuBLAS (13) and cuBLASLt from the CUDA toolkit directories by full path, once, so
+/// that cudarc's later `dlopen("libcublas.so.13")` finds them loaded even when the toolkit is
+/// not on the library path (the GPU machine keeps it in /usr/local/cuda-13.0/lib64). cuDNN
+/// lives in the system library directory and needs no help. Returns whether both cuDNN and
+/// cuBLAS can now be loaded, or which is missing.
+pub(crate) fn load_libraries() -> Result<()> {
+    static DONE: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let mut dirs: Vec<PathBuf> = ["CUDA_HOME", "CUDA_PATH"]
+            .iter()
+            .filter_map(|v| std::env::var_os(v).filter(|v| !v.is_empty()))
+            .map(|v| PathBuf::from(v).join("lib64"))
+            .collect();
+        dirs.push("/usr/local/cuda/lib64".into());
+        dirs.push("/usr/local/cuda-13.0/lib64".into());
+        if let Some(exe) = std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent().map(PathBuf::from))
+        {
+            dirs.push(exe.join("../lib")); // the gpu-check package's lib/
+        }
+        for dir in &dirs {
+            let (lt, blas) = (dir.join("libcublasLt.so.13"), dir.join("libcublas.so.13"));
+            if lt.is_file() && blas.is_file() {
+                for lib in [lt, blas] {
+                    let flags = libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL;
+                    // SAFETY: loading runs the libraries' ELF constructors only.
+                    match unsafe { libloading::os::unix::Library::open(Some(&lib), flags) } {
+                        // Never unloaded: cudarc keeps function pointers into it.
+                        Ok(l) => std::mem::forget(l),
+                        Err(e) => return Err(format!("{}: {e}", lib.display())),
+                    }
+                }
+                break;
+            }
+        }
+        // SAFETY: dlopen probes only.
+        let (dnn, blas) = unsafe {
+            (
+                cudarc::cudnn::sys::is_culib_present(),
+                cudarc::cublas::sys::is_culib_present(),
+            )
+        };
+        match (dnn, blas) {
+            (true, true) => Ok(()),
+            (false, _) => Err("cuDNN 9 (libcudnn.so.9) not found".into()),
+            (true, false) => Err(format!(
+                "cuBLAS (libcublas.so.13) not found (searched the library path and {})",
+                dirs.iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    })
+    .clone()
+    .map_err(|e| Error::Backend(format!("gpu: {e}")))
+}
+
+/// Packs `values` (f32 already rounded to the plan's precision) as device bytes.
+pub(crate) fn pack(values: &[f32], f16: bool) -> Vec<u8> {
+    if f16 {
+        values
+            .iter()
+            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+            .collect()
+    } else {
+        values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+}

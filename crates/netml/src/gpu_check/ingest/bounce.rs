@@ -1,0 +1,116 @@
+//! An [`Ingest`] wrapper for the self-check on a GPU: the self-check's sources are ordinary
+//! heap buffers, which the gather kernel cannot read (the pipeline's packet memory is
+//! registered once at start; a test's many small buffers cannot be registered safely, as
+//! registrations may not overlap and small buffers share pages). The wrapper copies every
+//! fragment into mapped pinned memory at the same address modulo 64 (so the kernel meets the
+//! same alignment cases) and submits the copies; everything else passes through.
+
+use netml_gpu::cuda::MappedPinned;
+use netml_gpu::{
+    wait, ImageJob, Ingest, IngestCounters, IngestError, IngestMode, RawFragment, Target, Ticket,
+};
+
+/// See the module documentation.
+pub struct Bounce<'a> {
+    inner: &'a mut dyn Ingest,
+    buf: &'a MappedPinned,
+    used: usize,
+    /// The last batch submitted: once it completed, every earlier one did too and the buffer
+    /// can be reused from the start.
+    last: Option<Ticket>,
+}
+
+impl<'a> Bounce<'a> {
+    /// Wraps `inner`, bouncing through `buf` (large enough for the batches in flight at once;
+    /// it must outlive every batch, so drop the ingest first).
+    pub fn new(inner: &'a mut dyn Ingest, buf: &'a MappedPinned) -> Self {
+        Self {
+            inner,
+            buf,
+            used: 0,
+            last: None,
+        }
+    }
+}
+
+impl Ingest for Bounce<'_> {
+    fn mode(&self) -> IngestMode {
+        self.inner.mode()
+    }
+
+    fn target(&self) -> Target {
+        self.inner.target()
+    }
+
+    fn slots(&self) -> usize {
+        self.inner.slots()
+    }
+
+    fn slot_bytes(&self) -> usize {
+        self.inner.slot_bytes()
+    }
+
+    unsafe fn submit(&mut self, slot: usize, jobs: &[ImageJob<'_>]) -> Result<Ticket, IngestError> {
+        let need: usize = jobs
+            .iter()
+            .flat_map(|j| j.fragments)
+            .map(|f| f.len + 64)
+            .sum();
+        if need > self.buf.len() {
+            return Err(IngestError::Device(format!(
+                "bounce buffer of {} bytes too small for a batch of {need}",
+                self.buf.len()
+            )));
+        }
+        if let Some(t) = self.last {
+            if self.used + need > self.buf.len() {
+                wait(self.inner, t)?;
+            }
+            if self.inner.poll(t)? {
+                self.used = 0;
+            }
+        }
+        let base = self.buf.host_ptr();
+        let mut moved: Vec<Vec<RawFragment>> = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let mut frags = Vec::with_capacity(job.fragments.len());
+            for f in job.fragments {
+                let pos = self.used.div_ceil(64) * 64 + (f.src as usize % 64);
+                // SAFETY: `pos + len <= used + need <= buf.len()` (the buffer is 64-byte
+                // aligned); the source is readable (the caller's submit contract), and this
+                // part of the buffer belongs to no batch in flight (reset only when all done).
+                let dst = unsafe { base.add(pos) };
+                unsafe { std::ptr::copy_nonoverlapping(f.src, dst, f.len) };
+                self.used = pos + f.len;
+                frags.push(RawFragment { src: dst, ..*f });
+            }
+            moved.push(frags);
+        }
+        let bounced: Vec<ImageJob<'_>> = jobs
+            .iter()
+            .zip(&moved)
+            .map(|(j, f)| ImageJob { fragments: f, ..*j })
+            .collect();
+        // SAFETY: the copies stay in `buf`, untouched until this batch completed (see above);
+        // the slot contract is the caller's, passed on unchanged.
+        let t = unsafe { self.inner.submit(slot, &bounced)? };
+        self.last = Some(t);
+        Ok(t)
+    }
+
+    fn poll(&mut self, ticket: Ticket) -> Result<bool, IngestError> {
+        self.inner.poll(ticket)
+    }
+
+    fn read_slot(&mut self, slot: usize, out: &mut [u8]) -> Result<(), IngestError> {
+        self.inner.read_slot(slot, out)
+    }
+
+    fn slot_device_ptr(&self, slot: usize) -> Option<u64> {
+        self.inner.slot_device_ptr(slot)
+    }
+
+    fn counters(&self) -> IngestCounters {
+        self.inner.counters()
+    }
+}

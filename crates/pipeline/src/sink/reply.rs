@@ -1,0 +1,100 @@
+//! Result messages: one per image, sent back to its sender out of the port it came in on.
+
+use super::{Sink, State};
+use crate::worker::Held;
+use netml_dpdk::Mbuf;
+use netml_verify::{Image, ImageKey};
+use netml_wire::frame::{self, Endpoints};
+use netml_wire::result::{self, Stage, Status, STAGES};
+
+/// Result frames are sent in bursts of this many (or when the stage runs out of work).
+pub(super) const TX_BURST: usize = 32;
+
+/// What an image's result message will say.
+pub(super) struct Answer {
+    key: ImageKey,
+    /// Where the reply goes (the reverse of fragment 0's addresses).
+    reply_to: Option<Endpoints>,
+    pub(super) status: Status,
+    /// CRC-32 of the tensor as gathered (0 when not checked).
+    pub(super) crc32: u32,
+    /// CRC-32 the sender put in the descriptor.
+    pub(super) sender_crc: u32,
+    sender_timestamp: u64,
+    first: u64,
+    completed: u64,
+    dispatched: u64,
+    pub(super) ingested: u64,
+    /// Tensor bytes.
+    pub(super) len: usize,
+}
+
+impl Answer {
+    /// Reads what the answer needs from the image, before its mbufs are freed.
+    pub(super) fn new(image: &Image<Held>, dispatched: u64) -> Answer {
+        let reply_to = image
+            .fragments
+            .first()
+            .and_then(|f| frame::parse_udp(f.mbuf.data()).ok().flatten())
+            .map(|d| Endpoints::from(&d).reversed());
+        Answer {
+            key: image.key,
+            reply_to,
+            status: Status::Ok,
+            crc32: 0,
+            sender_crc: image.descriptor.crc32,
+            sender_timestamp: image.descriptor.timestamp,
+            first: image.first_arrival,
+            completed: image.completed_at,
+            dispatched,
+            ingested: 0,
+            len: image.total_bytes as usize,
+        }
+    }
+}
+
+impl Sink {
+    /// Queues the result message of one image.
+    pub(super) fn reply(&mut self, st: &mut State, a: Answer) {
+        let (Some(ep), Some(_)) = (a.reply_to, self.txq.as_ref()) else {
+            return;
+        };
+        let mut stages = [0u64; STAGES];
+        stages[Stage::RxFirst as usize] = a.first;
+        stages[Stage::RxComplete as usize] = a.completed;
+        stages[Stage::Dispatched as usize] = a.dispatched;
+        stages[Stage::Ingested as usize] = a.ingested;
+        stages[Stage::Sent as usize] = self.clock.now_ns();
+        let msg = result::Repr {
+            model: a.key.model,
+            image: a.key.image,
+            status: a.status,
+            crc32: a.crc32,
+            sender_timestamp: a.sender_timestamp,
+            stages,
+            top_k: Vec::new(),
+        };
+        let frame = ep.build(msg.buffer_len(), |b| msg.emit(b));
+        match Mbuf::from_bytes(&self.pool, &frame) {
+            Ok(m) => st.out.push(m),
+            Err(_) => st.c.results_dropped += 1,
+        }
+    }
+
+    /// Sends the queued result frames; what the tx queue will not take is dropped (counted).
+    pub(super) fn flush(&mut self, st: &mut State) {
+        let Some(txq) = self.txq.as_mut() else {
+            st.out.clear();
+            return;
+        };
+        // A full queue gets a few chances before results are dropped.
+        for _ in 0..64 {
+            if st.out.is_empty() {
+                break;
+            }
+            st.c.results_sent += txq.tx_burst(&mut st.out) as u64;
+        }
+        st.c.results_dropped += st.out.len() as u64;
+        Mbuf::free_bulk(&mut st.out);
+    }
+}
