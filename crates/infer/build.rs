@@ -7,7 +7,11 @@ fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let kernels = manifest.join("../../cuda-kernels");
     let shim = manifest.join("src/gpu/host_ops.cpp");
-    for f in [shim.clone(), kernels.join("infer_ops.cu"), kernels.join("infer_ops.cuh")] {
+    for f in [
+        shim.clone(),
+        kernels.join("infer_ops.cu"),
+        kernels.join("infer_ops.cuh"),
+    ] {
         println!("cargo:rerun-if-changed={}", f.display());
     }
     cc::Build::new()

@@ -265,6 +265,47 @@ fn asymmetric_padding_goes_through_an_explicit_pad() {
     );
 }
 
+/// Translates a hand-built graph in both precisions and checks the GpuPlan, interpreted with
+/// the Rust mirror and with the host-built kernels, against the reference at batch 2.
+fn check_hand_built(proto: &pb::ModelProto) {
+    let model = netml_infer::Model::from_proto(proto).unwrap();
+    for precision in [Precision::Fp32, Precision::Fp16] {
+        let plan = Plan::compile(&model, 2, precision).unwrap();
+        let gp = translate_checked(&plan);
+        let per: usize = plan.input_shape().iter().product();
+        let input = common::Rng::new(9).normals(2 * per);
+        let want = Reference::new(plan.clone()).execute(&input).unwrap();
+        for host in [false, true] {
+            let got = gpu_sim::Sim::new(&gp, &plan, false, host).run(&input);
+            let err = rel_l2(&got, &want);
+            assert!(
+                err <= MAX_REL_L2,
+                "{precision} (host kernels {host}): rel-L2 {err:e}"
+            );
+        }
+    }
+}
+
+/// Softmax over every axis of an NHWC map (40 channels: more than a warp's lanes), in both
+/// opset semantics, channel concat of NHWC maps, and a Reorder of a flattened NHWC output
+/// softmaxed over 2400 values.
+#[test]
+fn softmax_on_every_axis_concat_and_reorder() {
+    for opset in [13, 11] {
+        let mut g = common::G::new(21);
+        g.opset = opset;
+        let x = g.conv("input", 3, 40, 1, 1, 0, 1, true);
+        let a = g.node("Softmax", &[&x], vec![common::attr_int("axis", 1)]);
+        let b = g.node("Softmax", &[&a], vec![common::attr_int("axis", 2)]);
+        let c = g.node("Softmax", &[&b], vec![common::attr_int("axis", 3)]);
+        let d = g.conv(&x, 40, 40, 3, 1, 1, 40, false);
+        let cat = g.node("Concat", &[&c, &d], vec![common::attr_int("axis", 1)]);
+        let f = g.node("Flatten", &[&cat], vec![]);
+        let y = g.node("Softmax", &[&f], vec![common::attr_int("axis", 1)]);
+        check_hand_built(&g.finish(&[3, 5, 6], &y, 2));
+    }
+}
+
 #[test]
 fn kernels_compile_with_nvrtc_and_export_every_named_entry() {
     if netml_gpu::cuda::nvrtc::load_library().is_err() {

@@ -26,8 +26,6 @@ const PALETTE: [&str; 10] = [
 
 /// An SVG line chart: one polyline with point markers per series, `(x, y)` points drawn
 /// in the order given.
-// Used by the ingest benchmark, which lands separately from `bench infer`.
-#[allow(dead_code)]
 pub fn line_chart(
     title: &str,
     x_label: &str,

@@ -21,9 +21,9 @@ pub(crate) struct Blas {
 
 impl Blas {
     /// Creates the handle on `stream` with its own workspace.
-    pub(crate) fn new(stream: *mut c_void) -> Result<Blas> {
+    pub(crate) fn new(stream: cudarc::driver::sys::CUstream) -> Result<Blas> {
         let handle = br::create_handle().map_err(err("cublasCreate"))?;
-        let ws = DevBuf::zeroed(WORKSPACE_BYTES);
+        let ws = DevBuf::zeroed(WORKSPACE_BYTES, stream);
         let blas = Blas {
             handle,
             _workspace: match ws {

@@ -15,38 +15,46 @@ pub(crate) fn err<E: Debug>(what: &'static str) -> impl Fn(E) -> Error {
     move |e| Error::Backend(format!("gpu: {what}: {e:?}"))
 }
 
-/// One device allocation, freed on drop. The owner keeps its CUDA context current on the
-/// dropping thread (the engine binds it in its own `Drop`).
+/// One stream-ordered device allocation (`cuMemAllocAsync` / `cuMemFreeAsync` on the
+/// engine's stream), freed on drop. Stream-ordered, because `cuMemFree` waits for the whole
+/// device, which never finishes while the resident gather kernel runs. The owner keeps the
+/// stream alive and its context current on the dropping thread (the engine binds it in its
+/// own `Drop` and drops its stream after its buffers).
 #[derive(Debug)]
 pub(crate) struct DevBuf {
     ptr: sys::CUdeviceptr,
     bytes: usize,
+    stream: sys::CUstream,
 }
 
 impl DevBuf {
-    /// Allocates `bytes` (at least 1) of device memory, zero-filled so that nothing reads
-    /// undefined bytes (padded batch slots, the arena before the first batch).
-    pub(crate) fn zeroed(bytes: usize) -> Result<DevBuf> {
+    /// Allocates `bytes` (at least 1) of device memory and zero-fills it on `stream`, so that
+    /// nothing reads undefined bytes (padded batch slots, the arena before the first batch).
+    /// The fill is ordered before later work on `stream`; the legacy default stream is never
+    /// used, so loading an engine does not wait for (or block) kernels on other streams, such
+    /// as the resident gather kernel.
+    pub(crate) fn zeroed(bytes: usize, stream: sys::CUstream) -> Result<DevBuf> {
         let bytes = bytes.max(1);
-        // SAFETY: plain allocation in the current context; the pointer is owned by the
-        // returned value and freed exactly once in Drop.
-        let ptr = unsafe { result::malloc_sync(bytes) }.map_err(err("cuMemAlloc"))?;
-        let buf = DevBuf { ptr, bytes };
-        // SAFETY: the range is the allocation just made.
-        unsafe { result::memset_d8_sync(ptr, 0, bytes) }.map_err(err("cuMemsetD8"))?;
-        // cuMemsetD8 on device memory may still be running when it returns, on the legacy
-        // stream, which the engine's non-blocking stream does not wait for: finish it here.
-        legacy_stream_sync()?;
+        // SAFETY: allocation from the device's default pool, ordered on a live `stream`; the
+        // pointer is owned by the returned value and freed exactly once in Drop.
+        let ptr = unsafe { result::malloc_async(stream, bytes) }.map_err(err("cuMemAllocAsync"))?;
+        let buf = DevBuf { ptr, bytes, stream };
+        // SAFETY: the range is the allocation just made; `stream` is a live stream.
+        unsafe { result::memset_d8_async(ptr, 0, bytes, stream) }
+            .map_err(err("cuMemsetD8Async"))?;
         Ok(buf)
     }
 
-    /// Allocates and fills with `data` (synchronous: load time only).
-    pub(crate) fn from_bytes(data: &[u8]) -> Result<DevBuf> {
-        let buf = DevBuf::zeroed(data.len())?;
-        // SAFETY: the allocation holds at least data.len() bytes.
-        unsafe { result::memcpy_htod_sync(buf.ptr, data) }.map_err(err("cuMemcpyHtoD"))?;
-        // A pageable upload can return before its DMA lands (same reason as above).
-        legacy_stream_sync()?;
+    /// Allocates and fills with `data` on `stream`, waiting for that stream (load time only:
+    /// `data` may be pageable and is released when this returns).
+    pub(crate) fn from_bytes(data: &[u8], stream: sys::CUstream) -> Result<DevBuf> {
+        let buf = DevBuf::zeroed(data.len(), stream)?;
+        // SAFETY: the allocation holds at least data.len() bytes; `data` outlives the copy
+        // because the stream is synchronised before returning.
+        unsafe {
+            result::memcpy_htod_async(buf.ptr, data, stream).map_err(err("cuMemcpyHtoDAsync"))?;
+            result::stream::synchronize(stream).map_err(err("cuStreamSynchronize"))?;
+        }
         Ok(buf)
     }
 
@@ -63,17 +71,11 @@ impl DevBuf {
 
 impl Drop for DevBuf {
     fn drop(&mut self) {
-        // SAFETY: allocated by malloc_sync in DevBuf::zeroed and freed only here. An error
-        // (context already destroyed) cannot be handled in drop; the memory went with it.
-        let _ = unsafe { result::free_sync(self.ptr) };
+        // SAFETY: allocated by malloc_async in DevBuf::zeroed on `self.stream`, which is still
+        // alive (see the type's doc), and freed only here, ordered after the stream's work
+        // that uses it. An error (context already gone) cannot be handled in drop.
+        let _ = unsafe { result::free_async(self.ptr, self.stream) };
     }
-}
-
-/// Waits for the legacy default stream (load-time allocations and uploads only).
-fn legacy_stream_sync() -> Result<()> {
-    // SAFETY: the null stream always exists in the current context.
-    unsafe { result::stream::synchronize(std::ptr::null_mut()) }
-        .map_err(err("cuStreamSynchronize(0)"))
 }
 
 /// Loads cuBLAS (13) and cuBLASLt from the CUDA toolkit directories by full path, once, so

@@ -1,16 +1,16 @@
 //! cuDNN side of the executor: descriptors built once per call at load, algorithm choice,
-//! and the two calls the graph records (fused convolution, pooling). Raw cudarc `result` /
+//! and the convolution calls the graph records (pooling is in `pool`). Raw cudarc `result` /
 //! `sys` functions over device addresses, because operands are offsets into one arena.
 
 use std::ffi::{c_int, c_void};
 
 use cudarc::cudnn::{result as dr, sys as ds};
 
-use super::calls::{AlgoRule, ConvCall, DType, PoolCall, PoolMode, TensorDesc};
+use super::calls::{AlgoRule, ConvCall, DType, TensorDesc};
 use super::device::err;
 use crate::error::{Error, Result};
 
-fn ci(v: usize) -> Result<c_int> {
+pub(crate) fn ci(v: usize) -> Result<c_int> {
     c_int::try_from(v).map_err(|_| Error::Backend(format!("gpu: {v} does not fit a cuDNN int")))
 }
 
@@ -22,7 +22,7 @@ fn data_type(d: DType) -> ds::cudnnDataType_t {
 }
 
 /// A cuDNN handle bound to the engine's stream.
-pub(crate) struct Dnn(ds::cudnnHandle_t);
+pub(crate) struct Dnn(pub(crate) ds::cudnnHandle_t);
 
 impl Dnn {
     /// Creates the handle and binds it to `stream` (the capture stream).
@@ -45,7 +45,7 @@ impl Drop for Dnn {
 /// Owns one descriptor and destroys it with `$destroy`.
 macro_rules! owned_desc {
     ($name:ident, $ty:ty, $destroy:path) => {
-        pub(crate) struct $name($ty);
+        pub(crate) struct $name(pub(crate) $ty);
         impl Drop for $name {
             fn drop(&mut self) {
                 // SAFETY: created by the matching cudnnCreate*, destroyed once here.
@@ -95,7 +95,7 @@ fn tensor(dims: [usize; 4], strides: [usize; 4], dtype: DType) -> Result<TDesc> 
     Ok(d)
 }
 
-fn tdesc(t: &TensorDesc, dtype: DType) -> Result<TDesc> {
+pub(crate) fn tdesc(t: &TensorDesc, dtype: DType) -> Result<TDesc> {
     tensor(t.dims, t.strides, dtype)
 }
 
@@ -348,68 +348,5 @@ impl Dnn {
         Err(last.unwrap_or_else(|| {
             Error::Backend("gpu: cuDNN found no forward algorithm for a convolution".into())
         }))
-    }
-}
-
-/// Descriptors of one pooling call.
-pub(crate) struct PreparedPool {
-    pub(crate) x: TDesc,
-    pub(crate) y: TDesc,
-    pub(crate) pool: PDesc,
-}
-
-/// Builds the descriptors of `p`.
-pub(crate) fn prepare_pool(p: &PoolCall, dtype: DType) -> Result<PreparedPool> {
-    let pool = PDesc(dr::create_pooling_descriptor().map_err(err("cudnnCreatePoolingDescriptor"))?);
-    let mode = match p.mode {
-        PoolMode::Max => ds::cudnnPoolingMode_t::CUDNN_POOLING_MAX,
-        PoolMode::AvgIncludePad => {
-            ds::cudnnPoolingMode_t::CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING
-        }
-        PoolMode::AvgExcludePad => {
-            ds::cudnnPoolingMode_t::CUDNN_POOLING_AVERAGE_COUNT_EXCLUDE_PADDING
-        }
-    };
-    let window = [ci(p.window[0])?, ci(p.window[1])?];
-    let pads = [ci(p.pad[0])?, ci(p.pad[1])?];
-    let strides = [ci(p.stride[0])?, ci(p.stride[1])?];
-    // SAFETY: a fresh descriptor; the three arrays hold nb_dims = 2 entries.
-    unsafe {
-        dr::set_pooling_descriptor(
-            pool.0,
-            mode,
-            ds::cudnnNanPropagation_t::CUDNN_NOT_PROPAGATE_NAN,
-            2,
-            &window,
-            &pads,
-            &strides,
-        )
-    }
-    .map_err(err("cudnnSetPoolingNdDescriptor"))?;
-    Ok(PreparedPool {
-        x: tdesc(&p.x, dtype)?,
-        y: tdesc(&p.y, dtype)?,
-        pool,
-    })
-}
-
-impl Dnn {
-    /// `cudnnPoolingForward` (alpha 1, beta 0) on the handle's stream.
-    ///
-    /// # Safety
-    /// `x` and `y` must point to device memory of the sizes their descriptors imply.
-    pub(crate) unsafe fn pool(&self, p: &PreparedPool, x: u64, y: u64) -> Result<()> {
-        let (one, zero) = (1f32, 0f32);
-        dr::pooling_forward(
-            self.0,
-            p.pool.0,
-            &one as *const f32 as *const c_void,
-            p.x.0,
-            x as *const c_void,
-            &zero as *const f32 as *const c_void,
-            p.y.0,
-            y as *mut c_void,
-        )
-        .map_err(err("cudnnPoolingForward"))
     }
 }

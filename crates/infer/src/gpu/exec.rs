@@ -37,6 +37,10 @@ impl Drop for Graph {
 
 /// The plan on cuDNN + cuBLAS + NVRTC kernels, replayed as one CUDA graph per batch.
 ///
+/// Create it before the pipeline launches its resident gather kernel and drop it after that
+/// kernel stops: cuDNN's and cuBLAS's handle teardown synchronises the whole device
+/// (docs/inference.md, "GPU executor").
+///
 /// Fields drop in declaration order: the graph and library handles before the memory they
 /// address, the stream and context last (`Drop` binds the context and drains the stream).
 pub struct GpuEngine {
@@ -105,7 +109,8 @@ impl GpuEngine {
             .map_err(err("cuDeviceGetAttribute"))?;
         let stream = ctx.new_stream().map_err(err("cuStreamCreate"))?;
         let elem = plan.precision.elem_bytes();
-        let arena = DevBuf::zeroed(gp.arena_bytes)?;
+        let raw = stream.cu_stream();
+        let arena = DevBuf::zeroed(gp.arena_bytes, raw)?;
         // All weights in one allocation, each at an aligned offset.
         let mut bytes = Vec::new();
         let mut offsets = Vec::with_capacity(plan.weights.len());
@@ -114,13 +119,13 @@ impl GpuEngine {
             bytes.extend(pack(&w.data, plan.precision == Precision::Fp16));
             bytes.resize(bytes.len().next_multiple_of(ARENA_ALIGN), 0);
         }
-        let weights = DevBuf::from_bytes(&bytes)?;
+        let weights = DevBuf::from_bytes(&bytes, raw)?;
         let zero_bias = (gp.zero_bias_elems > 0)
-            .then(|| DevBuf::zeroed(gp.zero_bias_elems * elem))
+            .then(|| DevBuf::zeroed(gp.zero_bias_elems * elem, raw))
             .transpose()?;
-        let scratch = DevBuf::zeroed(gp.scratch_bytes)?;
-        let staging = DevBuf::zeroed(gp.input_elems * 4)?;
-        let out = DevBuf::zeroed(gp.output_elems * 4)?;
+        let scratch = DevBuf::zeroed(gp.scratch_bytes, raw)?;
+        let staging = DevBuf::zeroed(gp.input_elems * 4, raw)?;
+        let out = DevBuf::zeroed(gp.output_elems * 4, raw)?;
         let ptrs = Ptrs {
             arena: arena.ptr(),
             weights: offsets.iter().map(|&o| weights.ptr() + o as u64).collect(),
@@ -128,16 +133,15 @@ impl GpuEngine {
             input: staging.ptr(),
             output: out.ptr(),
         };
-        let raw = stream.cu_stream();
         let dnn = Dnn::new(raw as _)?;
-        let blas = Blas::new(raw as _)?;
+        let blas = Blas::new(raw)?;
         let kernels = Kernels::load(
             ctx,
             (major * 10 + minor) as u32,
             gp.kernel_names().into_iter(),
         )?;
-        let (prepared, ws_bytes) = prepare(&gp, &dnn, &ptrs, zero_bias.as_ref())?;
-        let workspace = DevBuf::zeroed(ws_bytes)?;
+        let (prepared, ws_bytes) = prepare(&gp, &dnn, &ptrs, zero_bias.as_ref(), raw)?;
+        let workspace = DevBuf::zeroed(ws_bytes, raw)?;
         let mut engine = GpuEngine {
             graph: Graph {
                 graph: std::ptr::null_mut(),

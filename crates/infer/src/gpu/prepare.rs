@@ -7,9 +7,10 @@ use cudarc::cudnn::sys::cudnnConvolutionFwdAlgo_t;
 
 use super::calls::{Call, ConvCall, GpuPlan, KArg, KernelCall};
 use super::device::DevBuf;
-use super::dnn::{self, ConvPtrs, Dnn, PreparedConv, PreparedPool};
+use super::dnn::{self, ConvPtrs, Dnn, PreparedConv};
 use super::kernels::Ptrs;
-use super::translate::grid_for;
+use super::launch::grid_for;
+use super::pool::{self, PreparedPool};
 use crate::error::{Error, Result};
 
 /// Largest workspace `cudnnFindConvolutionForwardAlgorithmEx` may try (the chosen algorithms'
@@ -54,8 +55,9 @@ pub(crate) fn prepare(
     dnn: &Dnn,
     ptrs: &Ptrs,
     zero_bias: Option<&DevBuf>,
+    stream: cudarc::driver::sys::CUstream,
 ) -> Result<(Vec<Prepared>, usize)> {
-    let find_ws = DevBuf::zeroed(FIND_WORKSPACE_BYTES)?;
+    let find_ws = DevBuf::zeroed(FIND_WORKSPACE_BYTES, stream)?;
     let mut chosen: HashMap<String, (cudnnConvolutionFwdAlgo_t, usize, bool)> = HashMap::new();
     let mut ws_max = 0;
     let mut out = Vec::with_capacity(gp.calls.len());
@@ -98,7 +100,7 @@ pub(crate) fn prepare(
                 ws_max = ws_max.max(p.workspace);
                 Prepared::Conv(p)
             }
-            Call::Pool(v) => Prepared::Pool(dnn::prepare_pool(v, gp.dtype)?),
+            Call::Pool(v) => Prepared::Pool(pool::prepare_pool(v, gp.dtype)?),
             _ => Prepared::Other,
         });
     }
