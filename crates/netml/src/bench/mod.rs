@@ -29,7 +29,7 @@
 //! window), [`meter`] (the threads' counters and the rates), [`report`] (text and CSV).
 
 mod feeder;
-mod infer;
+pub(crate) mod infer;
 mod ingest;
 mod meter;
 mod monitor;

@@ -1,7 +1,10 @@
 //! Section "infer": the GPU executor of netml-infer against the reference executor of the
 //! same plan, and its time per batch, for every seed model found (small ones from the package
-//! or `target/netml-infer-models/small`, full-size ones from `target/models` when present),
-//! batch 1/8/32, fp32/fp16. Writes `infer.csv` in the output directory.
+//! or `target/netml-infer-models/small`, full-size ones from `NETML_FULL_MODELS_DIR` or
+//! `target/models` when present), batch 1/8/32, fp32/fp16. Writes `infer.csv` in the output
+//! directory. PyTorch eager is the baseline: measured in the same run when
+//! `NETML_TORCH_BASELINE` names the CSV of `scripts/models/torch_baseline.py` (scripts/gpu-check
+//! does that where torch is installed), else the H100 reference table, labelled so.
 //!
 //! Correctness thresholds are those of docs/inference.md (fp32: rel-L2 ≤ 1e-4 and every
 //! top-1 equal; fp16: rel-L2 ≤ 1e-2 and at most one top-1 difference). The reference is
@@ -9,6 +12,7 @@
 //! image (cached across batch sizes); for full-size models (seconds per image on the CPU)
 //! only the first two images of a batch are.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,9 +38,52 @@ const MODELS: [&str; 6] = [
     "densenet121",
 ];
 
+/// The PyTorch eager figures the GPU executor is compared with.
+enum Baseline {
+    /// Measured in this run by `scripts/models/torch_baseline.py` (scripts/gpu-check's
+    /// run.sh writes it and names it in `NETML_TORCH_BASELINE`): keyed by (model, batch,
+    /// precision), model names as the .onnx stems (`resnet50`, `resnet50_small`).
+    SameRun(HashMap<(String, usize, String), f64>),
+    /// No measurement in this run: the reference table of ../shared/reference (full-size
+    /// models only), labelled as such.
+    Table,
+}
+
+impl Baseline {
+    fn load() -> (Baseline, Option<Row>) {
+        let Some(path) = std::env::var_os("NETML_TORCH_BASELINE").map(PathBuf::from) else {
+            return (Baseline::Table, None);
+        };
+        match crate::bench::infer::report::read_baseline(&path) {
+            Ok(m) => (Baseline::SameRun(m), None),
+            Err(e) => (
+                Baseline::Table,
+                Some(Row::failed(S, "PyTorch baseline (NETML_TORCH_BASELINE)", e)),
+            ),
+        }
+    }
+
+    /// PyTorch's ms per batch and where it comes from.
+    fn ms(
+        &self,
+        model: &str,
+        full: bool,
+        batch: usize,
+        p: Precision,
+    ) -> Option<(f64, &'static str)> {
+        match self {
+            Baseline::SameRun(m) => m
+                .get(&(model.to_string(), batch, p.to_string()))
+                .map(|&ms| (ms, "this run")),
+            Baseline::Table if full => table_ms(model, batch, p).map(|ms| (ms, "reference table")),
+            Baseline::Table => None,
+        }
+    }
+}
+
 /// PyTorch 2.11 eager on the H100 (../shared/reference/h100-measurements.md), ms per batch
 /// for (model, batch, precision), for the full-size models it lists.
-fn pytorch_ms(model: &str, batch: usize, p: Precision) -> Option<f64> {
+fn table_ms(model: &str, batch: usize, p: Precision) -> Option<f64> {
     // (fp32 b1 ms, fp32 b8 img/s, fp32 b32 img/s, fp16 b32 img/s)
     let (b1, b8, b32, h32) = match model {
         "alexnet" => (0.43, 15.5e3, 33.0e3, 54.7e3),
@@ -75,9 +122,17 @@ fn models() -> Vec<(String, PathBuf, bool)> {
             found.push((format!("{m}_small"), p, false));
         }
     }
+    let mut full_dirs: Vec<PathBuf> = std::env::var_os("NETML_FULL_MODELS_DIR")
+        .map(PathBuf::from)
+        .into_iter()
+        .collect();
+    full_dirs.push(PathBuf::from("target/models"));
     for m in MODELS {
-        let p = PathBuf::from(format!("target/models/{m}.onnx"));
-        if p.is_file() {
+        if let Some(p) = full_dirs
+            .iter()
+            .map(|d| d.join(format!("{m}.onnx")))
+            .find(|p| p.is_file())
+        {
             found.push((m.to_string(), p, true));
         }
     }
@@ -108,6 +163,8 @@ pub fn rows(ctx: &Arc<CudaContext>, _gpu: &GpuInfo, out: &Path) -> Vec<Row> {
     let mut rows = Vec::new();
     let mut csv = String::from("model,batch,precision,load_ms,rel_l2,top1_agree,top1_total,p50_ms,p99_ms,images_per_s,pytorch_ms\n");
     let found = models();
+    let (baseline, baseline_error) = Baseline::load();
+    rows.extend(baseline_error);
     if found.is_empty() {
         return vec![Row::failed(S, "models", "no seed model found (NETML_MODELS_DIR, <exe>/../models, target/netml-infer-models/small)")];
     }
@@ -148,9 +205,13 @@ pub fn rows(ctx: &Arc<CudaContext>, _gpu: &GpuInfo, out: &Path) -> Vec<Row> {
                             ),
                             &format!("<= {max:e}, <= {misses} top-1 miss"),
                         ));
-                        let limit = pytorch_ms(name, batch, precision)
-                            .filter(|_| *full)
-                            .map_or("-".to_string(), |ms| format!("PyTorch eager {ms:.2} ms"));
+                        let torch = baseline.ms(name, *full, batch, precision);
+                        let limit = torch.map_or("-".to_string(), |(ms, source)| {
+                            format!(
+                                "PyTorch eager {ms:.2} ms ({source}); netml is {:.2}x as fast",
+                                ms / c.p50
+                            )
+                        });
                         rows.push(Row::figure(
                             S,
                             &format!("{what} ms/batch p50/p99 ({REPLAYS} replays)"),
@@ -173,9 +234,7 @@ pub fn rows(ctx: &Arc<CudaContext>, _gpu: &GpuInfo, out: &Path) -> Vec<Row> {
                             c.p50,
                             c.p99,
                             batch as f64 * 1e3 / c.p50,
-                            pytorch_ms(name, batch, precision)
-                                .filter(|_| *full)
-                                .map_or(String::new(), |v| format!("{v:.3}"))
+                            torch.map_or(String::new(), |(v, _)| format!("{v:.3}"))
                         );
                     }
                     Err(e) => rows.push(Row::failed(S, &what, e)),

@@ -15,7 +15,7 @@
 //! The code: [`measure`] (one case), [`report`] (table, CSV, JSON, plots, baseline file).
 
 mod measure;
-mod report;
+pub(crate) mod report;
 
 use clap::Args as ClapArgs;
 use measure::{measure, Plan};

@@ -295,7 +295,7 @@ pub(super) fn plots(rows: &[Row], backend: &str, machine: &str) -> (String, Stri
 
 /// Reads a baseline CSV: rows `model,batch,precision,ms` (ms per batch; a header line and
 /// extra columns are allowed, `#` lines are comments). Keyed by (model, batch, precision).
-pub(super) fn read_baseline(path: &Path) -> Result<HashMap<(String, usize, String), f64>, String> {
+pub(crate) fn read_baseline(path: &Path) -> Result<HashMap<(String, usize, String), f64>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut map = HashMap::new();
     for (i, line) in text.lines().enumerate() {
