@@ -129,6 +129,9 @@ NETML_FN float netml_f32_from_bits(netml_u32 b) {
 #define NETML_STATE_DONE 2u
 
 #define NETML_FLAG_CONVERT 1u  // u8 HWC fragments -> f32 CHW slot, out = x * scale[c] + bias[c]
+// `frags` holds `nfrags` netml_strided images (always out of line) instead of netml_frag
+// descriptors: fragment i of an image is frag_size bytes at i * frag_size, the last one short.
+#define NETML_FLAG_STRIDED 2u
 
 #define NETML_INLINE_FRAGS 8u
 #define NETML_MAX_CHANNELS 4u
@@ -139,13 +142,27 @@ struct netml_frag {  // 16 bytes
   netml_u32 dst_off; // byte offset in the gathered (u8) image
 };
 
+// One image of a strided entry: contiguous, non-overlapping fragments (what the completeness
+// verifier hands over), so the producer validates it in O(1) and sends one u64 per fragment.
+struct netml_strided {  // 32 bytes
+  netml_u64 srcs;       // address of the first of nfrags u64 source addresses
+  netml_u32 dst_off;    // where the image starts, bytes from the entry's dst (0 when converting)
+  netml_u32 len;        // image bytes: (nfrags - 1) * frag_size < len <= nfrags * frag_size
+  netml_u32 nfrags;
+  netml_u32 frag_size;
+  netml_u32 first;      // fragments of the entry's earlier images (spreads images over warps)
+  netml_u32 src_stride; // bytes from one source address to the next (8: an array; more: a field
+                        // of the producer's per-fragment records, read in place)
+};
+
 struct netml_entry {  // 256 bytes; entries are 64-byte aligned
   netml_u32 state;    // FREE / READY / DONE (the only word both sides write)
   netml_u32 seq;      // sequence number published with READY (low 32 bits of the ticket)
   netml_u32 nfrags;
   netml_u32 flags;    // NETML_FLAG_*
   netml_u64 dst;      // slot address (u8 bytes, or f32 CHW when converting)
-  netml_u64 frags;    // address of nfrags descriptors; 0 -> inline_frags
+  netml_u64 frags;    // address of nfrags descriptors (0 -> inline_frags), or of nfrags
+                      // netml_strided images with NETML_FLAG_STRIDED
   netml_u32 channels; // convert: C (<= NETML_MAX_CHANNELS)
   netml_u32 hw;       // convert: H * W
   float scale[NETML_MAX_CHANNELS];
@@ -219,6 +236,49 @@ NETML_FN void netml_convert_span(float* dst, const netml_u8* src, netml_u32 len,
   }
 }
 
+// Fragment `i` of a strided image: i * frag_size bytes in, frag_size long except the last.
+// Converting entries (one image each) convert, the others copy, as in netml_process_entry.
+NETML_FN void netml_process_strided(const netml_entry* e, netml_u32 nimages, netml_u32 flags,
+                                    netml_u8* dst, const netml_strided* im) {
+  const netml_u32 lane = netml_lane(), nlanes = netml_nlanes();
+  const netml_u32 warp = netml_warp(), nwarps = netml_nwarps();
+  const netml_u32 convert = flags & NETML_FLAG_CONVERT;
+  netml_u32 channels = 1, hw = 0;
+  float scale[NETML_MAX_CHANNELS], bias[NETML_MAX_CHANNELS];
+  for (netml_u32 c = 0; c < NETML_MAX_CHANNELS; ++c) scale[c] = bias[c] = 0.0f;
+  if (convert) {
+    channels = netml_load(&e->channels);
+    hw = netml_load(&e->hw);
+    for (netml_u32 c = 0; c < NETML_MAX_CHANNELS; ++c) {
+      scale[c] = netml_f32_from_bits(netml_load((const netml_u32*)&e->scale[c]));
+      bias[c] = netml_f32_from_bits(netml_load((const netml_u32*)&e->bias[c]));
+    }
+  }
+  for (netml_u32 j = 0; j < nimages; ++j) {
+    const netml_u32 n = netml_load(&im[j].nfrags);
+    // Entry-wide fragment first + i goes to warp (first + i) mod nwarps.
+    netml_u32 i = (warp + nwarps - netml_load(&im[j].first) % nwarps) % nwarps;
+    if (i >= n) continue;
+    const netml_u8* srcs = (const netml_u8*)netml_load64(&im[j].srcs);
+    const netml_u32 stride = netml_load(&im[j].src_stride);
+    const netml_u32 fs = netml_load(&im[j].frag_size);
+    const netml_u32 len = netml_load(&im[j].len);
+    const netml_u32 at = netml_load(&im[j].dst_off);
+    for (; i < n; i += nwarps) {
+      const netml_u32 off = i * fs;  // < len: checked by the producer
+      const netml_u32 rest = len - off;
+      const netml_u32 l = rest < fs ? rest : fs;
+      const netml_u64* at_i = (const netml_u64*)(srcs + (netml_u64)i * stride);
+      const netml_u8* src = (const netml_u8*)netml_load64(at_i);
+      if (convert) {
+        netml_convert_span((float*)dst, src, l, off, channels, hw, scale, bias, lane, nlanes);
+      } else {
+        netml_copy_span(dst + at + off, src, l, lane, nlanes);
+      }
+    }
+  }
+}
+
 // All warps of all blocks cooperate on one entry: fragment f goes to warp f mod nwarps.
 // Every field is read with volatile loads: the entry is reused after the ring wraps.
 NETML_FN void netml_process_entry(const netml_entry* e) {
@@ -228,6 +288,10 @@ NETML_FN void netml_process_entry(const netml_entry* e) {
   const netml_u64 fr_addr = netml_load64(&e->frags);
   const netml_frag* fr = fr_addr ? (const netml_frag*)fr_addr : e->inline_frags;
   const netml_u32 lane = netml_lane(), nlanes = netml_nlanes();
+  if (flags & NETML_FLAG_STRIDED) {
+    netml_process_strided(e, nfrags, flags, dst, (const netml_strided*)fr_addr);
+    return;
+  }
   if (flags & NETML_FLAG_CONVERT) {
     const netml_u32 channels = netml_load(&e->channels);
     const netml_u32 hw = netml_load(&e->hw);

@@ -5,6 +5,7 @@
 #include <cstddef>
 
 static_assert(sizeof(netml_frag) == 16, "netml_frag layout");
+static_assert(sizeof(netml_strided) == 32, "netml_strided layout");
 static_assert(sizeof(netml_entry) == 256, "netml_entry layout");
 static_assert(sizeof(netml_ring) == 64, "netml_ring layout");
 static_assert(sizeof(netml_grid_ctl) == 64, "netml_grid_ctl layout");
@@ -38,6 +39,10 @@ size_t netml_host_layout(netml_u64* out, size_t cap) {
       offsetof(netml_ring, quit),   offsetof(netml_ring, nentries), offsetof(netml_ring, entries),
       sizeof(netml_grid_ctl),       offsetof(netml_grid_ctl, gen),  offsetof(netml_grid_ctl, done),
       offsetof(netml_grid_ctl, seq_errors), offsetof(netml_grid_ctl, entries_done),
+      sizeof(netml_strided),        offsetof(netml_strided, srcs),  offsetof(netml_strided, dst_off),
+      offsetof(netml_strided, len), offsetof(netml_strided, nfrags),
+      offsetof(netml_strided, frag_size), offsetof(netml_strided, first),
+      offsetof(netml_strided, src_stride),
   };
   const size_t n = sizeof(v) / sizeof(v[0]);
   for (size_t i = 0; i < n && i < cap; ++i) out[i] = v[i];

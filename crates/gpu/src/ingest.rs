@@ -10,6 +10,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::host::{Normalize, SubmitError, Ticket};
+pub use crate::sources::{Sources, SrcPtrs};
 
 /// How payloads get from packet memory into a batch slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -117,7 +118,7 @@ pub struct RawFragment {
 #[derive(Clone, Copy, Debug)]
 pub struct ImageJob<'a> {
     pub slot_offset: usize,
-    pub fragments: &'a [RawFragment],
+    pub fragments: Sources<'a>,
     pub convert: Option<Normalize>,
 }
 
@@ -190,7 +191,8 @@ pub trait Ingest: Send {
     /// # Safety
     /// Every fragment's `src[..len]` must stay readable and unchanged, and the slot must not be
     /// read or submitted to again, until [`poll`](Self::poll) returned `Ok(true)` for the
-    /// returned ticket (or a later one).
+    /// returned ticket (or a later one). For [`Sources::Strided`] images the `srcs` arrays
+    /// too: the host modes read them in place while the batch is in flight.
     unsafe fn submit(&mut self, slot: usize, jobs: &[ImageJob<'_>]) -> Result<Ticket, IngestError>;
 
     /// True once the batch of `ticket` is in its slot and its sources may be released.

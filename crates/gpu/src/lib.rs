@@ -1,10 +1,10 @@
 //! netml GPU ingest.
 //!
-//! For now this crate holds the host build of the resident gather kernel: the gather routine,
-//! the u8 HWC -> f32 CHW conversion and the doorbell ring protocol live once in
-//! `cuda-kernels/gather.cuh`; `build.rs` compiles them for the host, and [`HostIngest`] runs
-//! them on host threads that play the kernel's blocks, over the same ring the GPU will poll.
-//! See `docs/gpu-ingest.md`.
+//! The [`Ingest`] interface and its three modes (netml, launch, cpu-copy) on the host and on a
+//! GPU. The gather routine, the u8 HWC -> f32 CHW conversion and the doorbell ring protocol
+//! live once in `cuda-kernels/gather.cuh`; `build.rs` compiles them for the host, and
+//! [`HostIngest`] runs them on host threads that play the kernel's blocks, over the same ring
+//! the GPU polls. See `docs/gpu-ingest.md`.
 
 pub mod cuda;
 mod host;
@@ -13,13 +13,14 @@ mod ingest;
 mod open;
 mod ring;
 pub mod selfcheck;
+mod sources;
 
 pub use host::{
     gather_launch, Fragment, HostIngest, IngestStats, Normalize, Scope, SubmitError, Ticket,
 };
 pub use ingest::{
     wait, ImageJob, Ingest, IngestConfig, IngestCounters, IngestError, IngestMode, RawFragment,
-    Target,
+    Sources, SrcPtrs, Target,
 };
 pub use open::{open, register_sources};
 pub use ring::{INLINE_FRAGS, MAX_CHANNELS};

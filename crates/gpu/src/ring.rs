@@ -6,6 +6,7 @@ pub(crate) const STATE_FREE: u32 = 0;
 pub(crate) const STATE_READY: u32 = 1;
 pub(crate) const STATE_DONE: u32 = 2;
 pub(crate) const FLAG_CONVERT: u32 = 1;
+pub(crate) const FLAG_STRIDED: u32 = 2;
 /// Jobs with at most this many fragments carry their descriptors inside the ring entry.
 pub const INLINE_FRAGS: usize = 8;
 /// Most channels the u8 -> f32 conversion supports.
@@ -18,6 +19,20 @@ pub(crate) struct RawFrag {
     pub src: u64,
     pub len: u32,
     pub dst_off: u32,
+}
+
+/// `struct netml_strided`: one image of a strided entry (fragment `i` is `frag_size` bytes at
+/// `i * frag_size`, the last one short).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RawStrided {
+    pub srcs: u64,
+    pub dst_off: u32,
+    pub len: u32,
+    pub nfrags: u32,
+    pub frag_size: u32,
+    pub first: u32,
+    pub src_stride: u32,
 }
 
 /// `struct netml_entry`. `state` is the only word both sides write.
@@ -85,7 +100,7 @@ mod tests {
         let mut c = [0u64; 64];
         // SAFETY: `c` has room for 64 values and the callee writes at most `cap` of them.
         let n = unsafe { netml_host_layout(c.as_mut_ptr(), c.len()) };
-        let rust: [usize; 26] = [
+        let rust: [usize; 34] = [
             size_of::<RawFrag>(),
             offset_of!(RawFrag, src),
             offset_of!(RawFrag, len),
@@ -112,6 +127,14 @@ mod tests {
             offset_of!(RawGridCtl, done),
             offset_of!(RawGridCtl, seq_errors),
             offset_of!(RawGridCtl, entries_done),
+            size_of::<RawStrided>(),
+            offset_of!(RawStrided, srcs),
+            offset_of!(RawStrided, dst_off),
+            offset_of!(RawStrided, len),
+            offset_of!(RawStrided, nfrags),
+            offset_of!(RawStrided, frag_size),
+            offset_of!(RawStrided, first),
+            offset_of!(RawStrided, src_stride),
         ];
         assert_eq!(n, rust.len());
         for (i, (&r, &cv)) in rust.iter().zip(c.iter()).enumerate() {

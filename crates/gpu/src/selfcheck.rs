@@ -14,7 +14,7 @@
 use std::fmt;
 
 use crate::host::{Normalize, Ticket};
-use crate::ingest::{wait, ImageJob, Ingest, IngestError, RawFragment};
+use crate::ingest::{wait, ImageJob, Ingest, IngestError, RawFragment, Sources, SrcPtrs};
 
 const GUARD: usize = 256;
 
@@ -31,6 +31,9 @@ pub struct SelfCheckOptions {
     pub max_image_bytes: usize,
     /// Whether some images are converted.
     pub convert: bool,
+    /// Whether some images are sent in the strided form ([`Sources::Strided`]: the verifier's
+    /// layout, random fragment sizes including odd ones, a short last fragment, one fragment).
+    pub strided: bool,
 }
 
 impl Default for SelfCheckOptions {
@@ -41,6 +44,7 @@ impl Default for SelfCheckOptions {
             max_images: 4,
             max_image_bytes: 24 * 1024,
             convert: true,
+            strided: true,
         }
     }
 }
@@ -94,6 +98,8 @@ pub struct SelfCheckReport {
     pub images: usize,
     /// Of which converted (u8 HWC -> f32 CHW).
     pub converted_images: usize,
+    /// Of which sent in the strided form.
+    pub strided_images: usize,
     /// Fragments submitted.
     pub fragments: usize,
     /// Bytes read back and compared (converted values included, 4 bytes each).
@@ -115,8 +121,13 @@ impl fmt::Display for SelfCheckReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} batches, {} images ({} converted), {} fragments, {} bytes checked: ",
-            self.cases, self.images, self.converted_images, self.fragments, self.bytes_checked
+            "{} batches, {} images ({} converted, {} strided), {} fragments, {} bytes checked: ",
+            self.cases,
+            self.images,
+            self.converted_images,
+            self.strided_images,
+            self.fragments,
+            self.bytes_checked
         )?;
         match &self.first_mismatch {
             None => f.write_str("all match"),
@@ -125,22 +136,32 @@ impl fmt::Display for SelfCheckReport {
     }
 }
 
-/// splitmix64: small and deterministic.
-struct Rng(u64);
+/// splitmix64: small and deterministic (also the tests' generator).
+#[derive(Clone, Debug)]
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
+    /// Uniform in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
     }
-    fn chance(&mut self, one_in: usize) -> bool {
+    /// True once in `one_in` draws.
+    pub fn chance(&mut self, one_in: usize) -> bool {
         self.below(one_in) == 0
+    }
+    /// Fisher-Yates shuffle of `v`.
+    pub fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            v.swap(i, self.below(i + 1));
+        }
     }
 }
 
@@ -162,12 +183,13 @@ impl Arena {
 }
 
 /// One image of a case: where it goes, its intended bytes, its fragments (offset in the arena,
-/// length, offset in the image).
+/// length, offset in the image), and its fragment size when sent strided.
 struct Img {
     offset: usize,
     data: Vec<u8>,
     frags: Vec<(usize, usize, usize)>,
     convert: Option<Normalize>,
+    frag_size: Option<usize>,
 }
 
 /// One batch with everything it borrows, alive until it is checked.
@@ -177,6 +199,8 @@ struct Case {
     /// The sources `raw` points into (kept alive, read through `raw` only).
     _arena: Arena,
     raw: Vec<Vec<RawFragment>>,
+    /// Source pointers of each image, in fragment order (used by strided images).
+    srcs: Vec<Vec<*const u8>>,
     check_len: usize,
     poison: Arena,
 }
@@ -210,7 +234,7 @@ pub fn run(
             }];
             let job = [ImageJob {
                 slot_offset: 0,
-                fragments: &poison,
+                fragments: Sources::Listed(&poison),
                 convert: None,
             }];
             // SAFETY: the poison buffer lives in `case` until the batch after it completed;
@@ -224,14 +248,30 @@ pub fn run(
             let jobs: Vec<ImageJob<'_>> = case
                 .imgs
                 .iter()
-                .zip(&case.raw)
-                .map(|(img, raw)| ImageJob {
+                .zip(case.raw.iter().zip(&case.srcs))
+                .enumerate()
+                .map(|(k, (img, (raw, srcs)))| ImageJob {
                     slot_offset: img.offset,
-                    fragments: raw,
+                    fragments: match img.frag_size {
+                        // Every other strided image hands over a pointer array, the others
+                        // the `src` fields of their fragment records (read in place).
+                        Some(frag_size) => Sources::Strided {
+                            srcs: if k % 2 == 0 {
+                                SrcPtrs::new(srcs)
+                            } else {
+                                // SAFETY: a plain field projection.
+                                unsafe { SrcPtrs::fields(raw, |f| &f.src) }
+                            },
+                            frag_size,
+                            total: img.data.len(),
+                        },
+                        None => Sources::Listed(raw),
+                    },
                     convert: img.convert,
                 })
                 .collect();
-            // SAFETY: the arena lives in `case` until this batch was waited for below.
+            // SAFETY: the arena and the pointer arrays live in `case` until this batch was
+            // waited for below.
             *t = unsafe { ingest.submit(case.slot, &jobs)? };
         }
         for (i, (case, t)) in cases.iter().enumerate() {
@@ -281,6 +321,7 @@ fn compare(case: &Case, case_no: usize, got: &[u8], rep: &mut SelfCheckReport) {
     rep.cases += 1;
     rep.images += case.imgs.len();
     rep.converted_images += case.imgs.iter().filter(|i| i.convert.is_some()).count();
+    rep.strided_images += case.imgs.iter().filter(|i| i.frag_size.is_some()).count();
     rep.fragments += case.imgs.iter().map(|i| i.frags.len()).sum::<usize>();
     rep.bytes_checked += n as u64;
     let mut record = |offset: usize, found: Found| {

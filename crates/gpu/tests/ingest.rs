@@ -3,30 +3,11 @@
 
 use std::time::{Duration, Instant};
 
+use netml_gpu::selfcheck::Rng;
 use netml_gpu::{gather_launch, Fragment, HostIngest, Normalize, SubmitError};
 
 const POISON: u8 = 0xA5;
 const GUARD: usize = 64;
-
-/// splitmix64: a small deterministic PRNG (no dependencies).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn shuffle<T>(&mut self, v: &mut [T]) {
-        for i in (1..v.len()).rev() {
-            v.swap(i, self.below(i + 1));
-        }
-    }
-}
 
 /// A byte buffer whose element `base` is 64-byte aligned.
 struct Aligned {
@@ -122,7 +103,7 @@ fn make_job(rng: &mut Rng, shape: Shape, arena_len: usize) -> Job {
 fn arena(rng: &mut Rng, len: usize) -> Aligned {
     let mut a = Aligned::new(len, 0);
     for b in a.buf.iter_mut() {
-        let v = rng.next() as u8;
+        let v = rng.next_u64() as u8;
         *b = if v == POISON { 0x5A } else { v };
     }
     a
@@ -335,7 +316,7 @@ fn convert_u8_hwc_to_f32_chw_matches_oracle() {
         let n = (c * h * w) as usize;
         let mut src = Aligned::new(n + 64, 0);
         for b in src.buf.iter_mut() {
-            *b = rng.next() as u8;
+            *b = rng.next_u64() as u8;
         }
         let mis = rng.below(16);
         // Fragments of the u8 HWC image, shuffled, odd sizes.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use netml_gpu::selfcheck::{self, SelfCheckOptions};
 use netml_gpu::{
     open, wait, ImageJob, Ingest, IngestConfig, IngestError, IngestMode, Normalize, RawFragment,
-    SubmitError, Target,
+    Sources, SrcPtrs, SubmitError, Target,
 };
 
 fn config(mode: IngestMode) -> IngestConfig {
@@ -40,6 +40,10 @@ fn selfcheck_passes_in_every_mode() {
         eprintln!("{mode}: {rep}");
         assert!(
             rep.converted_images > 0 && rep.converted_images < rep.images,
+            "{rep}"
+        );
+        assert!(
+            rep.strided_images > 0 && rep.strided_images < rep.images,
             "{rep}"
         );
         let c = ingest.counters();
@@ -91,7 +95,7 @@ fn refused_jobs_submit_nothing() {
     fn copy(frags: &[RawFragment]) -> ImageJob<'_> {
         ImageJob {
             slot_offset: 0,
-            fragments: frags,
+            fragments: Sources::Listed(frags),
             convert: None,
         }
     }
@@ -150,7 +154,7 @@ fn refused_jobs_submit_nothing() {
             (
                 vec![ImageJob {
                     slot_offset: 2,
-                    fragments: &ok,
+                    fragments: Sources::Listed(&ok),
                     convert: Some(norm(10, 10)),
                 }],
                 0,
@@ -160,7 +164,7 @@ fn refused_jobs_submit_nothing() {
             (
                 vec![ImageJob {
                     slot_offset: 0,
-                    fragments: &ok,
+                    fragments: Sources::Listed(&ok),
                     convert: Some(norm(128, 128)),
                 }],
                 0,
@@ -203,6 +207,114 @@ fn refused_jobs_submit_nothing() {
 }
 
 #[test]
+fn refused_strided_jobs_submit_nothing() {
+    let src = vec![9u8; 4096];
+    let srcs = [src.as_ptr(), src[1024..].as_ptr(), src[2048..].as_ptr()];
+    let strided = |n: usize, frag_size: usize, total: usize, slot_offset: usize| ImageJob {
+        slot_offset,
+        fragments: Sources::Strided {
+            srcs: SrcPtrs::new(&srcs[..n]),
+            frag_size,
+            total,
+        },
+        convert: None,
+    };
+    for mode in IngestMode::ALL {
+        let mut ingest = start(mode);
+        let slot_bytes = ingest.slot_bytes();
+        let before = ingest.counters();
+        let bad = |image| IngestError::from(SubmitError::BadStride { image });
+        let cases: Vec<(Vec<ImageJob<'_>>, IngestError)> = vec![
+            // Total too big for 3 fragments of 1000, too small (last fragment empty), zero
+            // fragment size, bytes without fragments.
+            (vec![strided(3, 1000, 3001, 0)], bad(0)),
+            (vec![strided(3, 1000, 2000, 0)], bad(0)),
+            (vec![strided(2, 0, 0, 0)], bad(0)),
+            (vec![strided(0, 1000, 1, 0)], bad(0)),
+            // The image ends past the slot: its last fragment is out of bounds.
+            (
+                vec![
+                    strided(2, 1000, 1500, 0),
+                    strided(3, 1000, 2500, slot_bytes - 2000),
+                ],
+                SubmitError::OutOfBounds { fragment: 4 }.into(),
+            ),
+            // Starts past the slot.
+            (
+                vec![strided(1, 1000, 1, slot_bytes + 1)],
+                SubmitError::OutOfBounds { fragment: 0 }.into(),
+            ),
+            // Two strided images writing the same bytes (a strided image is reported by its
+            // first fragment).
+            (
+                vec![strided(2, 1000, 1500, 0), strided(1, 1000, 10, 1499)],
+                SubmitError::Overlap {
+                    first: 0,
+                    second: 2,
+                }
+                .into(),
+            ),
+        ];
+        for (jobs, want) in &cases {
+            // SAFETY: `src` and `srcs` outlive the ingest; a refused batch reads nothing.
+            let got = unsafe { ingest.submit(0, jobs) };
+            assert_eq!(got.unwrap_err(), *want, "{mode}");
+        }
+        let listed = [RawFragment {
+            src: src.as_ptr(),
+            len: 10,
+            dst_offset: 1995,
+        }];
+        let mixed = [
+            strided(2, 1000, 2000, 0),
+            ImageJob {
+                slot_offset: 0,
+                fragments: Sources::Listed(&listed),
+                convert: None,
+            },
+        ];
+        // SAFETY: as above.
+        let got = unsafe { ingest.submit(0, &mixed) };
+        let want = SubmitError::Overlap {
+            first: 0,
+            second: 2,
+        };
+        assert_eq!(got.unwrap_err(), want.into(), "{mode}");
+        assert_eq!(
+            ingest.counters(),
+            before,
+            "{mode}: a refused batch was counted"
+        );
+        let mut slot = vec![1u8; 4096];
+        ingest.read_slot(0, &mut slot).unwrap();
+        assert!(
+            slot.iter().all(|&b| b == 0),
+            "{mode}: a refused batch wrote"
+        );
+        // A valid strided batch with a short last fragment, next to a listed image.
+        let after = [RawFragment {
+            dst_offset: 0,
+            ..listed[0]
+        }];
+        let ok = [
+            strided(3, 1000, 2001, 0),
+            ImageJob {
+                slot_offset: 2001,
+                fragments: Sources::Listed(&after),
+                convert: None,
+            },
+        ];
+        // SAFETY: as above.
+        let t = unsafe { ingest.submit(0, &ok) }.unwrap();
+        wait(ingest.as_mut(), t).unwrap();
+        ingest.read_slot(0, &mut slot).unwrap();
+        assert!(slot[..2011].iter().all(|&b| b == 9), "{mode}");
+        assert!(slot[2011..].iter().all(|&b| b == 0), "{mode}");
+        assert_eq!(ingest.counters().bytes, 2011, "{mode}");
+    }
+}
+
+#[test]
 fn drop_with_batches_in_flight_joins() {
     for mode in IngestMode::ALL {
         let (tx, rx) = mpsc::channel();
@@ -219,7 +331,7 @@ fn drop_with_batches_in_flight_joins() {
             for slot in 0..ingest.slots() {
                 let job = ImageJob {
                     slot_offset: 0,
-                    fragments: &frags,
+                    fragments: Sources::Listed(&frags),
                     convert: None,
                 };
                 // SAFETY: `src` outlives `ingest` (dropped first, below).
@@ -270,7 +382,8 @@ fn bad_configs_are_refused() {
     }
 }
 
-/// An ingest that loses one fragment of every multi-fragment image, or nudges conversions.
+/// An ingest that loses one fragment of every multi-fragment copied image (listed: the first,
+/// strided: the last), or nudges conversions.
 struct Faulty {
     inner: Box<dyn Ingest>,
     nudge_convert: bool,
@@ -299,7 +412,17 @@ impl Ingest for Faulty {
             match (&mut j.convert, self.nudge_convert) {
                 (Some(n), true) => n.mean[0] += 1e-3,
                 (None, false) if j.fragments.len() > 1 => {
-                    j.fragments = &j.fragments[1..];
+                    j.fragments = match j.fragments {
+                        Sources::Listed(f) => Sources::Listed(&f[1..]),
+                        // The last fragment (the job stays consistent: n - 1 whole ones).
+                        Sources::Strided {
+                            srcs, frag_size, ..
+                        } => Sources::Strided {
+                            srcs: srcs.slice(0..srcs.len() - 1),
+                            frag_size,
+                            total: (srcs.len() - 1) * frag_size,
+                        },
+                    }
                 }
                 _ => {}
             }
@@ -364,12 +487,12 @@ fn interleaved_images_that_do_not_overlap_are_accepted() {
             let jobs = [
                 ImageJob {
                     slot_offset: 0,
-                    fragments: &fa,
+                    fragments: Sources::Listed(&fa),
                     convert: None,
                 },
                 ImageJob {
                     slot_offset: 0,
-                    fragments: &fb,
+                    fragments: Sources::Listed(&fb),
                     convert: None,
                 },
             ];

@@ -29,12 +29,12 @@
 
 pub mod engine;
 pub mod error;
+pub mod gpu;
 pub mod metrics;
 pub mod npy;
 pub mod onnx;
 pub mod plan;
 pub mod reference;
-pub mod gpu;
 pub mod tract;
 
 pub use engine::{open, top_k, Backend, Engine, Output};

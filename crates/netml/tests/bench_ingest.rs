@@ -1,5 +1,5 @@
-//! `netml bench ingest --quick`: one CSV row per mode and batch size, with positive figures,
-//! and an SVG plot.
+//! `netml bench ingest --quick`: one CSV row per mode, job form and batch size, with positive
+//! figures, and an SVG plot.
 
 use std::process::Command;
 
@@ -50,18 +50,32 @@ fn quick_run_writes_a_row_per_mode_and_batch() {
     }
     let mut want = Vec::new();
     for m in ["netml", "launch", "cpu-copy"] {
-        for b in [1, 4, 8, 16, 32] {
-            want.push((m.to_string(), b));
+        for row in [m.to_string(), format!("{m}-listed")] {
+            for b in [1, 4, 8, 16, 32] {
+                want.push((row.clone(), b));
+            }
         }
     }
     assert_eq!(seen, want);
+    for form in ["strided", "listed"] {
+        assert!(
+            stdout.contains(&format!("{form:<7} batch 32: cpu-copy / netml")),
+            "{stdout}"
+        );
+    }
     let plot = std::fs::read_to_string(&svg).unwrap();
     assert!(
         plot.starts_with("<svg") || plot.starts_with("<?xml"),
         "{}",
         &plot[..80.min(plot.len())]
     );
-    for m in ["netml", "launch", "cpu-copy"] {
+    for m in [
+        "netml",
+        "launch",
+        "cpu-copy",
+        "netml-listed",
+        "cpu-copy-listed",
+    ] {
         assert!(plot.contains(m), "plot lacks {m}");
     }
 }

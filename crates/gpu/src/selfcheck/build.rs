@@ -45,13 +45,22 @@ pub(super) fn case(
             break;
         }
         cursor = offset + extent;
-        let data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
-        let frags = fragments(rng, len);
+        let data: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+        let (frags, frag_size) = if opts.strided && rng.chance(2) {
+            let fs = stride(rng, len);
+            let frags = (0..len.div_ceil(fs))
+                .map(|i| (0, fs.min(len - i * fs), i * fs))
+                .collect();
+            (frags, Some(fs))
+        } else {
+            (fragments(rng, len), None)
+        };
         imgs.push(Img {
             offset,
             data,
             frags,
             convert,
+            frag_size,
         });
     }
     // Sources: every fragment in its own "mbuf" region of the arena, payload at offset 128 of
@@ -79,7 +88,7 @@ pub(super) fn case(
     }
     let mut arena = Arena::new(at + 64);
     for b in arena.buf.iter_mut() {
-        *b = rng.next() as u8;
+        *b = rng.next_u64() as u8;
     }
     for img in &imgs {
         for &(pos, len, d) in &img.frags {
@@ -105,11 +114,16 @@ pub(super) fn case(
                 .collect()
         })
         .collect();
+    let srcs = imgs
+        .iter()
+        .map(|img| img.frags.iter().map(|&(pos, _, _)| arena.at(pos)).collect())
+        .collect();
     Case {
         slot,
         imgs,
         _arena: arena,
         raw,
+        srcs,
         check_len,
         poison,
     }
@@ -139,6 +153,21 @@ fn normalize(rng: &mut Rng, max_bytes: usize) -> Option<Normalize> {
     })
 }
 
+/// A fragment size for a strided image of `len` bytes (`len >= 1`): odd and small ones (at
+/// most ~1024 fragments, so that a GPU descriptor pool entry holds the pointers), MTU payloads
+/// (most leave a short last fragment), the whole image in one fragment, or one fragment
+/// nominally larger than the image.
+fn stride(rng: &mut Rng, len: usize) -> usize {
+    match rng.below(6) {
+        0 => (1 + rng.below(16)).max(len / 1024),
+        1 => 1024,
+        2 => 1 + rng.below(1500),
+        3 => 1 + rng.below(4096),
+        4 => len,
+        _ => len + rng.below(100),
+    }
+}
+
 /// Fragments over `[0, len)`: one size class per image (1-16 B, 1 KiB, up to 1500 B, up to
 /// 4 KiB), some pieces left out (gaps), usually shuffled. Arena positions are filled later.
 fn fragments(rng: &mut Rng, len: usize) -> Vec<(usize, usize, usize)> {
@@ -159,9 +188,7 @@ fn fragments(rng: &mut Rng, len: usize) -> Vec<(usize, usize, usize)> {
         pos += l;
     }
     if rng.below(3) != 0 {
-        for i in (1..out.len()).rev() {
-            out.swap(i, rng.below(i + 1));
-        }
+        rng.shuffle(&mut out);
     }
     out
 }

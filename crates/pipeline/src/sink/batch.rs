@@ -3,7 +3,7 @@
 use super::reply::Answer;
 use super::{Sink, State};
 use crate::worker::{Complete, Held};
-use netml_gpu::{ImageJob, IngestError, RawFragment, Ticket};
+use netml_gpu::{ImageJob, IngestError, Sources, Ticket};
 use netml_verify::Image;
 use netml_wire::checksum;
 use netml_wire::result::Status;
@@ -46,39 +46,32 @@ impl Sink {
         }
     }
 
-    /// Submits `images` as one batch into the first free slot.
+    /// Submits `images` as one batch into the first free slot, each image in the strided
+    /// form: the verifier proved its fragments contiguous (fragment `i` at `i * frag_size`,
+    /// only the last one short), so the ingest validates it in O(1), and its source pointers
+    /// are the payload addresses recorded at rx in the held packets, read in place: nothing is
+    /// built per fragment here and no mbuf header is read again.
     pub(super) fn submit(&mut self, st: &mut State, images: Vec<Admitted>) {
         let slot = st.free.pop_front().expect("submit needs a free slot");
-        let mut frags = Vec::with_capacity(images.iter().map(|a| a.image.fragments.len()).sum());
-        let mut spans = Vec::with_capacity(images.len());
-        for a in &images {
-            let start = frags.len();
-            let mut offset = 0usize;
-            for f in &a.image.fragments {
-                let p = f.payload();
-                frags.push(RawFragment {
-                    src: p.as_ptr(),
-                    len: p.len(),
-                    dst_offset: offset,
-                });
-                offset += p.len();
-            }
-            spans.push(start..frags.len());
-        }
-        let jobs: Vec<ImageJob<'_>> = spans
-            .into_iter()
+        let jobs: Vec<ImageJob<'_>> = images
+            .iter()
             .enumerate()
-            .map(|(i, span)| ImageJob {
+            .map(|(i, a)| ImageJob {
                 slot_offset: i * self.max_image_bytes,
-                fragments: &frags[span],
+                fragments: Sources::Strided {
+                    srcs: Held::payload_ptrs(&a.image.fragments),
+                    frag_size: usize::from(a.image.frag_size),
+                    total: a.image.total_bytes as usize,
+                },
                 convert: None,
             })
             .collect();
         let t0 = Instant::now();
-        // SAFETY: the payloads live in mbufs owned by `images`, which move into the in-flight
-        // batch and are dropped (freed) only after `poll` reported the ticket complete, or
-        // after the ingest failed for good; the slot came off the free list, so no other
-        // batch uses it until this one is retired.
+        // SAFETY: the payloads live in mbufs owned by `images`, and their addresses in the
+        // `Held` vectors of `images` (heap buffers that stay put when `images` moves); both
+        // move into the in-flight batch and are dropped (freed) only after `poll` reported the
+        // ticket complete, or after the ingest failed for good; the slot came off the free
+        // list, so no other batch uses it until this one is retired.
         let submitted = unsafe { self.ingest.submit(slot, &jobs) };
         st.c.gather_ns += t0.elapsed().as_nanos() as u64;
         drop(jobs);

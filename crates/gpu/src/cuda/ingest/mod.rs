@@ -16,11 +16,13 @@
 mod cpu_copy;
 mod events;
 mod launch;
+mod ledger;
 mod plan;
 mod pool;
 mod producer;
 mod resident;
 mod slots;
+mod streamed;
 #[cfg(test)]
 mod twins_tests;
 mod watchdog;
@@ -32,6 +34,7 @@ use std::time::{Duration, Instant};
 use cudarc::driver::{result, sys, CudaContext, CudaFunction, DriverError};
 
 use crate::cuda::nvrtc::gather_ptx;
+use crate::host_modes::check_config;
 use crate::{Ingest, IngestConfig, IngestError, IngestMode};
 use slots::dev;
 
@@ -94,24 +97,18 @@ pub fn open_in(
     let kernels = Kernels::load(ctx)?;
     Ok(match cfg.mode {
         IngestMode::Netml => Box::new(resident::ResidentIngest::start(ctx, cfg, opts, kernels)?),
-        IngestMode::Launch => Box::new(launch::LaunchIngest::new(ctx, cfg, opts, kernels)?),
-        IngestMode::CpuCopy => Box::new(cpu_copy::CpuCopyIngest::new(ctx, cfg, opts, kernels)?),
+        IngestMode::Launch | IngestMode::CpuCopy => {
+            Box::new(streamed::StreamIngest::new(ctx, cfg, opts, kernels)?)
+        }
     })
 }
 
 fn check(cfg: &IngestConfig, opts: &GpuIngestOptions) -> Result<(), IngestError> {
-    let bad = |why: &str| Err(IngestError::Device(format!("invalid ingest config: {why}")));
-    if cfg.slots == 0 || cfg.slot_bytes == 0 {
-        return bad("need at least one slot of at least one byte");
-    }
-    if u32::try_from(cfg.slot_bytes).is_err() {
-        return bad("slot_bytes must fit in 32 bits");
-    }
-    if cfg.blocks == 0 || cfg.ring_entries == 0 {
-        return bad("need at least one block and one ring entry");
-    }
+    check_config(cfg)?;
     if opts.max_frags_per_entry == 0 {
-        return bad("max_frags_per_entry must be at least 1");
+        return Err(IngestError::Device(
+            "invalid ingest config: max_frags_per_entry must be at least 1".into(),
+        ));
     }
     Ok(())
 }

@@ -6,13 +6,18 @@
 //! the same jobs with the same errors (including a converted image whose f32 output is not
 //! 4-byte aligned: a misaligned `float` store faults on the GPU and ends the CUDA context).
 //! One thing is added for the GPU: descriptors live in a fixed device-visible pool of
-//! `max_frags` per entry, so a merged copy entry is cut into entries of at most `max_frags`
-//! descriptors (all of them write relative to the slot start, so cutting changes nothing), and
-//! a converted image with more descriptors than that is refused ([`SubmitError::TooLarge`]).
+//! `max_frags` per entry (`16 * max_frags` bytes), so a merged copy entry is cut into entries of
+//! at most `max_frags` descriptors, a strided one into entries of whole images whose headers
+//! (32 bytes) and source pointers (8 bytes each) fit (all of them write relative to the slot
+//! start, so cutting changes nothing), and a converted image (or a strided image) that does
+//! not fit one entry is refused ([`SubmitError::TooLarge`]).
 
+use std::mem::size_of;
+
+use super::pool::{array_bytes, strided_bytes};
 use crate::host::SubmitError;
 use crate::host_modes::{entries_of, plan as plan_batch, EntrySpec};
-use crate::ring::RawFrag;
+use crate::ring::{RawFrag, RawStrided};
 use crate::{ImageJob, IngestError};
 
 /// A validated batch as entries (at least one: an empty batch is one empty doorbell).
@@ -53,21 +58,25 @@ pub(crate) fn plan(
     let bytes = batch.bytes;
     // `entries_of` only does arithmetic on the base address; it is never dereferenced here.
     let specs = entries_of(batch, slot as usize as *mut u8, slot_bytes);
+    let cap = max_frags * size_of::<RawFrag>();
     let mut entries = Vec::with_capacity(specs.len());
     for e in specs {
-        if e.convert.is_some() {
-            if e.descs.len() > max_frags {
-                return Err(SubmitError::TooLarge.into());
-            }
+        // cpu-copy converts a strided image from staging through listed descriptors, one per
+        // fragment: a converted image must fit one entry in that form too.
+        let listed = e.strided.iter().map(|s| s.nfrags as usize).sum::<usize>();
+        let converted_fits = e.convert.is_none() || listed * size_of::<RawFrag>() <= cap;
+        if array_bytes(&e) <= cap && converted_fits {
             entries.push(e);
-        } else if e.descs.len() <= max_frags {
-            entries.push(e);
+        } else if e.convert.is_some() {
+            return Err(SubmitError::TooLarge.into());
+        } else if e.is_strided() {
+            cut_strided(e, cap, &mut entries)?;
         } else {
             entries.extend(e.descs.chunks(max_frags).map(|c| EntrySpec {
                 dst: e.dst,
                 dst_len: e.dst_len,
                 descs: c.to_vec(),
-                convert: None,
+                ..EntrySpec::default()
             }));
         }
     }
@@ -78,10 +87,43 @@ pub(crate) fn plan(
     })
 }
 
+/// Cuts a strided copy entry into entries whose headers and pointers fit `cap` bytes, whole
+/// images each (they all write relative to the slot start); an image that alone does not fit
+/// is refused ([`SubmitError::TooLarge`]).
+fn cut_strided(e: EntrySpec, cap: usize, out: &mut Vec<EntrySpec>) -> Result<(), IngestError> {
+    let mut cur: Vec<RawStrided> = Vec::new();
+    let (mut bytes, mut first) = (0usize, 0u32);
+    for s in e.strided {
+        let b = strided_bytes(s.nfrags as usize);
+        if b > cap {
+            return Err(SubmitError::TooLarge.into());
+        }
+        if bytes + b > cap {
+            out.push(EntrySpec {
+                dst: e.dst,
+                dst_len: e.dst_len,
+                strided: std::mem::take(&mut cur),
+                ..EntrySpec::default()
+            });
+            (bytes, first) = (0, 0);
+        }
+        cur.push(RawStrided { first, ..s });
+        bytes += b;
+        first += s.nfrags;
+    }
+    out.push(EntrySpec {
+        dst: e.dst,
+        dst_len: e.dst_len,
+        strided: cur,
+        ..EntrySpec::default()
+    });
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Normalize, RawFragment};
+    use crate::{Normalize, RawFragment, Sources, SrcPtrs};
 
     const SLOT: u64 = 0x7000_0000;
 
@@ -126,12 +168,12 @@ mod tests {
         let jobs = [
             ImageJob {
                 slot_offset: 0,
-                fragments: &a,
+                fragments: Sources::Listed(&a),
                 convert: None,
             },
             ImageJob {
                 slot_offset: 20,
-                fragments: &b,
+                fragments: Sources::Listed(&b),
                 convert: None,
             },
         ];
@@ -155,12 +197,12 @@ mod tests {
         let over = [
             ImageJob {
                 slot_offset: 0,
-                fragments: &a,
+                fragments: Sources::Listed(&a),
                 convert: None,
             },
             ImageJob {
                 slot_offset: 4,
-                fragments: &a,
+                fragments: Sources::Listed(&a),
                 convert: None,
             },
         ];
@@ -170,7 +212,7 @@ mod tests {
         ));
         let out = [ImageJob {
             slot_offset: 60,
-            fragments: &a,
+            fragments: Sources::Listed(&a),
             convert: None,
         }];
         assert!(matches!(
@@ -180,13 +222,60 @@ mod tests {
     }
 
     #[test]
+    fn strided_entries_are_cut_by_images_and_oversized_ones_refused() {
+        let data = [5u8; 64];
+        let ptrs: Vec<*const u8> = (0..8).map(|i| data[i * 8..].as_ptr()).collect();
+        let img = |slot_offset, n: usize, convert| ImageJob {
+            slot_offset,
+            fragments: Sources::Strided {
+                srcs: SrcPtrs::new(&ptrs[..n]),
+                frag_size: 8,
+                total: 8 * n,
+            },
+            convert,
+        };
+        // 112 bytes of pool per entry; an image takes a header (32) and its pointers (8 each).
+        let jobs = [img(0, 8, None), img(64, 4, None), img(96, 2, None)];
+        let p = plan(&jobs, SLOT, 256, 7, Vec::new()).unwrap();
+        let cut: Vec<Vec<(u32, u32, u32)>> = p
+            .entries
+            .iter()
+            .map(|e| {
+                e.strided
+                    .iter()
+                    .map(|s| (s.dst_off, s.nfrags, s.first))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(cut, [vec![(0, 8, 0)], vec![(64, 4, 0), (96, 2, 4)]]);
+        assert!(p
+            .entries
+            .iter()
+            .all(|e| e.dst == SLOT && e.descs.is_empty()));
+        assert_eq!((p.images, p.bytes), (3, 112));
+        // One image whose pointers alone do not fit.
+        assert_eq!(
+            refused(plan(&[img(0, 8, None)], SLOT, 256, 4, Vec::new())),
+            IngestError::Submit(SubmitError::TooLarge)
+        );
+        // A converted strided image must also fit as listed descriptors (cpu-copy's form):
+        // 8 fragments take 96 bytes strided but 128 listed.
+        let conv = [img(0, 8, Some(norm(1, 1, 64)))];
+        assert!(plan(&conv, SLOT, 256, 8, Vec::new()).is_ok());
+        assert_eq!(
+            refused(plan(&conv, SLOT, 256, 6, Vec::new())),
+            IngestError::Submit(SubmitError::TooLarge)
+        );
+    }
+
+    #[test]
     fn conversion_entries_stay_whole_and_aligned() {
         let pixels = [9u8; 12]; // 2 x 2 x 3
         let f = [frag(&pixels[..6], 0), frag(&pixels[6..], 6)];
         let job = |off| {
             [ImageJob {
                 slot_offset: off,
-                fragments: &f,
+                fragments: Sources::Listed(&f),
                 convert: Some(norm(3, 2, 2)),
             }]
         };

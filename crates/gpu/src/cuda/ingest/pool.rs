@@ -14,8 +14,8 @@ use cudarc::driver::CudaContext;
 
 use super::slots::dev;
 use crate::cuda::MappedPinned;
-use crate::host_modes::EntrySpec;
-use crate::ring::{RawEntry, RawFrag, FLAG_CONVERT, INLINE_FRAGS, MAX_CHANNELS};
+use crate::host::{write_entry, EntrySpec};
+use crate::ring::{RawEntry, RawFrag, RawStrided};
 use crate::IngestError;
 
 /// Memory of a pool: mapped pinned on a GPU; in tests, plain host memory that host threads
@@ -144,47 +144,74 @@ impl EntryPool {
         self.n * size_of::<RawEntry>() + i * self.max_frags * size_of::<RawFrag>()
     }
 
-    /// Writes every field of entry `i` except `state` from `spec` (at most `max_frags`
-    /// descriptors, `dst` a device address).
+    /// Writes every field of entry `i` except `state` from `spec` (`dst` a device address):
+    /// listed descriptors inline or into array `i`; strided images into array `i` as their
+    /// headers followed by copies of their source pointer arrays (the caller's arrays are
+    /// host memory the GPU cannot read), at most [`capacity`](Self::capacity) bytes in all.
     ///
     /// # Safety
     /// Entry `i` and its descriptor array must belong to the producer: no kernel may read them
     /// until the caller publishes the entry (or launches a kernel on it) after this returns.
+    /// A strided spec's source pointers (`nfrags`, `src_stride` bytes apart) must be readable.
     pub(crate) unsafe fn write(&self, i: usize, seq: u32, spec: &EntrySpec) {
-        let descs = &spec.descs[..];
-        assert!(descs.len() <= self.max_frags, "plan exceeded the pool");
-        let e = self.entry(i);
-        let mut inline = [RawFrag::default(); INLINE_FRAGS];
-        let frags_addr = if descs.len() <= INLINE_FRAGS {
-            inline[..descs.len()].copy_from_slice(descs);
-            0
-        } else {
-            let off = self.frags_offset(i);
-            // SAFETY: array `i` holds `max_frags >= descs.len()` descriptors inside the
-            // allocation; it belongs to the producer (caller's contract).
-            unsafe {
-                let dst = self.mem.host_ptr().add(off) as *mut RawFrag;
-                std::ptr::copy_nonoverlapping(descs.as_ptr(), dst, descs.len());
-            }
-            self.mem.device_ptr() + off as u64
-        };
-        let (flags, channels, hw, scale, bias) = match spec.convert {
-            Some((c, hw, s, b)) => (FLAG_CONVERT, c, hw, s, b),
-            None => (0, 0, 0, [0.0; MAX_CHANNELS], [0.0; MAX_CHANNELS]),
-        };
-        // SAFETY: the entry belongs to the producer (caller's contract); `state` is untouched.
+        assert!(
+            array_bytes(spec) <= self.capacity(),
+            "plan exceeded the pool"
+        );
+        let off = self.frags_offset(i);
+        // SAFETY: array `i` (`capacity()` bytes inside the allocation, 16-byte aligned) belongs
+        // to the producer (caller's contract), and what goes in fits (asserted above).
         unsafe {
-            (*e).seq = seq;
-            (*e).nfrags = descs.len() as u32;
-            (*e).flags = flags;
-            (*e).dst = spec.dst;
-            (*e).frags = frags_addr;
-            (*e).channels = channels;
-            (*e).hw = hw;
-            (*e).scale = scale;
-            (*e).bias = bias;
-            (*e).dst_len = spec.dst_len;
-            (*e).inline_frags = inline;
+            let arr = self.mem.host_ptr().add(off);
+            let dev = self.mem.device_ptr() + off as u64;
+            if spec.is_strided() {
+                let heads = arr as *mut RawStrided;
+                let mut ptrs = size_of::<RawStrided>() * spec.strided.len();
+                for (j, s) in spec.strided.iter().enumerate() {
+                    let n = s.nfrags as usize;
+                    let to = arr.add(ptrs) as *mut u64;
+                    if s.src_stride == 8 {
+                        std::ptr::copy_nonoverlapping(s.srcs as usize as *const u64, to, n);
+                    } else {
+                        for k in 0..n {
+                            let from = s.srcs as usize + k * s.src_stride as usize;
+                            *to.add(k) = *(from as *const u64);
+                        }
+                    }
+                    heads.add(j).write(RawStrided {
+                        srcs: dev + ptrs as u64,
+                        src_stride: 8,
+                        ..*s
+                    });
+                    ptrs += 8 * n;
+                }
+            } else if !spec.is_inline() {
+                let descs = &spec.descs;
+                std::ptr::copy_nonoverlapping(descs.as_ptr(), arr as *mut RawFrag, descs.len());
+            }
+            write_entry(self.entry(i), seq, spec, dev, true);
         }
     }
+
+    /// Bytes of one entry's descriptor array.
+    pub(crate) fn capacity(&self) -> usize {
+        self.max_frags * size_of::<RawFrag>()
+    }
+}
+
+/// Bytes `spec` takes in a pool entry's array: descriptors, or strided headers and pointers.
+pub(crate) fn array_bytes(spec: &EntrySpec) -> usize {
+    if spec.is_strided() {
+        spec.strided
+            .iter()
+            .map(|s| strided_bytes(s.nfrags as usize))
+            .sum()
+    } else {
+        spec.descs.len() * size_of::<RawFrag>()
+    }
+}
+
+/// Bytes one strided image of `n` fragments takes in a pool array (header and pointers).
+pub(crate) fn strided_bytes(n: usize) -> usize {
+    size_of::<RawStrided>() + 8 * n
 }

@@ -3,12 +3,13 @@
 //! self-check compares every slot with its oracle. Also the watchdog and the liveness probe.
 
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use super::*;
 use crate::cuda::ingest::plan::plan;
 use crate::ring::{self, RawGridCtl, RawRing};
 use crate::selfcheck::{self, SelfCheckOptions};
-use crate::{ImageJob, Ingest, IngestMode, Target};
+use crate::{ImageJob, Ingest, IngestMode, Sources, Target};
 
 /// Raw pointers handed to a consumer thread.
 struct BlockArgs {
@@ -148,15 +149,20 @@ impl Drop for HostResident {
 
 #[test]
 fn selfcheck_through_the_pool_and_the_kernel_loop() {
-    // (blocks, ring entries, descriptors per entry, conversions): tiny pools force batches to
-    // be cut into many entries, the ring to wrap and push back, inline and out-of-line lists.
-    for (blocks, entries, max_frags, convert) in
-        [(4, 3, 5, false), (1, 1, 3, false), (3, 4, 4096, true)]
-    {
+    // (blocks, ring entries, descriptors per entry, conversions, strided images): tiny pools
+    // force batches to be cut into many entries, the ring to wrap and push back, inline and
+    // out-of-line lists (strided images need room for their pointers: 700 cuts by images).
+    for (blocks, entries, max_frags, convert, strided) in [
+        (4, 3, 5, false, false),
+        (1, 1, 3, false, false),
+        (2, 3, 700, false, true),
+        (3, 4, 4096, true, true),
+    ] {
         let mut ing = HostResident::start(blocks, entries, max_frags, Duration::from_secs(30));
         let opts = SelfCheckOptions {
             rounds: 8,
             convert,
+            strided,
             ..SelfCheckOptions::default()
         };
         let rep = selfcheck::run(&mut ing, &opts).expect("self-check ran");
@@ -167,6 +173,7 @@ fn selfcheck_through_the_pool_and_the_kernel_loop() {
         if convert {
             assert!(rep.converted_images > 0, "{rep}");
         }
+        assert_eq!(rep.strided_images > 0, strided, "{rep}");
         if entries < 4 {
             assert!(c.backpressure_waits > 0, "{c:?}");
         }
@@ -181,7 +188,7 @@ fn one_batch(ing: &mut HostResident, data: &[u8]) -> Result<Ticket, IngestError>
     }];
     let job = [ImageJob {
         slot_offset: 0,
-        fragments: &f,
+        fragments: Sources::Listed(&f),
         convert: None,
     }];
     // SAFETY: `data` outlives the ingest's use of it (the consumer never runs, or the batch is

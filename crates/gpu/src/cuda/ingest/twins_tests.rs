@@ -3,16 +3,16 @@
 //! (`netml_host_gather_block`) run inline for each entry, `memcpy` for the DMA, and the
 //! target-agnostic self-check comparing every slot with its oracle.
 
-use super::cpu_copy::stage;
 use super::plan::plan;
 use super::pool::EntryPool;
+use crate::host_modes::stage;
 use crate::ring;
 use crate::selfcheck::{self, SelfCheckOptions};
 use crate::{ImageJob, Ingest, IngestCounters, IngestError, IngestMode, Target, Ticket};
 
 const SLOT_BYTES: usize = 96 * 1024;
 
-/// Host twin of `LaunchIngest` / `CpuCopyIngest`; every batch completes inside `submit`.
+/// Host twin of `StreamIngest` (launch / cpu-copy); every batch completes inside `submit`.
 struct Twin {
     mode: IngestMode,
     blocks: u32,
@@ -82,7 +82,7 @@ impl Ingest for Twin {
         } else {
             let st = self.staging[slot] as *mut u8;
             // SAFETY: the staging holds a slot's size and no batch uses it; sources readable.
-            let (runs, converts) = unsafe { stage(&planned, base as u64, st, st as u64) };
+            let (runs, converts) = unsafe { stage(&planned.entries, base as u64, st, st as u64) };
             for (a, b) in runs {
                 // SAFETY: `a..b` is inside the slot and its staging.
                 unsafe { std::ptr::copy_nonoverlapping(st.add(a), base.add(a), b - a) };
@@ -128,13 +128,20 @@ impl Drop for Twin {
 #[test]
 fn launch_and_cpu_copy_paths_pass_the_selfcheck() {
     for mode in [IngestMode::Launch, IngestMode::CpuCopy] {
-        // Descriptors per entry: 5 cuts copies into many launches (no conversions then, as a
-        // converted image must fit one entry); 4096 with conversions.
-        for (blocks, max_frags, convert) in [(3, 5, false), (4, 4096, true), (1, 4096, true)] {
+        // Descriptors per entry: 5 cuts listed copies into many launches (no conversions or
+        // strided images then, as those must fit one entry), 700 (11 KiB) cuts strided copy
+        // entries by images; 4096 with conversions.
+        for (blocks, max_frags, convert, strided) in [
+            (3, 5, false, false),
+            (2, 700, false, true),
+            (4, 4096, true, true),
+            (1, 4096, true, true),
+        ] {
             let mut twin = Twin::new(mode, blocks, 3, max_frags);
             let opts = SelfCheckOptions {
                 rounds: 8,
                 convert,
+                strided,
                 ..SelfCheckOptions::default()
             };
             let rep = selfcheck::run(&mut twin, &opts).expect("self-check ran");
@@ -142,6 +149,7 @@ fn launch_and_cpu_copy_paths_pass_the_selfcheck() {
             if convert {
                 assert!(rep.converted_images > 0, "{rep}");
             }
+            assert_eq!(rep.strided_images > 0, strided, "{rep}");
         }
     }
 }

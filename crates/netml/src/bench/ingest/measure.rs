@@ -3,8 +3,11 @@
 //! The submitting thread plays the pipeline thread: it keeps every slot busy (one batch in
 //! flight per slot), polls the oldest batch, and submits into a slot as soon as it is free.
 //! Its CPU time is read with `CLOCK_THREAD_CPUTIME_ID` around every `submit` (descriptor and
-//! doorbell writes in netml mode, the launch in launch mode, the memcpy in cpu-copy mode); the
-//! host threads standing in for the GPU are not counted.
+//! doorbell writes in netml mode, the launch in launch mode, the memcpy in cpu-copy mode); for
+//! strided jobs also around building the batch's jobs, which the pipeline thread does per
+//! batch (one per image: its held packets' payload addresses are read in place); listed jobs
+//! come prebuilt (building them would be per-fragment work on top). The host threads standing
+//! in for the GPU are not counted.
 
 use std::collections::VecDeque;
 use std::io::Write as _;
@@ -13,6 +16,7 @@ use std::time::Instant;
 use netml_gpu::{Ingest, IngestError};
 
 use super::source::Pool;
+use super::Form;
 
 /// CPU seconds used by the calling thread so far.
 pub(super) fn thread_cpu_s() -> f64 {
@@ -98,11 +102,13 @@ fn percentile(v: &[f64], q: f64) -> f64 {
     v[((v.len() - 1) as f64 * q).round() as usize]
 }
 
-/// Runs batches of `batch` images through `ingest` for `warmup` then `seconds`, showing
-/// progress on stderr under `label`.
+/// Runs batches of `batch` images in `form` through `ingest` for `warmup` then `seconds`,
+/// showing progress on stderr under `label`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn run_point(
     ingest: &mut dyn Ingest,
     pool: &Pool,
+    form: Form,
     batch: usize,
     warmup: f64,
     seconds: f64,
@@ -154,13 +160,23 @@ pub(super) fn run_point(
             }
         }
         if let Some(slot) = free.pop_front() {
-            let jobs = pool.batch(k, batch);
-            k += 1;
+            let listed = match form {
+                Form::Listed => pool.batch(k, batch),
+                Form::Strided => Vec::new(),
+            };
             let at = Instant::now();
             let c0 = thread_cpu_s();
-            // SAFETY: the pool outlives the ingest's use of it (every batch is waited for
-            // below before returning); a slot is reused only after its batch completed.
-            let ticket = unsafe { ingest.submit(slot, &jobs)? };
+            let ticket = match form {
+                // SAFETY: the pool outlives the ingest's use of it (every batch is waited for
+                // below before returning); a slot is reused only after its batch completed.
+                Form::Listed => unsafe { ingest.submit(slot, &listed)? },
+                Form::Strided => {
+                    let jobs = pool.batch_strided(k, batch);
+                    // SAFETY: as above (the pointers are read from the pool's records).
+                    unsafe { ingest.submit(slot, &jobs)? }
+                }
+            };
+            k += 1;
             let c1 = thread_cpu_s();
             if measuring {
                 let cpu = (c1 - c0 - clock_s).max(0.0);

@@ -6,7 +6,8 @@
 //! with `--target gpu` the same command runs the GPU implementations through
 //! [`netml_gpu::open`] (the packet memory registered with the driver first). The figure that
 //! matters is the submitting thread's CPU per image ([`measure`]); the papers' claim is that
-//! the GPU-pull path needs >= 150x less of it than the CPU copy.
+//! the GPU-pull path needs >= 150x less of it than the CPU copy. Both job forms are measured
+//! (`--jobs`): strided (the pipeline's, rows named after the mode) and listed.
 
 mod measure;
 mod report;
@@ -22,6 +23,43 @@ use measure::{clock_overhead_s, memcpy_ceiling, run_point};
 use report::{Ceiling, Report};
 use source::{Pool, Shape, MBUF, PAYLOAD_AT};
 
+/// How the bench hands images to the ingest ([`netml_gpu::Sources`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Form {
+    /// One (src, len, offset) descriptor per fragment, validated per fragment.
+    Listed,
+    /// One source pointer per fragment plus the fragment size (the pipeline's form), validated
+    /// in O(1) per image.
+    Strided,
+}
+
+/// Which forms `--jobs` measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Jobs {
+    Listed,
+    Strided,
+    Both,
+}
+
+impl Jobs {
+    fn forms(self) -> &'static [Form] {
+        match self {
+            Jobs::Listed => &[Form::Listed],
+            Jobs::Strided => &[Form::Strided],
+            Jobs::Both => &[Form::Strided, Form::Listed],
+        }
+    }
+}
+
+/// Row name of `mode` in `form`: the mode's name for strided jobs (what the pipeline sends),
+/// `<mode>-listed` for listed ones.
+pub(super) fn row_name(mode: IngestMode, form: Form) -> String {
+    match form {
+        Form::Strided => mode.name().to_string(),
+        Form::Listed => format!("{}-listed", mode.name()),
+    }
+}
+
 /// Options of `netml bench ingest`.
 #[derive(ClapArgs)]
 pub struct Args {
@@ -31,6 +69,10 @@ pub struct Args {
     /// Modes to measure, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "netml,launch,cpu-copy")]
     modes: Vec<IngestMode>,
+    /// Job forms to measure: strided (rows named after the mode), listed (rows `<mode>-listed`)
+    /// or both.
+    #[arg(long, value_enum, default_value = "both")]
+    jobs: Jobs,
     /// Batch sizes (images per batch), comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,4,8,16,32")]
     batches: Vec<usize>,
@@ -119,29 +161,32 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
         gb_per_s: memcpy_gbs,
     });
     for &mode in &a.modes {
-        for &batch in &a.batches {
-            let cfg = IngestConfig {
-                mode,
-                slots: a.slots,
-                slot_bytes: max_batch * pool.slot_image_bytes,
-                blocks,
-                ring_entries: ring,
-            };
-            let mut ingest = open(&cfg, target).map_err(|e| format!("{mode}: {e}"))?;
-            let label = format!("{mode} x {batch}");
-            let p = run_point(
-                ingest.as_mut(),
-                &pool,
-                batch,
-                warmup,
-                seconds,
-                &label,
-                clock_s,
-            )
-            .map_err(|e| format!("{label}: {e}"))?;
-            drop(ingest);
-            eprint!("\r{:78}\r", "");
-            rep.add(mode, p);
+        for &form in a.jobs.forms() {
+            for &batch in &a.batches {
+                let cfg = IngestConfig {
+                    mode,
+                    slots: a.slots,
+                    slot_bytes: max_batch * pool.slot_image_bytes,
+                    blocks,
+                    ring_entries: ring,
+                };
+                let mut ingest = open(&cfg, target).map_err(|e| format!("{mode}: {e}"))?;
+                let label = format!("{} x {batch}", row_name(mode, form));
+                let p = run_point(
+                    ingest.as_mut(),
+                    &pool,
+                    form,
+                    batch,
+                    warmup,
+                    seconds,
+                    &label,
+                    clock_s,
+                )
+                .map_err(|e| format!("{label}: {e}"))?;
+                drop(ingest);
+                eprint!("\r{:78}\r", "");
+                rep.add(mode, form, p);
+            }
         }
     }
     rep.finish()?;

@@ -8,7 +8,7 @@ use netml_gpu::{IngestMode, Target};
 
 use super::measure::Point;
 use super::source::Pool;
-use super::Args;
+use super::{row_name, Args, Form};
 
 /// The papers' claim: the GPU-pull path costs >= 150x less CPU per image than the CPU copy.
 const TARGET_RATIO: f64 = 150.0;
@@ -28,7 +28,7 @@ pub(super) struct Report {
     short: String,
     csv: Option<PathBuf>,
     plot: Option<PathBuf>,
-    rows: Vec<(IngestMode, Point)>,
+    rows: Vec<(IngestMode, Form, Point)>,
     pub ceiling: Option<Ceiling>,
     load_start: String,
     frags_per_image: usize,
@@ -90,7 +90,7 @@ impl Report {
             ),
         }
         println!(
-            "{:<9} {:>5} {:>12} {:>10} {:>9} {:>10} {:>8} {:>10} {:>10} {:>8}",
+            "{:<16} {:>5} {:>12} {:>10} {:>9} {:>10} {:>8} {:>10} {:>10} {:>8}",
             "mode",
             "batch",
             "CPU us/img",
@@ -104,10 +104,10 @@ impl Report {
         );
     }
 
-    pub(super) fn add(&mut self, mode: IngestMode, p: Point) {
+    pub(super) fn add(&mut self, mode: IngestMode, form: Form, p: Point) {
         println!(
-            "{:<9} {:>5} {:>12.3} {:>10.3} {:>8.3}% {:>10.0} {:>8.2} {:>10.1} {:>10.1} {:>8}",
-            mode.name(),
+            "{:<16} {:>5} {:>12.3} {:>10.3} {:>8.3}% {:>10.0} {:>8.2} {:>10.1} {:>10.1} {:>8}",
+            row_name(mode, form),
             p.batch,
             p.cpu_us_per_image(),
             p.cpu_mean_us_per_image(),
@@ -118,20 +118,20 @@ impl Report {
             p.latency(0.99),
             p.backpressure_waits
         );
-        self.rows.push((mode, p));
+        self.rows.push((mode, form, p));
     }
 
-    fn cpu_of(&self, mode: IngestMode, batch: usize) -> Option<f64> {
+    fn cpu_of(&self, mode: IngestMode, form: Form, batch: usize) -> Option<f64> {
         self.rows
             .iter()
-            .find(|(m, p)| *m == mode && p.batch == batch)
-            .map(|(_, p)| p.cpu_us_per_image())
+            .find(|(m, f, p)| *m == mode && *f == form && p.batch == batch)
+            .map(|(_, _, p)| p.cpu_us_per_image())
     }
 
-    /// cpu-copy CPU per image over netml's at `batch`, when both were measured.
-    fn ratio(&self, batch: usize) -> Option<f64> {
-        let copy = self.cpu_of(IngestMode::CpuCopy, batch)?;
-        let netml = self.cpu_of(IngestMode::Netml, batch)?;
+    /// cpu-copy CPU per image over netml's at `batch`, both in `form`, when both were measured.
+    fn ratio(&self, form: Form, batch: usize) -> Option<f64> {
+        let copy = self.cpu_of(IngestMode::CpuCopy, form, batch)?;
+        let netml = self.cpu_of(IngestMode::Netml, form, batch)?;
         Some(copy / netml)
     }
 
@@ -145,15 +145,19 @@ impl Report {
                 1e6 / c.us_per_image
             );
         }
-        let mut batches: Vec<usize> = self.rows.iter().map(|(_, p)| p.batch).collect();
+        let mut batches: Vec<usize> = self.rows.iter().map(|(_, _, p)| p.batch).collect();
         batches.sort_unstable();
         batches.dedup();
-        for b in batches {
-            if let Some(r) = self.ratio(b) {
-                println!(
-                    "batch {b:>2}: cpu-copy / netml CPU per image = {r:.0}x (target >= \
-                     {TARGET_RATIO:.0}x; ECML Table II: 0.12-0.21% vs 10.6-45.7% of a CPU)"
-                );
+        for form in [Form::Strided, Form::Listed] {
+            for &b in &batches {
+                if let Some(r) = self.ratio(form, b) {
+                    let met = if r >= TARGET_RATIO { "met" } else { "NOT met" };
+                    println!(
+                        "{:<7} batch {b:>2}: cpu-copy / netml CPU per image = {r:.0}x (target >= \
+                         {TARGET_RATIO:.0}x: {met}; ECML Table II: 0.12-0.21% vs 10.6-45.7% of a CPU)",
+                        format!("{form:?}").to_lowercase()
+                    );
+                }
             }
         }
         println!(
@@ -184,7 +188,7 @@ impl Report {
         let mut out = String::new();
         if new {
             out.push_str(
-                "target,mode,batch,frags_per_image,blocks,images,seconds,cpu_us_per_image,\
+                "target,mode,jobs,batch,frags_per_image,blocks,images,seconds,cpu_us_per_image,\
                  cpu_mean_us_per_image,cpu_share,images_per_s,gb_per_s,latency_p50_us,latency_p99_us,\
                  backpressure_waits,memcpy_us_per_image,memcpy_gb_per_s,cpu_copy_over_netml\n",
             );
@@ -193,15 +197,16 @@ impl Report {
             .ceiling
             .as_ref()
             .map_or((f64::NAN, f64::NAN), |c| (c.us_per_image, c.gb_per_s));
-        for (mode, p) in &self.rows {
+        for (mode, form, p) in &self.rows {
             let ratio = self
-                .ratio(p.batch)
+                .ratio(*form, p.batch)
                 .map_or(String::new(), |r| format!("{r:.2}"));
             let _ = writeln!(
                 out,
-                "{},{},{},{},{},{},{:.3},{:.4},{:.4},{:.6},{:.1},{:.3},{:.1},{:.1},{},{:.3},{:.3},{}",
+                "{},{},{},{},{},{},{},{:.3},{:.4},{:.4},{:.6},{:.1},{:.3},{:.1},{:.1},{},{:.3},{:.3},{}",
                 self.target,
-                mode.name(),
+                row_name(*mode, *form),
+                format!("{form:?}").to_lowercase(),
                 p.batch,
                 self.frags_per_image,
                 self.blocks,
@@ -225,11 +230,12 @@ impl Report {
 
     fn svg(&self) -> String {
         let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
-        for (mode, p) in &self.rows {
+        for (mode, form, p) in &self.rows {
             let pt = (p.batch as f64, p.cpu_us_per_image());
-            match series.iter_mut().find(|(n, _)| n == mode.name()) {
+            let name = row_name(*mode, *form);
+            match series.iter_mut().find(|(n, _)| *n == name) {
                 Some((_, v)) => v.push(pt),
-                None => series.push((mode.name().to_string(), vec![pt])),
+                None => series.push((name, vec![pt])),
             }
         }
         if let Some(c) = &self.ceiling {

@@ -1,7 +1,7 @@
 //! The bench's packet memory: fragment payloads laid out like mbufs (2 KiB buffers, payload at
 //! offset 128, after the headroom and headers) in one big buffer, and the batches built on it.
 
-use netml_gpu::{ImageJob, Normalize, RawFragment};
+use netml_gpu::{ImageJob, Normalize, RawFragment, Sources, SrcPtrs};
 
 /// Bytes of one mbuf.
 pub(super) const MBUF: usize = 2048;
@@ -51,6 +51,8 @@ pub(super) struct Pool {
     pub wire_bytes: usize,
     /// Bytes of one image in a slot (always f32).
     pub slot_image_bytes: usize,
+    /// Payload bytes per fragment (the last one of an image may be shorter).
+    frag_size: usize,
     convert: Option<Normalize>,
 }
 
@@ -97,6 +99,7 @@ impl Pool {
             frags,
             wire_bytes,
             slot_image_bytes: 4 * shape.pixels(),
+            frag_size,
             convert,
         }
     }
@@ -116,13 +119,39 @@ impl Pool {
         &self.frags[i % self.frags.len()]
     }
 
-    /// The jobs of batch number `k` of `b` images: the next `b` pool images (rotating, so that
-    /// the sources are not all in cache), packed from the start of the slot.
+    /// The pool images of batch number `k` of `b` images: the next `b` (rotating, so that the
+    /// sources are not all in cache).
+    fn images_of(&self, k: usize, b: usize) -> impl Iterator<Item = &[RawFragment]> {
+        (0..b).map(move |i| &self.frags[(k * b + i) % self.frags.len()][..])
+    }
+
+    /// The listed jobs of batch number `k` of `b` images, packed from the start of the slot.
     pub(super) fn batch(&self, k: usize, b: usize) -> Vec<ImageJob<'_>> {
-        (0..b)
-            .map(|i| ImageJob {
+        self.images_of(k, b)
+            .enumerate()
+            .map(|(i, f)| ImageJob {
                 slot_offset: i * self.slot_image_bytes,
-                fragments: &self.frags[(k * b + i) % self.frags.len()],
+                fragments: Sources::Listed(f),
+                convert: self.convert,
+            })
+            .collect()
+    }
+
+    /// The strided jobs of batch number `k` of `b` images, packed from the start of the slot,
+    /// as the pipeline thread builds them: one job per image whose source pointers are the
+    /// `src` fields of the image's fragment records (24 bytes each, like the pipeline's held
+    /// packets), read in place.
+    pub(super) fn batch_strided(&self, k: usize, b: usize) -> Vec<ImageJob<'_>> {
+        self.images_of(k, b)
+            .enumerate()
+            .map(|(i, f)| ImageJob {
+                slot_offset: i * self.slot_image_bytes,
+                fragments: Sources::Strided {
+                    // SAFETY: a plain field projection.
+                    srcs: unsafe { SrcPtrs::fields(f, |r| &r.src) },
+                    frag_size: self.frag_size,
+                    total: self.wire_bytes,
+                },
                 convert: self.convert,
             })
             .collect()

@@ -3,11 +3,14 @@
 //! registered once at start; a test's many small buffers cannot be registered safely, as
 //! registrations may not overlap and small buffers share pages). The wrapper copies every
 //! fragment into mapped pinned memory at the same address modulo 64 (so the kernel meets the
-//! same alignment cases) and submits the copies; everything else passes through.
+//! same alignment cases) and submits the copies in the job's form (listed or strided; moved
+//! strided pointer arrays are kept until their batch completed); everything else passes
+//! through.
 
 use netml_gpu::cuda::MappedPinned;
 use netml_gpu::{
-    wait, ImageJob, Ingest, IngestCounters, IngestError, IngestMode, RawFragment, Target, Ticket,
+    wait, ImageJob, Ingest, IngestCounters, IngestError, IngestMode, RawFragment, Sources, SrcPtrs,
+    Target, Ticket,
 };
 
 /// See the module documentation.
@@ -18,7 +21,13 @@ pub struct Bounce<'a> {
     /// The last batch submitted: once it completed, every earlier one did too and the buffer
     /// can be reused from the start.
     last: Option<Ticket>,
+    /// Strided pointer arrays of the batches in flight (freed with the buffer's reuse).
+    held: Vec<Vec<*const u8>>,
 }
+
+// SAFETY: `held` holds addresses into `buf` that only the wrapped ingest reads (as the submit
+// contract allows); everything else is `Send` already.
+unsafe impl Send for Bounce<'_> {}
 
 impl<'a> Bounce<'a> {
     /// Wraps `inner`, bouncing through `buf` (large enough for the batches in flight at once;
@@ -29,6 +38,7 @@ impl<'a> Bounce<'a> {
             buf,
             used: 0,
             last: None,
+            held: Vec::new(),
         }
     }
 }
@@ -53,8 +63,7 @@ impl Ingest for Bounce<'_> {
     unsafe fn submit(&mut self, slot: usize, jobs: &[ImageJob<'_>]) -> Result<Ticket, IngestError> {
         let need: usize = jobs
             .iter()
-            .flat_map(|j| j.fragments)
-            .map(|f| f.len + 64)
+            .flat_map(|j| j.fragments.iter().map(|(_, len, _)| len + 64))
             .sum();
         if need > self.buf.len() {
             return Err(IngestError::Device(format!(
@@ -68,32 +77,62 @@ impl Ingest for Bounce<'_> {
             }
             if self.inner.poll(t)? {
                 self.used = 0;
+                self.held.clear();
             }
         }
         let base = self.buf.host_ptr();
-        let mut moved: Vec<Vec<RawFragment>> = Vec::with_capacity(jobs.len());
+        // Per image: the moved listed fragments, or the moved strided source pointers (the
+        // same form goes to the GPU).
+        let mut moved: Vec<(Vec<RawFragment>, Vec<*const u8>)> = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let mut frags = Vec::with_capacity(job.fragments.len());
-            for f in job.fragments {
-                let pos = self.used.div_ceil(64) * 64 + (f.src as usize % 64);
+            let (mut listed, mut srcs) = (Vec::new(), Vec::new());
+            for (src, len, dst_offset) in job.fragments.iter() {
+                let pos = self.used.div_ceil(64) * 64 + (src as usize % 64);
                 // SAFETY: `pos + len <= used + need <= buf.len()` (the buffer is 64-byte
                 // aligned); the source is readable (the caller's submit contract), and this
                 // part of the buffer belongs to no batch in flight (reset only when all done).
                 let dst = unsafe { base.add(pos) };
-                unsafe { std::ptr::copy_nonoverlapping(f.src, dst, f.len) };
-                self.used = pos + f.len;
-                frags.push(RawFragment { src: dst, ..*f });
+                unsafe { std::ptr::copy_nonoverlapping(src, dst, len) };
+                self.used = pos + len;
+                match job.fragments {
+                    Sources::Listed(_) => listed.push(RawFragment {
+                        src: dst,
+                        len,
+                        dst_offset,
+                    }),
+                    Sources::Strided { .. } => srcs.push(dst as *const u8),
+                }
             }
-            moved.push(frags);
+            moved.push((listed, srcs));
         }
         let bounced: Vec<ImageJob<'_>> = jobs
             .iter()
             .zip(&moved)
-            .map(|(j, f)| ImageJob { fragments: f, ..*j })
+            .map(|(j, (listed, srcs))| ImageJob {
+                fragments: match j.fragments {
+                    Sources::Listed(_) => Sources::Listed(listed),
+                    Sources::Strided {
+                        frag_size, total, ..
+                    } => Sources::Strided {
+                        srcs: SrcPtrs::new(srcs),
+                        frag_size,
+                        total,
+                    },
+                },
+                ..*j
+            })
             .collect();
-        // SAFETY: the copies stay in `buf`, untouched until this batch completed (see above);
+        // SAFETY: the copies stay in `buf`, untouched until this batch completed (see above),
+        // and the pointer arrays in `held` (heap buffers: moving the vectors keeps them put);
         // the slot contract is the caller's, passed on unchanged.
         let t = unsafe { self.inner.submit(slot, &bounced)? };
+        drop(bounced);
+        self.held.extend(
+            moved
+                .into_iter()
+                .map(|(_, srcs)| srcs)
+                .filter(|s| !s.is_empty()),
+        );
         self.last = Some(t);
         Ok(t)
     }

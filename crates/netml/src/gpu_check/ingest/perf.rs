@@ -9,7 +9,7 @@ use cudarc::driver::{result, CudaContext, DriverError};
 use netml_gpu::cuda::ingest::{open_in, GpuIngestOptions};
 use netml_gpu::cuda::{MappedPinned, Registered};
 use netml_gpu::{
-    wait, ImageJob, Ingest, IngestConfig, IngestError, IngestMode, RawFragment, Ticket,
+    wait, ImageJob, Ingest, IngestConfig, IngestError, IngestMode, RawFragment, Sources, Ticket,
 };
 
 /// Fragments per image: 3 x 224 x 224 f32 = 602,112 B in 1 KiB payloads (the reference).
@@ -78,7 +78,7 @@ pub fn jobs<'a>(frags: &'a [Vec<RawFragment>]) -> Vec<ImageJob<'a>> {
         .enumerate()
         .map(|(i, f)| ImageJob {
             slot_offset: i * IMAGE,
-            fragments: f,
+            fragments: Sources::Listed(f),
             convert: None,
         })
         .collect()
