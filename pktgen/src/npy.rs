@@ -1,15 +1,12 @@
-//! Reading NumPy `.npy` files: C-order little-endian `<f4`, `<f2` and `|u1` arrays.
-//!
-//! A tiny parser of the header dict is enough for files `numpy.save` writes, and avoids a
-//! dependency for three dtypes.
+//! `.npy` files as tensors to send: `<f4`, `<f2` and `|u1` arrays (the fragment protocol's
+//! dtypes). The file format itself is parsed by `netml_wire::npy`, shared with netml-infer.
 
 use crate::error::Context;
 use crate::tensor::Tensor;
 use crate::{bail, Result};
 use netml_wire::fragment::{Dtype, Layout};
+use netml_wire::npy::{self as wire_npy, NpyDtype};
 use std::path::Path;
-
-const MAGIC: &[u8] = b"\x93NUMPY";
 
 /// Loads an `.npy` file: the shape comes from the file, the layout is NCHW for rank 4 and
 /// Plain otherwise.
@@ -20,144 +17,49 @@ pub fn load(path: &Path) -> Result<Tensor> {
 
 /// Parses the bytes of an `.npy` file.
 pub fn parse(name: &str, mut bytes: Vec<u8>) -> Result<Tensor> {
-    if bytes.len() < 10 || &bytes[..6] != MAGIC {
-        bail!("not an .npy file (bad magic)");
-    }
-    let major = bytes[6];
-    let (header_len, start) = match major {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 => {
-            if bytes.len() < 12 {
-                bail!("truncated .npy header");
-            }
-            let n = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-            (n as usize, 12)
-        }
-        v => bail!("unsupported .npy version {v}"),
+    let h = wire_npy::parse(&bytes).map_err(|e| crate::Error::new(e.0))?;
+    let dtype = match h.dtype {
+        NpyDtype::F32 => Dtype::F32,
+        NpyDtype::F16 => Dtype::F16,
+        NpyDtype::U8 => Dtype::U8,
+        d => bail!(
+            "unsupported dtype {:?} (supported: '<f4', '<f2', '|u1')",
+            d.descr()
+        ),
     };
-    let data_start = start + header_len;
-    if bytes.len() < data_start {
-        bail!("truncated .npy header");
+    if h.shape.is_empty() {
+        bail!("0-d arrays are not supported");
     }
-    let header = std::str::from_utf8(&bytes[start..data_start])
-        .map_err(|_| crate::Error::new("header is not text"))?;
-    let h = Header::parse(header)?;
-    let layout = if h.shape.len() == 4 {
+    let shape = h
+        .shape
+        .iter()
+        .map(|&d| u32::try_from(d))
+        .collect::<std::result::Result<Vec<u32>, _>>()
+        .map_err(|_| crate::Error::new(format!("dimension of {:?} over 2^32", h.shape)))?;
+    let layout = if shape.len() == 4 {
         Layout::Nchw
     } else {
         Layout::Plain
     };
-    let data = bytes.split_off(data_start);
-    Tensor::new(name, h.dtype, layout, h.shape, data)
-}
-
-#[derive(Debug, PartialEq)]
-struct Header {
-    dtype: Dtype,
-    shape: Vec<u32>,
-}
-
-impl Header {
-    fn parse(h: &str) -> Result<Header> {
-        let descr = value_after(h, "descr")?;
-        let descr = descr
-            .strip_prefix('\'')
-            .or_else(|| descr.strip_prefix('"'))
-            .and_then(|d| d.split(['\'', '"']).next())
-            .ok_or_else(|| crate::Error::new("bad descr in .npy header"))?;
-        let dtype = match descr {
-            "<f4" => Dtype::F32,
-            "<f2" => Dtype::F16,
-            "|u1" | "<u1" | "u1" => Dtype::U8,
-            d => bail!("unsupported dtype {d:?} (supported: '<f4', '<f2', '|u1')"),
-        };
-        let fortran = value_after(h, "fortran_order")?;
-        if fortran.starts_with("True") {
-            bail!("Fortran-order arrays are not supported (save with np.ascontiguousarray)");
-        } else if !fortran.starts_with("False") {
-            bail!("bad fortran_order in .npy header");
-        }
-        let shape = value_after(h, "shape")?;
-        let inner = shape
-            .strip_prefix('(')
-            .and_then(|s| s.split(')').next())
-            .ok_or_else(|| crate::Error::new("bad shape in .npy header"))?;
-        let shape = inner
-            .split(',')
-            .map(str::trim)
-            .filter(|d| !d.is_empty())
-            .map(|d| d.trim_end_matches('L').parse::<u32>())
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|_| crate::Error::new(format!("bad shape ({inner}) in .npy header")))?;
-        if shape.is_empty() {
-            bail!("0-d arrays are not supported");
-        }
-        Ok(Header { dtype, shape })
-    }
-}
-
-/// The text after `'key':` in the header dict, leading blanks removed.
-fn value_after<'a>(h: &'a str, key: &str) -> Result<&'a str> {
-    for quote in ['\'', '"'] {
-        let pat = format!("{quote}{key}{quote}");
-        if let Some(at) = h.find(&pat) {
-            let rest = h[at + pat.len()..].trim_start();
-            if let Some(rest) = rest.strip_prefix(':') {
-                return Ok(rest.trim_start());
-            }
-        }
-    }
-    bail!("no {key:?} in .npy header")
+    // The data is the rest of the file: split it off instead of copying.
+    let data = bytes.split_off(h.data_start);
+    Tensor::new(name, dtype, layout, shape, data)
 }
 
 /// Serialises a tensor as a version-1 `.npy` file (used by tests and handy for tooling).
 pub fn to_bytes(dtype: Dtype, shape: &[u32], data: &[u8]) -> Vec<u8> {
-    let descr = match dtype {
-        Dtype::F32 => "<f4",
-        Dtype::F16 => "<f2",
-        Dtype::U8 => "|u1",
+    let dtype = match dtype {
+        Dtype::F32 => NpyDtype::F32,
+        Dtype::F16 => NpyDtype::F16,
+        Dtype::U8 => NpyDtype::U8,
     };
-    let dims: Vec<String> = shape.iter().map(u32::to_string).collect();
-    let shape = if dims.len() == 1 {
-        format!("({},)", dims[0])
-    } else {
-        format!("({})", dims.join(", "))
-    };
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-    // numpy pads the header with spaces so that data starts 64-byte aligned, ending in '\n'.
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut out = MAGIC.to_vec();
-    out.extend_from_slice(&[1, 0]);
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    out.extend_from_slice(header.as_bytes());
-    out.extend_from_slice(data);
-    out
+    let shape: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
+    wire_npy::to_bytes(dtype, &shape, data)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn numpy_style_headers() {
-        let h = "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 3, 4, 4), }";
-        assert_eq!(
-            Header::parse(h).unwrap(),
-            Header {
-                dtype: Dtype::F32,
-                shape: vec![1, 3, 4, 4]
-            }
-        );
-        let h = "{'descr': '|u1', 'fortran_order': False, 'shape': (10,), }";
-        assert_eq!(Header::parse(h).unwrap().shape, vec![10]);
-        assert!(Header::parse("{'descr': '>f4', 'fortran_order': False, 'shape': (1,)}").is_err());
-        assert!(Header::parse("{'descr': '<f4', 'fortran_order': True, 'shape': (1,)}").is_err());
-        assert!(Header::parse("{'descr': '<f4', 'fortran_order': False, 'shape': ()}").is_err());
-        assert!(Header::parse("{'descr': '<f8', 'fortran_order': False, 'shape': (1,)}").is_err());
-    }
 
     #[test]
     fn round_trip() {
@@ -172,6 +74,14 @@ mod tests {
         assert_eq!(t.data, data);
         let b = to_bytes(Dtype::U8, &[1, 2, 2, 1], &[1, 2, 3, 4]);
         assert_eq!(parse("x", b).unwrap().layout, Layout::Nchw);
+    }
+
+    #[test]
+    fn rejects_what_the_protocol_cannot_carry() {
+        let f64s = wire_npy::to_bytes(NpyDtype::F64, &[2], &[0; 16]);
+        assert!(parse("x", f64s).unwrap_err().to_string().contains("<f8"));
+        let scalar = wire_npy::to_bytes(NpyDtype::F32, &[], &[0; 4]);
+        assert!(parse("x", scalar).unwrap_err().to_string().contains("0-d"));
     }
 
     #[test]

@@ -40,6 +40,29 @@ pub trait Engine: Send {
     fn run(&mut self, input: &[f32], batch: usize) -> Result<Output>;
 }
 
+/// The [`Engine`] methods of an executor of a compiled plan held in `self.plan` (the
+/// reference and the GPU executor): precision, batch and shapes are the plan's.
+macro_rules! plan_engine_accessors {
+    () => {
+        fn precision(&self) -> $crate::plan::Precision {
+            self.plan.precision
+        }
+
+        fn max_batch(&self) -> usize {
+            self.plan.batch
+        }
+
+        fn input_shape(&self) -> &[usize] {
+            self.plan.input_shape()
+        }
+
+        fn output_shape(&self) -> &[usize] {
+            self.plan.output_shape()
+        }
+    };
+}
+pub(crate) use plan_engine_accessors;
+
 /// Validates `input`/`batch` against an engine's shape; the backends call
 /// it at the top of [`Engine::run`].
 pub fn check_input<E: Engine + ?Sized>(engine: &E, input: &[f32], batch: usize) -> Result<()> {

@@ -19,7 +19,7 @@
 use crate::engine::{Engine, Output};
 use crate::error::{Error, Result};
 use crate::plan::{
-    Activation, Layout, Op, Plan, PoolKind, Precision, TensorId, WeightId, WeightLayout,
+    Activation, Layout, Op, Plan, PoolKind, PoolStep, Precision, TensorId, WeightId, WeightLayout,
 };
 
 /// Callback of [`Reference::execute_traced`].
@@ -254,7 +254,7 @@ impl Reference {
                 let x = self.read(p.x);
                 let xs = self.shape(p.x);
                 let ys = self.shape(p.y);
-                let y = pool2d(&x, &xs, &ys, p.kind, p.kernel, p.stride, p.pads);
+                let y = pool2d(&x, &xs, &ys, &p);
                 self.write(p.y, y);
             }
             Op::ScaleShift(s) => {
@@ -419,15 +419,20 @@ fn conv2d(
 }
 
 /// 2-D max / average pooling in NCHW.
-fn pool2d(
-    x: &[f32],
-    xs: &[usize],
-    ys: &[usize],
-    kind: PoolKind,
-    kernel: [usize; 2],
-    stride: [usize; 2],
-    pads: [usize; 4],
-) -> Vec<f32> {
+fn pool2d(x: &[f32], xs: &[usize], ys: &[usize], p: &PoolStep) -> Vec<f32> {
+    let PoolStep {
+        kind,
+        kernel,
+        stride,
+        pads,
+        ceil_pads,
+        ..
+    } = *p;
+    // Where an average counting padding stops counting: the end of the real padding.
+    let (end_h, end_w) = (
+        (xs[2] + pads[2] - ceil_pads[0]) as isize,
+        (xs[3] + pads[3] - ceil_pads[1]) as isize,
+    );
     let (h, w) = (xs[2], xs[3]);
     let (oh, ow) = (ys[2], ys[3]);
     let planes = xs[0] * xs[1];
@@ -458,10 +463,10 @@ fn pool2d(
                     PoolKind::Average { count_include_pad } => {
                         let div = if count_include_pad {
                             // The window clipped to the padded input.
-                            let hy = (y0 + kernel[0] as isize).min((h + pads[2]) as isize)
-                                - y0.max(-(pads[0] as isize));
-                            let hx = (x0 + kernel[1] as isize).min((w + pads[3]) as isize)
-                                - x0.max(-(pads[1] as isize));
+                            let hy =
+                                (y0 + kernel[0] as isize).min(end_h) - y0.max(-(pads[0] as isize));
+                            let hx =
+                                (x0 + kernel[1] as isize).min(end_w) - x0.max(-(pads[1] as isize));
                             (hy * hx) as usize
                         } else {
                             count
@@ -480,21 +485,7 @@ impl Engine for Reference {
         "reference"
     }
 
-    fn precision(&self) -> Precision {
-        self.plan.precision
-    }
-
-    fn max_batch(&self) -> usize {
-        self.plan.batch
-    }
-
-    fn input_shape(&self) -> &[usize] {
-        self.plan.input_shape()
-    }
-
-    fn output_shape(&self) -> &[usize] {
-        self.plan.output_shape()
-    }
+    crate::engine::plan_engine_accessors!();
 
     fn run(&mut self, input: &[f32], batch: usize) -> Result<Output> {
         crate::engine::check_input(self, input, batch)?;

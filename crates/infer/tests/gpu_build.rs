@@ -197,15 +197,6 @@ fn identity_convs_are_restricted_to_implicit_precomp_gemm_and_clip_follows() {
     );
 }
 
-fn ints(name: &str, v: &[i64]) -> pb::AttributeProto {
-    pb::AttributeProto {
-        name: name.into(),
-        r#type: pb::attribute_proto::AttributeType::Ints as i32,
-        ints: v.to_vec(),
-        ..Default::default()
-    }
-}
-
 /// A SAME_UPPER conv (pads [0, 0, 1, 1]) and asymmetric max / average pools, NCHW and NHWC:
 /// explicitly padded copies, then cuDNN without padding, against the reference.
 #[test]
@@ -220,7 +211,12 @@ fn asymmetric_padding_goes_through_an_explicit_pad() {
         ..Default::default()
     };
     let x = g.node("Conv", &[&x, &w], vec![same_upper]);
-    let pool = |k: i64, pads: &[i64]| vec![ints("kernel_shape", &[k, k]), ints("pads", pads)];
+    let pool = |k: i64, pads: &[i64]| {
+        vec![
+            common::attr_ints("kernel_shape", &[k, k]),
+            common::attr_ints("pads", pads),
+        ]
+    };
     let x = g.node("MaxPool", &[&x], pool(3, &[1, 0, 0, 1]));
     let mut avg = pool(2, &[0, 1, 1, 0]);
     avg.push(common::attr_int("count_include_pad", 1));
@@ -237,17 +233,7 @@ fn asymmetric_padding_goes_through_an_explicit_pad() {
             .count();
         assert_eq!(pads, 3, "{precision}");
         assert!(gp.arena_bytes > plan.arena_bytes);
-        let per: usize = plan.input_shape().iter().product();
-        let input = common::Rng::new(5).normals(2 * per);
-        let want = Reference::new(plan.clone()).execute(&input).unwrap();
-        for host in [false, true] {
-            let got = gpu_sim::Sim::new(&gp, &plan, false, host).run(&input);
-            let err = rel_l2(&got, &want);
-            assert!(
-                err <= MAX_REL_L2,
-                "{precision} (host kernels {host}): rel-L2 {err:e}"
-            );
-        }
+        sim_against_reference(&gp, &plan, 5);
     }
 
     // Excluding padding from the average cannot be expressed by padding: refused, named.
@@ -271,18 +257,24 @@ fn check_hand_built(proto: &pb::ModelProto) {
     let model = netml_infer::Model::from_proto(proto).unwrap();
     for precision in [Precision::Fp32, Precision::Fp16] {
         let plan = Plan::compile(&model, 2, precision).unwrap();
-        let gp = translate_checked(&plan);
-        let per: usize = plan.input_shape().iter().product();
-        let input = common::Rng::new(9).normals(2 * per);
-        let want = Reference::new(plan.clone()).execute(&input).unwrap();
-        for host in [false, true] {
-            let got = gpu_sim::Sim::new(&gp, &plan, false, host).run(&input);
-            let err = rel_l2(&got, &want);
-            assert!(
-                err <= MAX_REL_L2,
-                "{precision} (host kernels {host}): rel-L2 {err:e}"
-            );
-        }
+        sim_against_reference(&translate_checked(&plan), &plan, 9);
+    }
+}
+
+/// `gp` interpreted with the Rust mirror and with the host-built kernels, from a seeded input
+/// of the plan's batch, against the reference.
+fn sim_against_reference(gp: &GpuPlan, plan: &Plan, seed: u64) {
+    let per: usize = plan.input_shape().iter().product();
+    let input = common::Rng::new(seed).normals(plan.batch * per);
+    let want = Reference::new(plan.clone()).execute(&input).unwrap();
+    for host in [false, true] {
+        let got = gpu_sim::Sim::new(gp, plan, false, host).run(&input);
+        let err = rel_l2(&got, &want);
+        assert!(
+            err <= MAX_REL_L2,
+            "{} (host kernels {host}): rel-L2 {err:e}",
+            plan.precision
+        );
     }
 }
 

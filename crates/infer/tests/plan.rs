@@ -497,13 +497,13 @@ fn unsupported_attributes_are_clear_errors() {
                 ints: vec![2, 2],
                 ..Default::default()
             },
-            attr_int("ceil_mode", 1),
+            common::attr_ints("dilations", &[2, 2]),
         ],
     );
     let proto = g.finish(&[3, 5, 5], &p, 4);
     let err = compile_err(&proto);
     assert!(
-        matches!(&err, Error::Unsupported { op_type, detail, .. } if op_type == "MaxPool" && detail.contains("ceil_mode")),
+        matches!(&err, Error::Unsupported { op_type, detail, .. } if op_type == "MaxPool" && detail.contains("dilated")),
         "{err}"
     );
 

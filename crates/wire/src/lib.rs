@@ -13,7 +13,8 @@
 //! - [`frame`]: classification of a whole Ethernet frame into "ours", "other" or "malformed",
 //!   and building of complete frames for senders;
 //! - [`pcap`]: classic libpcap capture files (read and write);
-//! - [`checksum`]: the Internet checksum and the tensor CRC-32.
+//! - [`checksum`]: the Internet checksum and the tensor CRC-32;
+//! - [`npy`]: NumPy `.npy` files, the tensors senders load and `netml infer` reads.
 //!
 //! Parsing never panics on any input: this is covered by property tests and a fuzz target.
 
@@ -26,6 +27,7 @@ pub mod fragment;
 pub mod frame;
 pub mod ipv4;
 pub mod ipv6;
+pub mod npy;
 pub mod pcap;
 pub mod result;
 pub mod udp;

@@ -40,6 +40,32 @@ impl DType {
             DType::F16 => "f16",
         }
     }
+
+    /// `values` as little-endian device bytes of this type (for f16, each value rounded to
+    /// nearest-even; fp16 plans hold values that are already exact).
+    pub fn pack(self, values: &[f32]) -> Vec<u8> {
+        match self {
+            DType::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            DType::F16 => values
+                .iter()
+                .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+                .collect(),
+        }
+    }
+
+    /// Little-endian bytes of this type as f32 (a trailing partial element is ignored).
+    pub fn unpack(self, bytes: &[u8]) -> Vec<f32> {
+        match self {
+            DType::F32 => bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            DType::F16 => bytes
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+        }
+    }
 }
 
 /// A 4-D cuDNN tensor descriptor (`cudnnSetTensor4dDescriptorEx`): logical `[n, c, h, w]`

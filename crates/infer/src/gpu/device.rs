@@ -136,15 +136,3 @@ pub(crate) fn load_libraries() -> Result<()> {
     .clone()
     .map_err(|e| Error::Backend(format!("gpu: {e}")))
 }
-
-/// Packs `values` (f32 already rounded to the plan's precision) as device bytes.
-pub(crate) fn pack(values: &[f32], f16: bool) -> Vec<u8> {
-    if f16 {
-        values
-            .iter()
-            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
-            .collect()
-    } else {
-        values.iter().flat_map(|v| v.to_le_bytes()).collect()
-    }
-}

@@ -14,6 +14,10 @@ pub(crate) fn ci(v: usize) -> Result<c_int> {
     c_int::try_from(v).map_err(|_| Error::Backend(format!("gpu: {v} does not fit a cuDNN int")))
 }
 
+fn ci4(v: [usize; 4]) -> Result<[c_int; 4]> {
+    Ok([ci(v[0])?, ci(v[1])?, ci(v[2])?, ci(v[3])?])
+}
+
 fn data_type(d: DType) -> ds::cudnnDataType_t {
     match d {
         DType::F32 => ds::cudnnDataType_t::CUDNN_DATA_FLOAT,
@@ -82,13 +86,7 @@ owned_desc!(
 
 fn tensor(dims: [usize; 4], strides: [usize; 4], dtype: DType) -> Result<TDesc> {
     let d = TDesc(dr::create_tensor_descriptor().map_err(err("cudnnCreateTensorDescriptor"))?);
-    let dims = [ci(dims[0])?, ci(dims[1])?, ci(dims[2])?, ci(dims[3])?];
-    let st = [
-        ci(strides[0])?,
-        ci(strides[1])?,
-        ci(strides[2])?,
-        ci(strides[3])?,
-    ];
+    let (dims, st) = (ci4(dims)?, ci4(strides)?);
     // SAFETY: a fresh descriptor; dims and strides describe a dense NCHW or NHWC tensor.
     unsafe { dr::set_tensor4d_descriptor_ex(d.0, data_type(dtype), dims, st) }
         .map_err(err("cudnnSetTensor4dDescriptorEx"))?;
@@ -123,12 +121,7 @@ pub(crate) fn prepare_conv(c: &ConvCall, dtype: DType) -> Result<PreparedConv> {
     } else {
         ds::cudnnTensorFormat_t::CUDNN_TENSOR_NCHW
     };
-    let wd = [
-        ci(c.w.dims[0])?,
-        ci(c.w.dims[1])?,
-        ci(c.w.dims[2])?,
-        ci(c.w.dims[3])?,
-    ];
+    let wd = ci4(c.w.dims)?;
     // SAFETY: a fresh descriptor.
     unsafe { dr::set_filter4d_descriptor(w.0, data_type(dtype), format, wd) }
         .map_err(err("cudnnSetFilter4dDescriptor"))?;
@@ -202,7 +195,10 @@ pub(crate) struct ConvPtrs {
 }
 
 impl Dnn {
-    /// The fused call `y = act(conv(x, w) + alpha2·z + bias)` on the handle's stream.
+    /// The convolution as `p` was prepared: if `p.fused`, the fused call
+    /// `y = act(conv(x, w) + alpha2·z + bias)`; otherwise `cudnnConvolutionForward`
+    /// (alpha 1, beta 0) into `y`, the fallback the caller follows with the epilogue kernel.
+    /// On the handle's stream.
     ///
     /// # Safety
     /// Every address must point to device memory of the size its descriptor implies, and
@@ -214,9 +210,27 @@ impl Dnn {
         a: ConvPtrs,
         ws: u64,
     ) -> Result<()> {
-        let one = 1f32;
+        let (one, zero) = (1f32, 0f32);
+        if !p.fused {
+            return dr::convolution_forward(
+                self.0,
+                &one as *const f32 as *const c_void,
+                p.x.0,
+                a.x as *const c_void,
+                p.w.0,
+                a.w as *const c_void,
+                p.conv.0,
+                p.algo,
+                ws as *mut c_void,
+                p.workspace,
+                &zero as *const f32 as *const c_void,
+                p.y.0,
+                a.y as *mut c_void,
+            )
+            .map_err(err("cudnnConvolutionForward"));
+        }
         // No residual: z aliases y with alpha2 = 0, as cuDNN documents for this call.
-        let alpha2 = if residual { 1f32 } else { 0f32 };
+        let alpha2 = if residual { one } else { zero };
         dr::convolution_bias_activation_forward(
             self.0,
             &one as *const f32 as *const c_void,
@@ -238,31 +252,6 @@ impl Dnn {
             a.y as *mut c_void,
         )
         .map_err(err("cudnnConvolutionBiasActivationForward"))
-    }
-
-    /// `cudnnConvolutionForward` (alpha 1, beta 0) into `y`: the unfused fallback, followed
-    /// by the call's epilogue kernel.
-    ///
-    /// # Safety
-    /// As for [`conv`](Dnn::conv).
-    pub(crate) unsafe fn conv_forward(&self, p: &PreparedConv, a: ConvPtrs, ws: u64) -> Result<()> {
-        let (one, zero) = (1f32, 0f32);
-        dr::convolution_forward(
-            self.0,
-            &one as *const f32 as *const c_void,
-            p.x.0,
-            a.x as *const c_void,
-            p.w.0,
-            a.w as *const c_void,
-            p.conv.0,
-            p.algo,
-            ws as *mut c_void,
-            p.workspace,
-            &zero as *const f32 as *const c_void,
-            p.y.0,
-            a.y as *mut c_void,
-        )
-        .map_err(err("cudnnConvolutionForward"))
     }
 
     /// Chooses `p`'s algorithm: `cudnnFindConvolutionForwardAlgorithmEx` (timed on the real
@@ -329,18 +318,16 @@ impl Dnn {
                 fused.push((precomp, bytes));
             }
         }
+        // Fused candidates first; if cuDNN accepts none for this shape/layout, plain
+        // convolution + epilogue kernel.
+        let candidates = fused
+            .into_iter()
+            .map(|(algo, bytes)| (algo, bytes, true))
+            .chain(found.into_iter().map(|(algo, bytes)| (algo, bytes, false)));
         let mut last = None;
-        for (algo, bytes) in fused {
-            (p.algo, p.workspace, p.fused) = (algo, bytes, true);
+        for (algo, bytes, fused) in candidates {
+            (p.algo, p.workspace, p.fused) = (algo, bytes, fused);
             match self.conv(p, residual, a, ws) {
-                Ok(()) => return Ok(()),
-                Err(e) => last = Some(e),
-            }
-        }
-        // No fused variant for this shape/layout: plain convolution + epilogue kernel.
-        for (algo, bytes) in found {
-            (p.algo, p.workspace, p.fused) = (algo, bytes, false);
-            match self.conv_forward(p, a, ws) {
                 Ok(()) => return Ok(()),
                 Err(e) => last = Some(e),
             }

@@ -133,8 +133,9 @@ pub(super) fn pool(
     }
     let mode = match p.kind {
         PoolKind::Max => PoolMode::Max,
-        // With floor-mode output sizes every window lies inside the padded input, so
-        // "include padding" divides by the full window, as the reference does.
+        // Every window lies inside the padded input (the translator refuses ceil_mode
+        // windows that overhang it), so "include padding" divides by the full window,
+        // as the reference does.
         PoolKind::Average {
             count_include_pad: true,
         } => PoolMode::AvgIncludePad,

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use cudarc::driver::{result, sys, CudaContext, CudaStream};
 
 use super::blas::Blas;
-use super::calls::{Call, GpuPlan};
-use super::device::{err, load_libraries, pack, DevBuf};
+use super::calls::{Call, DType, GpuPlan};
+use super::device::{err, load_libraries, DevBuf};
 use super::dnn::Dnn;
 use super::kernels::{Kernels, Ptrs};
 use super::prepare::{conv_ptrs, partial, prepare, Prepared};
@@ -116,7 +116,7 @@ impl GpuEngine {
         let mut offsets = Vec::with_capacity(plan.weights.len());
         for w in &plan.weights {
             offsets.push(bytes.len());
-            bytes.extend(pack(&w.data, plan.precision == Precision::Fp16));
+            bytes.extend(DType::of(plan.precision).pack(&w.data));
             bytes.resize(bytes.len().next_multiple_of(ARENA_ALIGN), 0);
         }
         let weights = DevBuf::from_bytes(&bytes, raw)?;
@@ -267,10 +267,8 @@ impl GpuEngine {
                 match (&c.call, prep) {
                     (Call::Conv(v), Prepared::Conv(p)) => {
                         let a = conv_ptrs(v, &self.ptrs, self.zero_bias.as_ref());
-                        if p.fused {
-                            self.dnn.conv(p, v.z.is_some(), a, ws)?
-                        } else {
-                            self.dnn.conv_forward(p, a, ws)?;
+                        self.dnn.conv(p, v.z.is_some(), a, ws)?;
+                        if !p.fused {
                             self.kernels.launch(&v.epilogue, &self.ptrs, stream)?
                         }
                     }
@@ -313,21 +311,7 @@ impl Engine for GpuEngine {
         "gpu (cuDNN + cuBLAS)"
     }
 
-    fn precision(&self) -> Precision {
-        self.plan.precision
-    }
-
-    fn max_batch(&self) -> usize {
-        self.plan.batch
-    }
-
-    fn input_shape(&self) -> &[usize] {
-        self.plan.input_shape()
-    }
-
-    fn output_shape(&self) -> &[usize] {
-        self.plan.output_shape()
-    }
+    crate::engine::plan_engine_accessors!();
 
     fn run(&mut self, input: &[f32], batch: usize) -> Result<Output> {
         check_input(self, input, batch)?;

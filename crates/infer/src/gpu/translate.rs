@@ -5,7 +5,8 @@
 //! layout (the planner gives same-shape activations the same layout; anything else is
 //! refused here rather than computed wrongly). Asymmetric padding has no cuDNN equivalent:
 //! such inputs are first copied, padded, past the end of the plan's arena (`infer_pad_*`);
-//! only an average pool that excludes padding cannot be expressed that way and is refused.
+//! only an average pool that excludes padding cannot be expressed that way and is refused,
+//! as is an average pool counting padding whose `ceil_mode` windows overhang the padding.
 
 use super::axis;
 use super::calls::*;
@@ -151,6 +152,27 @@ impl<'a> Translator<'a> {
         Ok((padded, [0; 4]))
     }
 
+    /// An `infer_{op}` launch over same-order operands (inputs, then the output), followed
+    /// by the element count and `act`'s clamp range: `add`, `act`.
+    fn elementwise(
+        &mut self,
+        step: usize,
+        op: &str,
+        operands: &[TensorId],
+        act: Activation,
+    ) -> Result<()> {
+        self.same_order(operands)?;
+        let n = self.tensor(operands[operands.len() - 1]).numel();
+        let (lo, hi) = act_range(act);
+        let mut args: Vec<KArg> = operands
+            .iter()
+            .map(|&t| KArg::Arena(self.tensor(t).offset))
+            .collect();
+        args.extend([KArg::U32(u32_of(n)?), KArg::F32(lo), KArg::F32(hi)]);
+        self.kernel(step, op, n, args);
+        Ok(())
+    }
+
     /// Element-wise operands must share one physical order.
     fn same_order(&self, ts: &[TensorId]) -> Result<()> {
         let first = self.tensor(ts[0]);
@@ -202,25 +224,26 @@ impl<'a> Translator<'a> {
                 if c.bias.is_none() {
                     self.zero_bias = self.zero_bias.max(call.y.dims[1]);
                 }
-                let y = call.y;
                 self.push(i, Call::Conv(Box::new(call)));
                 if let Activation::Clip { .. } = c.act {
                     // No fused clipped ReLU in cuDNN: clamp y in place afterwards.
-                    let (lo, hi) = act_range(c.act);
-                    let n = y.numel();
-                    let args = vec![
-                        KArg::Arena(y.offset),
-                        KArg::Arena(y.offset),
-                        KArg::U32(u32_of(n)?),
-                        KArg::F32(lo),
-                        KArg::F32(hi),
-                    ];
-                    self.kernel(i, "act", n, args);
+                    self.elementwise(i, "act", &[c.y, c.y], c.act)?;
                 }
             }
             Op::Pool(p) => {
                 let fill = match p.kind {
                     PoolKind::Max => f32::NEG_INFINITY,
+                    PoolKind::Average {
+                        count_include_pad: true,
+                    } if p.ceil_pads != [0, 0] => {
+                        // cuDNN would divide the last windows by the full window; ONNX
+                        // does not count the padding ceil_mode added.
+                        return Err(Error::Backend(format!(
+                            "average pool counting padding with ceil_mode end padding {:?} \
+                             (cuDNN would count it)",
+                            p.ceil_pads
+                        )));
+                    }
                     PoolKind::Average {
                         count_include_pad: true,
                     } => 0.0,
@@ -291,33 +314,8 @@ impl<'a> Translator<'a> {
                     ],
                 );
             }
-            Op::Add(a) => {
-                self.same_order(&[a.a, a.b, a.y])?;
-                let n = self.tensor(a.y).numel();
-                let (lo, hi) = act_range(a.act);
-                let args = vec![
-                    KArg::Arena(self.tensor(a.a).offset),
-                    KArg::Arena(self.tensor(a.b).offset),
-                    KArg::Arena(self.tensor(a.y).offset),
-                    KArg::U32(u32_of(n)?),
-                    KArg::F32(lo),
-                    KArg::F32(hi),
-                ];
-                self.kernel(i, "add", n, args);
-            }
-            Op::Activation(a) => {
-                self.same_order(&[a.x, a.y])?;
-                let n = self.tensor(a.y).numel();
-                let (lo, hi) = act_range(a.act);
-                let args = vec![
-                    KArg::Arena(self.tensor(a.x).offset),
-                    KArg::Arena(self.tensor(a.y).offset),
-                    KArg::U32(u32_of(n)?),
-                    KArg::F32(lo),
-                    KArg::F32(hi),
-                ];
-                self.kernel(i, "act", n, args);
-            }
+            Op::Add(a) => self.elementwise(i, "add", &[a.a, a.b, a.y], a.act)?,
+            Op::Activation(a) => self.elementwise(i, "act", &[a.x, a.y], a.act)?,
             Op::Concat(c) => {
                 let ts: Vec<&TensorInfo> = c.inputs.iter().map(|&t| self.tensor(t)).collect();
                 let y = self.tensor(c.y);

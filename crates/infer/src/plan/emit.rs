@@ -212,6 +212,7 @@ fn step_op(
             kernel,
             stride,
             pads,
+            ceil_pads,
         } => Op::Pool(PoolStep {
             x: ins[0],
             y,
@@ -219,6 +220,7 @@ fn step_op(
             kernel: *kernel,
             stride: *stride,
             pads: *pads,
+            ceil_pads: *ceil_pads,
         }),
         IrOp::Concat { axis } => Op::Concat(ConcatStep {
             inputs: ins.to_vec(),

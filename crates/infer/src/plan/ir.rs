@@ -47,6 +47,7 @@ pub(super) enum IrOp {
         kernel: [usize; 2],
         stride: [usize; 2],
         pads: [usize; 4],
+        ceil_pads: [usize; 2],
     },
     Concat {
         axis: usize,

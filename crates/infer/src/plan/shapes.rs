@@ -85,7 +85,8 @@ pub(super) fn conv(cx: &NodeCx) -> Result<Lowered> {
     ))
 }
 
-/// MaxPool / AveragePool (no `ceil_mode`, no dilation, no Indices).
+/// MaxPool / AveragePool (no dilation, no Indices). `ceil_mode = 1` becomes extra end
+/// padding, recorded in `ceil_pads` so an average counting padding does not count it.
 pub(super) fn pool(cx: &NodeCx) -> Result<Lowered> {
     let n = cx.n;
     let x = cx.tensor(0)?;
@@ -96,9 +97,11 @@ pub(super) fn pool(cx: &NodeCx) -> Result<Lowered> {
     if n.outputs.len() > 1 && !n.outputs[1].is_empty() {
         return Err(unsupported(n, "the Indices output"));
     }
-    if n.int("ceil_mode", 0) != 0 {
-        return Err(unsupported(n, "ceil_mode = 1"));
-    }
+    let ceil = match n.int("ceil_mode", 0) {
+        0 => false,
+        1 => true,
+        v => return Err(invalid(n, format!("ceil_mode = {v}"))),
+    };
     if pair(n, "dilations", 1)? != [1, 1] {
         return Err(unsupported(n, "dilated pooling"));
     }
@@ -107,7 +110,25 @@ pub(super) fn pool(cx: &NodeCx) -> Result<Lowered> {
         other => return Err(invalid(n, format!("kernel_shape {other:?}"))),
     };
     let stride = pair(n, "strides", 1)?;
-    let (pads, oh, ow) = window(n, [xs[2], xs[3]], kernel, stride, [1, 1], true)?;
+    let (mut pads, oh, ow) = window(n, [xs[2], xs[3]], kernel, stride, [1, 1], true)?;
+    let mut out = [oh, ow];
+    let mut ceil_pads = [0; 2];
+    // ceil_mode only changes explicit padding (tract and the ONNX spec: VALID and SAME
+    // sizes are fixed by their own formulas).
+    if ceil && matches!(n.string("auto_pad").unwrap_or("NOTSET"), "NOTSET" | "") {
+        for d in 0..2 {
+            let (len, k, s) = (xs[2 + d], kernel[d], stride[d]);
+            let padded = len + pads[d] + pads[d + 2];
+            let mut o = (padded - k).div_ceil(s) + 1;
+            // ONNX: a last window that would start in the end padding is dropped.
+            if (o - 1) * s >= len + pads[d] {
+                o -= 1;
+            }
+            ceil_pads[d] = ((o - 1) * s + k).saturating_sub(padded);
+            pads[d + 2] += ceil_pads[d];
+            out[d] = o;
+        }
+    }
     let kind = if n.op_type == "MaxPool" {
         PoolKind::Max
     } else {
@@ -121,9 +142,10 @@ pub(super) fn pool(cx: &NodeCx) -> Result<Lowered> {
             kernel,
             stride,
             pads,
+            ceil_pads,
         },
         vec![x],
-        vec![xs[0], xs[1], oh, ow],
+        vec![xs[0], xs[1], out[0], out[1]],
     ))
 }
 
@@ -143,6 +165,7 @@ pub(super) fn global_average_pool(cx: &NodeCx) -> Result<Lowered> {
             kernel: [xs[2], xs[3]],
             stride: [1, 1],
             pads: [0; 4],
+            ceil_pads: [0; 2],
         },
         vec![x],
         vec![xs[0], xs[1], 1, 1],

@@ -118,8 +118,12 @@ pub struct PoolStep {
     pub kernel: [usize; 2],
     /// Strides `[h, w]`.
     pub stride: [usize; 2],
-    /// Padding `[top, left, bottom, right]`.
+    /// Padding `[top, left, bottom, right]`, `ceil_pads` included.
     pub pads: [usize; 4],
+    /// The part of `pads[2]` / `pads[3]` that `ceil_mode = 1` added so the last window
+    /// fits. It pads like the rest, but an average that counts padding does not count
+    /// it (ONNX and PyTorch: the divisor is the window clipped to the padded input).
+    pub ceil_pads: [usize; 2],
 }
 
 /// Per-channel affine map on axis 1, `y = act(x*scale[c] + shift[c])`: a

@@ -21,7 +21,7 @@ pub struct G {
     pub opset: i64,
 }
 
-fn attr_ints(name: &str, v: &[i64]) -> pb::AttributeProto {
+pub fn attr_ints(name: &str, v: &[i64]) -> pb::AttributeProto {
     pb::AttributeProto {
         name: name.into(),
         r#type: pb::attribute_proto::AttributeType::Ints as i32,

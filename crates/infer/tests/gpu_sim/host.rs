@@ -4,45 +4,20 @@
 use std::collections::HashMap;
 use std::ffi::c_void;
 
-use netml_infer::gpu::{self, DType, KArg, KernelCall};
+use netml_infer::gpu::{self, KArg, KernelCall};
 
 use super::Sim;
-
-fn pack(values: &[f32], f16: bool) -> Vec<u8> {
-    if f16 {
-        values
-            .iter()
-            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
-            .collect()
-    } else {
-        values.iter().flat_map(|v| v.to_le_bytes()).collect()
-    }
-}
-
-fn unpack(bytes: &[u8], f16: bool) -> Vec<f32> {
-    if f16 {
-        bytes
-            .chunks_exact(2)
-            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect()
-    } else {
-        bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()
-    }
-}
 
 impl Sim<'_> {
     /// One kernel call through the host build: the arena and the weights it reads packed
     /// into device bytes (f32 or f16), the f32 buffers passed as they are.
     pub(super) fn kernel_host(&mut self, k: &KernelCall) {
-        let f16 = self.gp.dtype == DType::F16;
-        let mut arena = pack(&self.arena, f16);
+        let dtype = self.gp.dtype;
+        let mut arena = dtype.pack(&self.arena);
         let mut weights: HashMap<usize, Vec<u8>> = HashMap::new();
         for a in &k.args {
             if let KArg::Weight(w) = a {
-                weights.insert(w.0, pack(&self.plan.weight(*w).data, f16));
+                weights.insert(w.0, dtype.pack(&self.plan.weight(*w).data));
             }
         }
         let arena_p = arena.as_mut_ptr();
@@ -69,6 +44,6 @@ impl Sim<'_> {
             })
         }
         .unwrap_or_else(|e| panic!("{e}"));
-        self.arena = unpack(&arena, f16);
+        self.arena = dtype.unpack(&arena);
     }
 }
