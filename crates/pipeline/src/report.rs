@@ -129,6 +129,26 @@ impl Report {
             if k.images > 0 { k.gather_ns as f64 / k.images as f64 / 1e3 } else { 0.0 },
             self.ingest_target
         );
+        let per_image = |ns: u64| {
+            if k.images > 0 {
+                ns as f64 / k.images as f64 / 1e3
+            } else {
+                0.0
+            }
+        };
+        let _ = writeln!(
+            s,
+            "cpu:      rx workers {:.1} ms ({:.1}us per image), gather thread {:.1} ms ({:.1}us per image){}",
+            t.cpu_ns as f64 / 1e6,
+            per_image(t.cpu_ns),
+            k.cpu_ns as f64 / 1e6,
+            per_image(k.cpu_ns),
+            if self.ingest_target == "host" {
+                "; host threads standing in for the GPU not counted"
+            } else {
+                ""
+            }
+        );
         let _ = writeln!(
             s,
             "mempool:  capacity={} in_use_at_start={} in_use_at_end={}",
@@ -166,6 +186,7 @@ fn worker_json(w: &WorkerCounters) -> Value {
         "backpressure_fragments": w.backpressure_fragments,
         "in_flight": w.in_flight,
         "held_fragments": w.held_fragments,
+        "cpu_ns": w.cpu_ns,
     })
 }
 
@@ -174,7 +195,7 @@ fn sink_json(k: &SinkCounters) -> Value {
         "images": k.images, "bytes": k.bytes, "crc_mismatch": k.crc_mismatch, "rejected": k.rejected,
         "results_sent": k.results_sent, "results_dropped": k.results_dropped, "gather_ns": k.gather_ns,
         "batches": k.batches, "oversize": k.oversize, "ingest_failed": k.ingest_failed,
-        "ingest_stalls": k.ingest_stalls,
+        "ingest_stalls": k.ingest_stalls, "cpu_ns": k.cpu_ns,
     })
 }
 

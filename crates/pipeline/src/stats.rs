@@ -29,6 +29,8 @@ pub struct WorkerCounters {
     pub in_flight: u64,
     /// Fragments held now.
     pub held_fragments: u64,
+    /// CPU time of the worker's thread (`CLOCK_THREAD_CPUTIME_ID`) when it last published.
+    pub cpu_ns: u64,
 }
 
 /// Counters of the gather/result stage.
@@ -57,6 +59,25 @@ pub struct SinkCounters {
     pub ingest_failed: u64,
     /// Times the ingest watchdog reported a batch without progress.
     pub ingest_stalls: u64,
+    /// CPU time of the gather/result thread (`CLOCK_THREAD_CPUTIME_ID`) when it last
+    /// published: everything it spends, not only in `submit` (`gather_ns`).
+    pub cpu_ns: u64,
+}
+
+/// CPU time the calling thread has used, in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`). A
+/// system call (a few hundred ns), so the threads read it when they publish, never per
+/// packet.
+pub fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out pointer for the duration of the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Everything the threads publish.
@@ -118,6 +139,7 @@ impl Snapshot {
             t.backpressure_fragments += w.backpressure_fragments;
             t.in_flight += w.in_flight;
             t.held_fragments += w.held_fragments;
+            t.cpu_ns += w.cpu_ns;
         }
         t
     }

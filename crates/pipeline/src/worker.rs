@@ -192,6 +192,7 @@ impl Worker {
         c.verifier = *self.verifier.counters();
         c.in_flight = self.verifier.in_flight() as u64;
         c.held_fragments = self.verifier.held_fragments();
+        c.cpu_ns = crate::stats::thread_cpu_ns();
         *self.shared.workers[self.index].lock().expect("stats lock") = *c;
     }
 }

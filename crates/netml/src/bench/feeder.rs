@@ -23,6 +23,19 @@ pub(super) fn set_image_id(frame: &mut [u8], udp_off: usize, id: u32) {
     fragment::Packet::new_unchecked(hdr).fill_checksum();
 }
 
+/// Offset of the sender timestamp in fragment 0's UDP payload: after the header, at byte 28
+/// of the descriptor (docs/protocol.md section 4.3; checked by a test).
+const TIMESTAMP_OFFSET: usize = fragment::HEADER_LEN + 28;
+
+/// Writes image id `id` and, into fragment 0's descriptor, sender timestamp `ts` (echoed in
+/// the image's result), then recomputes the header checksum (which covers the descriptor).
+#[inline]
+pub(super) fn set_image_id_and_timestamp(frame: &mut [u8], udp_off: usize, id: u32, ts: u64) {
+    let at = udp_off + TIMESTAMP_OFFSET;
+    frame[at..at + 8].copy_from_slice(&ts.to_be_bytes());
+    set_image_id(frame, udp_off, id);
+}
+
 /// The feeder's state.
 pub(super) struct Feeder {
     pub(super) ring: Ring,
@@ -164,6 +177,36 @@ mod tests {
     use netml_pktgen::tensor;
     use netml_wire::fragment::Dtype;
     use netml_wire::frame::{self, Classified};
+
+    #[test]
+    fn timestamp_rewrite_lands_in_the_descriptor() {
+        let t = tensor::synthetic(&[1, 3, 8, 8], Dtype::F32, 1, 1)
+            .unwrap()
+            .remove(0);
+        let ep = FlowConfig::new(DEFAULT_SRC.parse().unwrap(), DEFAULT_DST.parse().unwrap())
+            .endpoints()
+            .unwrap()[0];
+        let count = fragmenter::fragment_count(&t, 256).unwrap();
+        let id = FragmentId {
+            model: MODEL,
+            image: 0,
+            index: 0,
+            count,
+            frag_size: 256,
+        };
+        let mut f = fragmenter::build(&ep, &t, id, 1, Damage::None);
+        let off = frame::parse_udp(&f).unwrap().unwrap().payload.start;
+        set_image_id_and_timestamp(&mut f, off, 42, 0x0123_4567_89ab_cdef);
+        match frame::classify(&f, |p| p == 9000) {
+            Classified::Fragment { header, .. } => {
+                assert_eq!(header.image, 42);
+                let d = header.descriptor.expect("fragment 0 has a descriptor");
+                assert_eq!(d.timestamp, 0x0123_4567_89ab_cdef);
+                assert_eq!(d.crc32, t.crc32);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn image_id_rewrite_keeps_the_frame_valid() {

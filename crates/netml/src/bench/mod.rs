@@ -28,11 +28,13 @@
 //! circulation), [`feeder`] (the feeder thread), [`monitor`] (the warm-up and the measured
 //! window), [`meter`] (the threads' counters and the rates), [`report`] (text and CSV).
 
+mod eal;
 mod feeder;
 pub(crate) mod infer;
 mod ingest;
 mod meter;
 mod monitor;
+mod pipeline;
 mod report;
 mod rx;
 mod traffic;
@@ -59,6 +61,9 @@ enum What {
     /// CPU per image of the three GPU ingest modes (netml, launch, cpu-copy) per batch size,
     /// images/s, GB/s, latency p50/p99; on the host or (`--target gpu`) on a GPU.
     Ingest(ingest::Args),
+    /// Images/s answered vs offered through the whole pipeline (rx worker, verifier, sink,
+    /// ingest, results) per ingest mode and offered rate, with each stage's CPU per image.
+    Pipeline(pipeline::Args),
 }
 
 /// Options of `netml bench rx`.
@@ -108,5 +113,6 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
         What::Rx(a) => rx::rx(a),
         What::Infer(a) => infer::run(a),
         What::Ingest(a) => ingest::run(a),
+        What::Pipeline(a) => pipeline::run(a),
     }
 }

@@ -5,6 +5,7 @@
 //! fill the circulation, start the rx worker and the feeder, warm up, measure, stop
 //! everything and report.
 
+use super::eal::{check_huge, eal_argv};
 use super::feeder::{prestarted, thread_cpus, thread_dir, Feeder, Job};
 use super::meter::{rx_observer, FeedMeter, Probes, Rates, RxMeter};
 use super::monitor::Monitor;
@@ -36,13 +37,7 @@ pub(super) fn rx(a: RxArgs) -> Result<ExitCode, String> {
     }
     // Set up.
     let traffic = Traffic::new(&a)?;
-    if a.huge && free_hugepage_bytes() == 0 {
-        return Err(
-            "--huge: no free hugepages (see /sys/kernel/mm/hugepages); reserve some with \
-             `sudo scripts/hugepages setup 1024`, or run without --huge"
-                .into(),
-        );
-    }
+    check_huge(a.huge)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone())
@@ -50,7 +45,7 @@ pub(super) fn rx(a: RxArgs) -> Result<ExitCode, String> {
     }
     // Before rte_eal_init: see `prestarted`.
     let threads = Threads::prestart()?;
-    let argv = eal_argv(&a);
+    let argv = eal_argv(a.huge, &a.eal);
     eprintln!("EAL: {}", argv.join(" "));
     let _eal = Eal::init(&argv).map_err(|e| format!("EAL init: {e}"))?;
     let hz = tsc_hz() as f64;
@@ -103,44 +98,6 @@ pub(super) fn rx(a: RxArgs) -> Result<ExitCode, String> {
     } else {
         ExitCode::FAILURE
     })
-}
-
-fn eal_argv(a: &RxArgs) -> Vec<String> {
-    let mut argv: Vec<String> = vec!["netml".into()];
-    if a.huge {
-        argv.push("--in-memory".into());
-    } else {
-        argv.extend(["--no-huge", "-m", "2048", "--no-shconf"].map(String::from));
-    }
-    argv.extend(["--no-pci", "--no-telemetry", "--log-level", "warning"].map(String::from));
-    argv.extend(a.eal.iter().cloned());
-    if !a.eal.iter().any(|s| s.starts_with("--file-prefix")) {
-        argv.push(format!("--file-prefix=netml-bench-{}", std::process::id()));
-    }
-    argv
-}
-
-/// Free hugepages over all sizes (sysfs), in bytes.
-fn free_hugepage_bytes() -> u64 {
-    let Ok(dir) = std::fs::read_dir("/sys/kernel/mm/hugepages") else {
-        return 0;
-    };
-    dir.flatten()
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            let kb: u64 = name
-                .strip_prefix("hugepages-")?
-                .strip_suffix("kB")?
-                .parse()
-                .ok()?;
-            let free: u64 = std::fs::read_to_string(e.path().join("free_hugepages"))
-                .ok()?
-                .trim()
-                .parse()
-                .ok()?;
-            Some(kb * 1024 * free)
-        })
-        .sum()
 }
 
 /// The rx port: a net_ring port whose rx queue 0 is `ring`, which the feeder fills.

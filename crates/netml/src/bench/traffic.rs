@@ -34,11 +34,30 @@ pub(super) struct Traffic {
     pub(super) pool_size: u32,
 }
 
-impl Traffic {
-    pub(super) fn new(a: &RxArgs) -> Result<Traffic, String> {
-        let flows = usize::from(a.flows);
-        let burst = usize::from(a.burst);
-        let shape = tensor::parse_shape(&a.shape).map_err(|e| e.to_string())?;
+/// The frames of one image per flow, cut by the pktgen fragmenter: what every bench that
+/// feeds the pipeline real fragment frames starts from.
+pub(super) struct Frames {
+    /// Per flow: the frames of one image (id 0), in fragment order.
+    pub(super) templates: Vec<Vec<Vec<u8>>>,
+    /// Offset of the fragment header (the UDP payload) in every frame.
+    pub(super) udp_off: usize,
+    pub(super) udp_port: u16,
+    /// Source port of flow 0.
+    pub(super) base_port: u16,
+    /// Fragments per image.
+    pub(super) frags: usize,
+    /// Lengths of the first and the last frame of an image.
+    pub(super) frame_lens: (usize, usize),
+    /// Tensor bytes of an image, and their CRC-32 (what a result must echo).
+    pub(super) tensor_bytes: usize,
+    pub(super) crc32: u32,
+}
+
+impl Frames {
+    /// One f32 image of `shape` (e.g. `1x3x224x224`) in `frag_size`-byte fragments, for each
+    /// of `flows` flows.
+    pub(super) fn build(shape: &str, frag_size: u16, flows: u16) -> Result<Frames, String> {
+        let shape = tensor::parse_shape(shape).map_err(|e| e.to_string())?;
         let t = tensor::synthetic(&shape, Dtype::F32, 1, 1)
             .map_err(|e| e.to_string())?
             .remove(0);
@@ -46,11 +65,11 @@ impl Traffic {
             DEFAULT_SRC.parse().expect("default source"),
             DEFAULT_DST.parse().expect("default destination"),
         );
-        fc.flows = a.flows;
+        fc.flows = flows;
         let endpoints = fc.endpoints().map_err(|e| e.to_string())?;
-        fragmenter::check_frag_size(a.frag_size, &endpoints[0], fragmenter::DEFAULT_MTU)
+        fragmenter::check_frag_size(frag_size, &endpoints[0], fragmenter::DEFAULT_MTU)
             .map_err(|e| e.to_string())?;
-        let count = fragmenter::fragment_count(&t, a.frag_size).map_err(|e| e.to_string())?;
+        let count = fragmenter::fragment_count(&t, frag_size).map_err(|e| e.to_string())?;
         let templates: Vec<Vec<Vec<u8>>> = endpoints
             .iter()
             .map(|ep| {
@@ -61,7 +80,7 @@ impl Traffic {
                             image: 0,
                             index,
                             count,
-                            frag_size: a.frag_size,
+                            frag_size,
                         };
                         fragmenter::build(ep, &t, id, 1, Damage::None)
                     })
@@ -76,6 +95,32 @@ impl Traffic {
             .start;
         let frags = usize::from(count);
         let frame_lens = (templates[0][0].len(), templates[0][frags.min(2) - 1].len());
+        Ok(Frames {
+            templates,
+            udp_off,
+            udp_port: fc.dst.port(),
+            base_port: endpoints[0].src.port(),
+            frags,
+            frame_lens,
+            tensor_bytes: t.len(),
+            crc32: t.crc32,
+        })
+    }
+}
+
+impl Traffic {
+    pub(super) fn new(a: &RxArgs) -> Result<Traffic, String> {
+        let flows = usize::from(a.flows);
+        let burst = usize::from(a.burst);
+        let Frames {
+            templates,
+            udp_off,
+            udp_port,
+            base_port,
+            frags,
+            frame_lens,
+            ..
+        } = Frames::build(&a.shape, a.frag_size, a.flows)?;
 
         // Enough images in circulation to keep the ring full while the worker holds one
         // incomplete image per flow and a few complete ones wait to be recycled.
@@ -87,8 +132,8 @@ impl Traffic {
         Ok(Traffic {
             templates,
             udp_off,
-            udp_port: fc.dst.port(),
-            base_port: endpoints[0].src.port(),
+            udp_port,
+            base_port,
             frags,
             frame_lens,
             images_total,

@@ -107,6 +107,11 @@ impl Sink {
     /// one batch. True when a batch was submitted.
     fn next_batch(&mut self, st: &mut State) -> bool {
         let first = if st.in_flight.is_empty() {
+            // Results still queued go out before this thread blocks: otherwise the last
+            // batch's answers would wait for the next image to arrive.
+            if !st.out.is_empty() {
+                self.flush(st);
+            }
             match self.input.recv_timeout(Duration::from_millis(20)) {
                 Ok(c) => c,
                 Err(RecvTimeoutError::Timeout) => {
@@ -148,6 +153,8 @@ impl Sink {
     }
 
     fn publish(&self, st: &State) {
-        *self.shared.sink.lock().expect("stats lock") = st.c;
+        let mut c = st.c;
+        c.cpu_ns = crate::stats::thread_cpu_ns();
+        *self.shared.sink.lock().expect("stats lock") = c;
     }
 }
