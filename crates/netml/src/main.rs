@@ -32,8 +32,10 @@ enum Command {
     /// Reassemble a capture offline through the verifier and report every counter and, per
     /// completed image, its id and the CRC-32 of the reassembled tensor.
     VerifyPcap(verify_pcap::Args),
-    /// Measure the data plane on in-memory sources (`bench rx`: rx + classify + verify per
-    /// core, from a net_ring port fed with recycled fragment mbufs).
+    /// Benchmarks that print figures next to their limits and write CSV and SVG plots: `rx`
+    /// (rx + classify + verify per core), `ingest` (CPU per image of the three ingest modes),
+    /// `pipeline` (answered vs offered images/s through the whole pipeline), `infer` (ms per
+    /// batch, p50/p99).
     Bench(bench::Args),
     /// Run one model on an input (`.npy`, image, or seeded random) and print the top-5
     /// classes per image and the time per batch.

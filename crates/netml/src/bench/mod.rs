@@ -1,4 +1,7 @@
-//! `netml bench`: measurements of the data plane on in-memory sources.
+//! `netml bench`: measurements on in-memory sources, each printing its limit beside the
+//! figure: `rx` (below), `ingest` ([`ingest`]: the pipeline thread's CPU per image in each
+//! ingest mode), `pipeline` ([`pipeline`]: answered vs offered images/s through the whole
+//! pipeline) and `infer` ([`infer`]: ms per batch and p50/p99 per model).
 //!
 //! `netml bench rx` measures what one rx core costs per packet: `rx_burst` from a net_ring
 //! port, frame classification (`netml_verify::receive`) and the completeness verifier
