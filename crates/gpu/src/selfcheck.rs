@@ -206,6 +206,9 @@ struct Case {
 }
 
 mod build;
+mod intercept;
+
+pub use intercept::{Intercept, Intercepted};
 
 /// Runs the check on `ingest`; submission errors and device failures are returned, wrong
 /// bytes are reported in [`SelfCheckReport`].

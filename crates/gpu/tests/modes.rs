@@ -5,7 +5,7 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
-use netml_gpu::selfcheck::{self, SelfCheckOptions};
+use netml_gpu::selfcheck::{self, Intercept, Intercepted, SelfCheckOptions};
 use netml_gpu::{
     open, wait, ImageJob, Ingest, IngestConfig, IngestError, IngestMode, Normalize, RawFragment,
     Sources, SrcPtrs, SubmitError, Target,
@@ -84,6 +84,23 @@ fn norm(h: u32, w: u32) -> Normalize {
     }
 }
 
+/// Refused batches left `ingest` as it was: counters at `before`, the first `len` bytes of
+/// slot 0 still zero.
+fn assert_untouched(ingest: &mut dyn Ingest, before: &netml_gpu::IngestCounters, len: usize) {
+    let mode = ingest.mode();
+    assert_eq!(
+        ingest.counters(),
+        *before,
+        "{mode}: a refused batch was counted"
+    );
+    let mut slot = vec![1u8; len];
+    ingest.read_slot(0, &mut slot).unwrap();
+    assert!(
+        slot.iter().all(|&b| b == 0),
+        "{mode}: a refused batch wrote the slot"
+    );
+}
+
 #[test]
 fn refused_jobs_submit_nothing() {
     let src = vec![7u8; 4096];
@@ -106,67 +123,54 @@ fn refused_jobs_submit_nothing() {
         let oob = [frag(64, slot_bytes - 32)];
         let overlap = [frag(100, 0), frag(100, 50)];
         let ok = [frag(100, 0)];
+        // `ok`, then `ok` again at `at`.
+        let ok_twice = |at: usize| {
+            vec![
+                copy(&ok),
+                ImageJob {
+                    slot_offset: at,
+                    ..copy(&ok)
+                },
+            ]
+        };
+        let converted_at = |at: usize, n: Normalize| {
+            vec![ImageJob {
+                slot_offset: at,
+                fragments: Sources::Listed(&ok),
+                convert: Some(n),
+            }]
+        };
+        let overlap_01 = || {
+            IngestError::from(SubmitError::Overlap {
+                first: 0,
+                second: 1,
+            })
+        };
         let cases: Vec<(Vec<ImageJob<'_>>, usize, IngestError)> = vec![
             (
                 vec![copy(&oob)],
                 0,
                 SubmitError::OutOfBounds { fragment: 0 }.into(),
             ),
-            (
-                vec![copy(&overlap)],
-                0,
-                SubmitError::Overlap {
-                    first: 0,
-                    second: 1,
-                }
-                .into(),
-            ),
+            (vec![copy(&overlap)], 0, overlap_01()),
             // Two images writing the same bytes (fragment indices across the batch).
-            (
-                vec![
-                    copy(&ok),
-                    ImageJob {
-                        slot_offset: 40,
-                        ..copy(&ok)
-                    },
-                ],
-                0,
-                SubmitError::Overlap {
-                    first: 0,
-                    second: 1,
-                }
-                .into(),
-            ),
+            (ok_twice(40), 0, overlap_01()),
             // A valid image behind a bad one: the batch is refused whole.
             (
-                vec![
-                    copy(&ok),
-                    ImageJob {
-                        slot_offset: slot_bytes - 10,
-                        ..copy(&ok)
-                    },
-                ],
+                ok_twice(slot_bytes - 10),
                 0,
                 SubmitError::OutOfBounds { fragment: 1 }.into(),
             ),
             (vec![copy(&ok)], 4, IngestError::NoSuchSlot(4)),
             // f32 tensor at an offset that is not 4-byte aligned.
             (
-                vec![ImageJob {
-                    slot_offset: 2,
-                    fragments: Sources::Listed(&ok),
-                    convert: Some(norm(10, 10)),
-                }],
+                converted_at(2, norm(10, 10)),
                 0,
                 SubmitError::BadNormalize.into(),
             ),
             // Tensor larger than the slot.
             (
-                vec![ImageJob {
-                    slot_offset: 0,
-                    fragments: Sources::Listed(&ok),
-                    convert: Some(norm(128, 128)),
-                }],
+                converted_at(0, norm(128, 128)),
                 0,
                 SubmitError::BadNormalize.into(),
             ),
@@ -176,17 +180,8 @@ fn refused_jobs_submit_nothing() {
             let got = unsafe { ingest.submit(*slot, jobs) };
             assert_eq!(got.unwrap_err(), *want, "{mode}");
         }
-        assert_eq!(
-            ingest.counters(),
-            before,
-            "{mode}: a refused batch was counted"
-        );
+        assert_untouched(ingest.as_mut(), &before, 256);
         let mut slot = vec![1u8; 256];
-        ingest.read_slot(0, &mut slot).unwrap();
-        assert!(
-            slot.iter().all(|&b| b == 0),
-            "{mode}: a refused batch wrote the slot"
-        );
         // The ingest still works afterwards, and an empty batch completes too.
         // SAFETY: `src` outlives the ingest.
         let t = unsafe { ingest.submit(0, &[copy(&ok)]) }.unwrap();
@@ -280,17 +275,7 @@ fn refused_strided_jobs_submit_nothing() {
             second: 2,
         };
         assert_eq!(got.unwrap_err(), want.into(), "{mode}");
-        assert_eq!(
-            ingest.counters(),
-            before,
-            "{mode}: a refused batch was counted"
-        );
-        let mut slot = vec![1u8; 4096];
-        ingest.read_slot(0, &mut slot).unwrap();
-        assert!(
-            slot.iter().all(|&b| b == 0),
-            "{mode}: a refused batch wrote"
-        );
+        assert_untouched(ingest.as_mut(), &before, 4096);
         // A valid strided batch with a short last fragment, next to a listed image.
         let after = [RawFragment {
             dst_offset: 0,
@@ -307,6 +292,7 @@ fn refused_strided_jobs_submit_nothing() {
         // SAFETY: as above.
         let t = unsafe { ingest.submit(0, &ok) }.unwrap();
         wait(ingest.as_mut(), t).unwrap();
+        let mut slot = vec![1u8; 4096];
         ingest.read_slot(0, &mut slot).unwrap();
         assert!(slot[..2011].iter().all(|&b| b == 9), "{mode}");
         assert!(slot[2011..].iter().all(|&b| b == 0), "{mode}");
@@ -382,28 +368,16 @@ fn bad_configs_are_refused() {
     }
 }
 
-/// An ingest that loses one fragment of every multi-fragment copied image (listed: the first,
-/// strided: the last), or nudges conversions.
+/// Loses one fragment of every multi-fragment copied image (listed: the first, strided: the
+/// last), or nudges conversions.
 struct Faulty {
-    inner: Box<dyn Ingest>,
     nudge_convert: bool,
 }
 
-impl Ingest for Faulty {
-    fn mode(&self) -> IngestMode {
-        self.inner.mode()
-    }
-    fn target(&self) -> Target {
-        self.inner.target()
-    }
-    fn slots(&self) -> usize {
-        self.inner.slots()
-    }
-    fn slot_bytes(&self) -> usize {
-        self.inner.slot_bytes()
-    }
+impl Intercept for Faulty {
     unsafe fn submit(
         &mut self,
+        inner: &mut dyn Ingest,
         slot: usize,
         jobs: &[ImageJob<'_>],
     ) -> Result<netml_gpu::Ticket, IngestError> {
@@ -428,28 +402,17 @@ impl Ingest for Faulty {
             }
         }
         // SAFETY: forwarded contract.
-        unsafe { self.inner.submit(slot, &jobs) }
-    }
-    fn poll(&mut self, t: netml_gpu::Ticket) -> Result<bool, IngestError> {
-        self.inner.poll(t)
-    }
-    fn read_slot(&mut self, slot: usize, out: &mut [u8]) -> Result<(), IngestError> {
-        self.inner.read_slot(slot, out)
-    }
-    fn slot_device_ptr(&self, slot: usize) -> Option<u64> {
-        self.inner.slot_device_ptr(slot)
-    }
-    fn counters(&self) -> netml_gpu::IngestCounters {
-        self.inner.counters()
+        unsafe { inner.submit(slot, &jobs) }
     }
 }
 
 #[test]
 fn selfcheck_catches_a_lost_fragment_and_a_wrong_conversion() {
     for nudge_convert in [false, true] {
-        let mut faulty = Faulty {
-            inner: start(IngestMode::Netml),
-            nudge_convert,
+        let mut inner = start(IngestMode::Netml);
+        let mut faulty = Intercepted {
+            inner: inner.as_mut(),
+            hook: Faulty { nudge_convert },
         };
         let rep = selfcheck::run(&mut faulty, &SelfCheckOptions::default()).unwrap();
         assert!(!rep.passed() && rep.mismatches > 0, "{rep}");

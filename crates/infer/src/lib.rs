@@ -29,6 +29,7 @@
 
 pub mod engine;
 pub mod error;
+pub mod fixtures;
 pub mod gpu;
 pub mod metrics;
 pub mod npy;

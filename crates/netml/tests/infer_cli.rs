@@ -1,36 +1,9 @@
 //! `netml infer` on a seed model written by scripts/models/export.py: the cpu and reference
 //! backends agree on the top class, and bad requests are one clear line.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-fn netml() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_netml"))
-}
-
-/// Writes the small AlexNet into `dir`; `None` (test skipped) when Python's onnx package is
-/// missing, unless NETML_REQUIRE_MODELS is set (CI), where that is a failure.
-fn small_alexnet(dir: &Path) -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = Command::new("python3")
-        .arg(root.join("scripts/models/export.py"))
-        .args(["--small"])
-        .arg(dir)
-        .arg("alexnet")
-        .output();
-    match out {
-        Ok(o) if o.status.success() => Some(dir.join("alexnet_small.onnx")),
-        other => {
-            let why = format!("{other:?}");
-            assert!(
-                std::env::var_os("NETML_REQUIRE_MODELS").is_none(),
-                "cannot export models: {why}"
-            );
-            eprintln!("SKIPPED: cannot export models (pip install -r scripts/models/requirements.txt): {why}");
-            None
-        }
-    }
-}
+use common::{netml, small_model};
 
 fn top1(json: &[u8]) -> Vec<u64> {
     let doc: serde_json::Value = serde_json::from_slice(json).unwrap();
@@ -45,7 +18,7 @@ fn top1(json: &[u8]) -> Vec<u64> {
 #[test]
 fn cpu_and_reference_backends_agree_and_errors_are_clear() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(model) = small_alexnet(dir.path()) else {
+    let Some(model) = small_model(dir.path(), "alexnet") else {
         return;
     };
     let run = |backend: &str| {

@@ -1,10 +1,11 @@
 //! `netml verify-pcap` on a capture whose every fault is known.
 
+mod common;
+
 use netml_wire::fragment::{self, DescriptorRepr, Dtype, Layout};
 use netml_wire::frame::Endpoints;
 use netml_wire::{checksum, pcap};
 use serde_json::Value;
-use std::process::Command;
 
 fn endpoints(port: u16) -> Endpoints {
     Endpoints {
@@ -79,7 +80,7 @@ fn every_fault_lands_in_its_counter() {
     }
     w.into_inner().unwrap();
 
-    let out = Command::new(env!("CARGO_BIN_EXE_netml"))
+    let out = common::netml()
         .args(["verify-pcap", "--json", "--strict"])
         .arg(&path)
         .output()
@@ -116,7 +117,7 @@ fn every_fault_lands_in_its_counter() {
 
 #[test]
 fn missing_and_foreign_files_are_one_line_errors() {
-    let out = Command::new(env!("CARGO_BIN_EXE_netml"))
+    let out = common::netml()
         .args(["verify-pcap", "/nonexistent.pcap"])
         .output()
         .unwrap();
@@ -128,7 +129,7 @@ fn missing_and_foreign_files_are_one_line_errors() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("text.pcap");
     std::fs::write(&path, "this is not a capture file at all").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_netml"))
+    let out = common::netml()
         .arg("verify-pcap")
         .arg(&path)
         .output()

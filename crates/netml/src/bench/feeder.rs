@@ -176,33 +176,53 @@ mod tests {
     use netml_pktgen::fragmenter::{self, Damage, FragmentId};
     use netml_pktgen::tensor;
     use netml_wire::fragment::Dtype;
-    use netml_wire::frame::{self, Classified};
+    use netml_wire::frame::{self, Classified, Endpoints};
+
+    /// A small f32 image of one flow, in 256-byte fragments.
+    struct Sample {
+        t: tensor::Tensor,
+        ep: Endpoints,
+        count: u16,
+    }
+
+    impl Sample {
+        fn new() -> Sample {
+            let t = tensor::synthetic(&[1, 3, 8, 8], Dtype::F32, 1, 1)
+                .unwrap()
+                .remove(0);
+            let ep = FlowConfig::new(DEFAULT_SRC.parse().unwrap(), DEFAULT_DST.parse().unwrap())
+                .endpoints()
+                .unwrap()[0];
+            let count = fragmenter::fragment_count(&t, 256).unwrap();
+            Sample { t, ep, count }
+        }
+
+        /// Fragment `index` of image `image`, and the offset of its UDP payload.
+        fn frame(&self, image: u32, index: u16) -> (Vec<u8>, usize) {
+            let id = FragmentId {
+                model: MODEL,
+                image,
+                index,
+                count: self.count,
+                frag_size: 256,
+            };
+            let f = fragmenter::build(&self.ep, &self.t, id, 1, Damage::None);
+            let off = frame::parse_udp(&f).unwrap().unwrap().payload.start;
+            (f, off)
+        }
+    }
 
     #[test]
     fn timestamp_rewrite_lands_in_the_descriptor() {
-        let t = tensor::synthetic(&[1, 3, 8, 8], Dtype::F32, 1, 1)
-            .unwrap()
-            .remove(0);
-        let ep = FlowConfig::new(DEFAULT_SRC.parse().unwrap(), DEFAULT_DST.parse().unwrap())
-            .endpoints()
-            .unwrap()[0];
-        let count = fragmenter::fragment_count(&t, 256).unwrap();
-        let id = FragmentId {
-            model: MODEL,
-            image: 0,
-            index: 0,
-            count,
-            frag_size: 256,
-        };
-        let mut f = fragmenter::build(&ep, &t, id, 1, Damage::None);
-        let off = frame::parse_udp(&f).unwrap().unwrap().payload.start;
+        let s = Sample::new();
+        let (mut f, off) = s.frame(0, 0);
         set_image_id_and_timestamp(&mut f, off, 42, 0x0123_4567_89ab_cdef);
         match frame::classify(&f, |p| p == 9000) {
             Classified::Fragment { header, .. } => {
                 assert_eq!(header.image, 42);
                 let d = header.descriptor.expect("fragment 0 has a descriptor");
                 assert_eq!(d.timestamp, 0x0123_4567_89ab_cdef);
-                assert_eq!(d.crc32, t.crc32);
+                assert_eq!(d.crc32, s.t.crc32);
             }
             other => panic!("{other:?}"),
         }
@@ -210,23 +230,9 @@ mod tests {
 
     #[test]
     fn image_id_rewrite_keeps_the_frame_valid() {
-        let t = tensor::synthetic(&[1, 3, 8, 8], Dtype::F32, 1, 1)
-            .unwrap()
-            .remove(0);
-        let ep = FlowConfig::new(DEFAULT_SRC.parse().unwrap(), DEFAULT_DST.parse().unwrap())
-            .endpoints()
-            .unwrap()[0];
-        let count = fragmenter::fragment_count(&t, 256).unwrap();
-        for index in [0, 1, count - 1] {
-            let id = FragmentId {
-                model: MODEL,
-                image: 7,
-                index,
-                count,
-                frag_size: 256,
-            };
-            let mut f = fragmenter::build(&ep, &t, id, 1, Damage::None);
-            let off = frame::parse_udp(&f).unwrap().unwrap().payload.start;
+        let s = Sample::new();
+        for index in [0, 1, s.count - 1] {
+            let (mut f, off) = s.frame(7, index);
             set_image_id(&mut f, off, 0xdead_beef);
             match frame::classify(&f, |p| p == 9000) {
                 Classified::Fragment { header, .. } => {

@@ -1,10 +1,10 @@
 //! The result of a run: the headline per-core figures, the text report and the CSV row.
 
 use super::meter::{Quiet, Rates};
+use super::output::append_csv;
 use super::RxArgs;
 use netml_pipeline::stats::WorkerCounters;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::Path;
 
 /// 100 GbE budget per 1 KiB-payload frame (1102 B on the wire incl. preamble and IFG).
@@ -164,20 +164,14 @@ pub(super) fn report(
 
 const CSV_HEADER: &str = "mode,mpps,ns_per_packet,images_per_s,budget_ns,target_mpps";
 
-pub(super) fn write_csv(path: &Path, mode: &str, r: &Headline) -> std::io::Result<()> {
-    let new = std::fs::metadata(path).map_or(true, |m| m.len() == 0);
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
-    if new {
-        writeln!(f, "{CSV_HEADER}")?;
-    }
-    writeln!(
-        f,
-        "{mode},{:.3},{:.2},{:.0},{BUDGET_NS},{TARGET_MPPS}",
+/// Appends the run's row to the CSV file at `path` (header first when the file is new or
+/// empty); the error names the file.
+pub(super) fn write_csv(path: &Path, mode: &str, r: &Headline) -> Result<(), String> {
+    let row = format!(
+        "{mode},{:.3},{:.2},{:.0},{BUDGET_NS},{TARGET_MPPS}\n",
         r.mpps, r.ns_per_packet, r.images_per_s
-    )
+    );
+    append_csv(path, CSV_HEADER, &row)
 }
 
 #[cfg(test)]

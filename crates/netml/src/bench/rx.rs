@@ -66,7 +66,14 @@ pub(super) fn rx(a: RxArgs) -> Result<ExitCode, String> {
 
     // Run: the rx worker and the feeder on their threads, watched from this one.
     let run = Run::start(&a, &traffic, &rx_port, circulation, threads, hz)?;
-    let mut monitor = Monitor::new(&run.probes, &rx_port.ring, &stop, hz, traffic.frags, a.ring);
+    let mut monitor = Monitor::new(
+        &run.probes,
+        &rx_port.ring,
+        &stop,
+        hz,
+        traffic.frames.frags,
+        a.ring,
+    );
     if monitor.warm_up(a.warmup) {
         monitor.measure(a.warmup + a.seconds);
     }
@@ -78,14 +85,14 @@ pub(super) fn rx(a: RxArgs) -> Result<ExitCode, String> {
     let leaked = pool.in_use().saturating_sub(in_use_at_start);
 
     // Report.
-    let frags = traffic.frags;
+    let frags = traffic.frames.frags;
     let r = Rates::between(&window.begin, &window.end, hz, frags as f64, a.ring);
     let head = Headline::choose(&r, &window.quiet, hz, frags as f64);
     let mode = format!("rx-{memory}");
     let text = report(&a, &r, &head, &w, leaked, frags, window.interrupted);
     println!("{}", text.trim_end());
     if let Some(path) = &a.csv {
-        write_csv(path, &mode, &head).map_err(|e| format!("{}: {e}", path.display()))?;
+        write_csv(path, &mode, &head)?;
     }
     let clean = w.rx.invalid() == 0
         && w.rx.other == 0
@@ -140,15 +147,15 @@ fn print_setup(a: &RxArgs, t: &Traffic, memory: &str, hz: f64) -> Result<(), Str
     let segs = memory_segments().map_err(|e| e.to_string())?;
     let page_kib: std::collections::BTreeSet<u64> =
         segs.iter().map(|s| s.hugepage_sz >> 10).collect();
-    let (frags, flows, burst) = (t.frags, a.flows, a.burst);
+    let (frags, flows, burst) = (t.frames.frags, a.flows, a.burst);
     let (images_total, mbufs) = (t.images_total, t.mbufs);
     println!(
         "netml bench rx: {} {} per image = {frags} fragments of {} B (frames {}/{} B), {flows} flow(s), interleave {}, burst {burst}, ring {}, {images_total} images ({mbufs} mbufs) in circulation; memory {memory} (pages {:?} KiB, {} MiB); TSC {:.3} GHz",
         a.shape,
         tensor::dtype_name(Dtype::F32),
         a.frag_size,
-        t.frame_lens.0,
-        t.frame_lens.1,
+        t.frames.frame_lens.0,
+        t.frames.frame_lens.1,
         a.interleave,
         a.ring,
         page_kib,
@@ -209,7 +216,7 @@ impl Run {
             rxq: rx_port.port.rx_queue(0).map_err(|e| e.to_string())?,
             chain_txq: None,
             chain: ChainAction::Drop,
-            udp_ports: vec![traffic.udp_port],
+            udp_ports: vec![traffic.frames.udp_port],
             burst,
             verifier: Verifier::new(netml_verify::Config::default()),
             out,
@@ -227,8 +234,8 @@ impl Run {
             ring: rx_port.ring.clone(),
             queues,
             next_id,
-            base_port: traffic.base_port,
-            udp_off: traffic.udp_off,
+            base_port: traffic.frames.base_port,
+            udp_off: traffic.frames.udp_off,
             burst,
             interleave: usize::from(a.interleave),
             stop: feed_stop.clone(),

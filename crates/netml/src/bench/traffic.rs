@@ -16,17 +16,8 @@ pub(super) const MODEL: u8 = 1;
 
 /// The traffic of a run and the size of its circulation.
 pub(super) struct Traffic {
-    /// Per flow: the frames of one image (id 0), in fragment order.
-    templates: Vec<Vec<Vec<u8>>>,
-    /// Offset of the fragment header (the UDP payload) in every frame.
-    pub(super) udp_off: usize,
-    pub(super) udp_port: u16,
-    /// Source port of flow 0.
-    pub(super) base_port: u16,
-    /// Fragments per image.
-    pub(super) frags: usize,
-    /// Lengths of the first and the last frame of an image.
-    pub(super) frame_lens: (usize, usize),
+    /// The frames of one image per flow.
+    pub(super) frames: Frames,
     /// Images, and mbufs, in circulation.
     pub(super) images_total: usize,
     pub(super) mbufs: usize,
@@ -112,15 +103,8 @@ impl Traffic {
     pub(super) fn new(a: &RxArgs) -> Result<Traffic, String> {
         let flows = usize::from(a.flows);
         let burst = usize::from(a.burst);
-        let Frames {
-            templates,
-            udp_off,
-            udp_port,
-            base_port,
-            frags,
-            frame_lens,
-            ..
-        } = Frames::build(&a.shape, a.frag_size, a.flows)?;
+        let frames = Frames::build(&a.shape, a.frag_size, a.flows)?;
+        let frags = frames.frags;
 
         // Enough images in circulation to keep the ring full while the worker holds one
         // incomplete image per flow and a few complete ones wait to be recycled.
@@ -130,12 +114,7 @@ impl Traffic {
         let mbufs = images_total * frags;
         let pool_size = ((mbufs + 4 * burst + 1024).next_power_of_two() - 1) as u32;
         Ok(Traffic {
-            templates,
-            udp_off,
-            udp_port,
-            base_port,
-            frags,
-            frame_lens,
+            frames,
             images_total,
             mbufs,
             pool_size,
@@ -145,16 +124,16 @@ impl Traffic {
     /// Fills the circulation from `pool`: images dealt to the flows in turn, ids 0, 1, ...
     /// per flow. Returns the per-flow queues and each flow's next image id.
     pub(super) fn fill(&self, pool: &Mempool) -> Result<(Vec<VecDeque<Mbuf>>, Vec<u32>), String> {
-        let flows = self.templates.len();
+        let flows = self.frames.templates.len();
         let mut queues: Vec<VecDeque<Mbuf>> = (0..flows).map(|_| VecDeque::new()).collect();
         let mut next_id = vec![0u32; flows];
         for k in 0..self.images_total {
             let f = k % flows;
             let id = next_id[f];
             next_id[f] += 1;
-            for bytes in &self.templates[f] {
+            for bytes in &self.frames.templates[f] {
                 let mut m = Mbuf::from_bytes(pool, bytes).map_err(|e| e.to_string())?;
-                set_image_id(m.data_mut(), self.udp_off, id);
+                set_image_id(m.data_mut(), self.frames.udp_off, id);
                 queues[f].push_back(m);
             }
         }
@@ -164,12 +143,12 @@ impl Traffic {
     /// The feeder's rewrite must give valid fragments of the new image (and touch nothing
     /// else): checked on the first and last fragment of every flow.
     pub(super) fn check_rewrite(&self) -> Result<(), String> {
-        let frags = self.frags;
-        for (f, frames) in self.templates.iter().enumerate() {
-            for index in [0, frags - 1] {
+        let fr = &self.frames;
+        for (f, frames) in fr.templates.iter().enumerate() {
+            for index in [0, fr.frags - 1] {
                 let mut copy = frames[index].clone();
-                set_image_id(&mut copy, self.udp_off, 0x5eed_0001);
-                match frame::classify(&copy, |p| p == self.udp_port) {
+                set_image_id(&mut copy, fr.udp_off, 0x5eed_0001);
+                match frame::classify(&copy, |p| p == fr.udp_port) {
                     Classified::Fragment { header, .. }
                         if header.image == 0x5eed_0001 && usize::from(header.index) == index => {}
                     other => {

@@ -20,6 +20,7 @@ use std::time::Instant;
 
 use cudarc::driver::{CudaContext, DevicePtr};
 use netml_gpu::cuda::GpuInfo;
+use netml_infer::fixtures::{Rng, SEED_MODELS};
 use netml_infer::gpu::GpuEngine;
 use netml_infer::metrics::{rel_l2, top1_agreement};
 use netml_infer::{Engine, Plan, Precision, Reference};
@@ -29,14 +30,6 @@ use super::Row;
 const S: &str = "infer";
 const BATCHES: [usize; 3] = [1, 8, 32];
 const REPLAYS: usize = 200;
-const MODELS: [&str; 6] = [
-    "alexnet",
-    "mobilenet_v2",
-    "resnet50",
-    "vgg19",
-    "resnext50",
-    "densenet121",
-];
 
 /// The PyTorch eager figures the GPU executor is compared with.
 enum Baseline {
@@ -113,7 +106,7 @@ fn models() -> Vec<(String, PathBuf, bool)> {
     small_dirs.extend(exe_dir.map(|d| d.join("../models")));
     small_dirs.push(PathBuf::from("target/netml-infer-models/small"));
     let mut found = Vec::new();
-    for m in MODELS {
+    for m in SEED_MODELS {
         if let Some(p) = small_dirs
             .iter()
             .map(|d| d.join(format!("{m}_small.onnx")))
@@ -127,7 +120,7 @@ fn models() -> Vec<(String, PathBuf, bool)> {
         .into_iter()
         .collect();
     full_dirs.push(PathBuf::from("target/models"));
-    for m in MODELS {
+    for m in SEED_MODELS {
         if let Some(p) = full_dirs
             .iter()
             .map(|d| d.join(format!("{m}.onnx")))
@@ -137,25 +130,6 @@ fn models() -> Vec<(String, PathBuf, bool)> {
         }
     }
     found
-}
-
-/// Seeded N(0, 1) values (Box-Muller over a 64-bit LCG), as the CPU tests use.
-fn normals(seed: u64, n: usize) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    let mut uniform = || {
-        s = s
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    };
-    (0..n)
-        .map(|_| {
-            let (a, b) = (uniform(), uniform());
-            ((-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos()) as f32
-        })
-        .collect()
 }
 
 /// Correctness and timing of every model found.
@@ -276,7 +250,7 @@ impl RefCache {
         Ok(RefCache {
             reference,
             per,
-            images: normals(7, max * per),
+            images: Rng::new(7).normals(max * per),
             outputs: Vec::new(),
             done: 0,
         })

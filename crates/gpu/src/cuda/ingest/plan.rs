@@ -43,6 +43,42 @@ impl Planned {
     }
 }
 
+/// What every GPU mode plans its batches with: the slot size and the pool's descriptors per
+/// entry it plans for, and the descriptor allocation it reuses from one batch to the next.
+pub(crate) struct Planner {
+    slot_bytes: usize,
+    max_frags: usize,
+    /// Descriptor allocation kept from the last batch.
+    spare: Vec<RawFrag>,
+}
+
+impl Planner {
+    /// A planner for slots of `slot_bytes` and entries of at most `max_frags` descriptors.
+    pub(crate) fn new(slot_bytes: usize, max_frags: usize) -> Self {
+        Planner {
+            slot_bytes,
+            max_frags,
+            spare: Vec::new(),
+        }
+    }
+
+    /// [`plan`]s `jobs` for the slot at device address `slot`, reusing the allocation that
+    /// [`Planner::recycle`] kept.
+    pub(crate) fn plan(
+        &mut self,
+        jobs: &[ImageJob<'_>],
+        slot: u64,
+    ) -> Result<Planned, IngestError> {
+        let spare = std::mem::take(&mut self.spare);
+        plan(jobs, slot, self.slot_bytes, self.max_frags, spare)
+    }
+
+    /// Keeps the batch's largest descriptor allocation for the next one, once it is published.
+    pub(crate) fn recycle(&mut self, planned: Planned) {
+        self.spare = planned.recycle();
+    }
+}
+
 /// Validates `jobs` for the slot at device address `slot` (`slot_bytes` long) and cuts them
 /// into entries of at most `max_frags` descriptors. `spare` is an allocation to reuse for the
 /// descriptors (see [`Planned::recycle`]).

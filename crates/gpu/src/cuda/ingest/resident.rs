@@ -16,13 +16,13 @@ use std::time::Duration;
 
 use cudarc::driver::{result, sys, CudaContext, CudaStream};
 
-use super::plan::plan;
+use super::plan::Planner;
 use super::pool::EntryPool;
 use super::producer::Producer;
 use super::slots::{dev, DeviceBuf, Slots};
 use super::{drain, stream_idle, GpuIngestOptions, Kernels, THREADS_PER_BLOCK};
 use crate::cuda::{GreenPartition, GreenStream, MappedPinned};
-use crate::ring::{RawFrag, RawGridCtl, RawRing};
+use crate::ring::{RawGridCtl, RawRing};
 use crate::{
     ImageJob, Ingest, IngestConfig, IngestCounters, IngestError, IngestMode, Target, Ticket,
 };
@@ -70,9 +70,7 @@ impl Gpu {
 pub(crate) struct ResidentIngest {
     ctx: Arc<CudaContext>,
     cfg: IngestConfig,
-    max_frags: usize,
-    /// Descriptor allocation kept from the last batch.
-    spare: Vec<RawFrag>,
+    planner: Planner,
     shutdown: Duration,
     /// For `read_slot` (created before the kernel, like every stream).
     io: Arc<CudaStream>,
@@ -151,8 +149,7 @@ impl ResidentIngest {
         Ok(Self {
             ctx: ctx.clone(),
             cfg: *cfg,
-            max_frags: opts.max_frags_per_entry,
-            spare: Vec::new(),
+            planner: Planner::new(cfg.slot_bytes, opts.max_frags_per_entry),
             shutdown: Duration::from_millis(opts.shutdown_ms),
             io,
             gpu: Some(gpu),
@@ -235,13 +232,12 @@ impl Ingest for ResidentIngest {
         self.producer.healthy()?;
         let gpu = self.gpu.as_ref().expect("GPU resources live until drop");
         let base = gpu.slots.get(slot)?;
-        let spare = std::mem::take(&mut self.spare);
-        let planned = plan(jobs, base, self.cfg.slot_bytes, self.max_frags, spare)?;
+        let planned = self.planner.plan(jobs, base)?;
         let (ctx, stream) = (&self.ctx, gpu.stream.cu_stream());
         let t = self
             .producer
             .submit(&gpu.pool, &planned, &mut || probe_kernel(ctx, stream))?;
-        self.spare = planned.recycle();
+        self.planner.recycle(planned);
         Ok(t)
     }
 

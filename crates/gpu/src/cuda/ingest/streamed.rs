@@ -9,13 +9,12 @@ use std::time::Duration;
 use cudarc::driver::{CudaContext, CudaStream};
 
 use super::events::EventBook;
-use super::plan::{plan, Planned};
+use super::plan::Planner;
 use super::pool::EntryPool;
 use super::slots::{dev, Slots};
 use super::{cpu_copy, drain, launch, GpuIngestOptions, Kernels};
 use crate::cuda::MappedPinned;
 use crate::host_modes::EntrySpec;
-use crate::ring::RawFrag;
 use crate::{
     ImageJob, Ingest, IngestConfig, IngestCounters, IngestError, IngestMode, Target, Ticket,
 };
@@ -35,9 +34,7 @@ pub(crate) struct StreamIngest {
     pub(super) mode: IngestMode,
     pub(super) ctx: Arc<CudaContext>,
     pub(super) cfg: IngestConfig,
-    max_frags: usize,
-    /// Descriptor allocation kept from the last batch.
-    spare: Vec<RawFrag>,
+    planner: Planner,
     shutdown: Duration,
     pub(super) stream: Arc<CudaStream>,
     pub(super) book: EventBook,
@@ -74,8 +71,7 @@ impl StreamIngest {
             mode: cfg.mode,
             ctx: ctx.clone(),
             cfg: *cfg,
-            max_frags: opts.max_frags_per_entry,
-            spare: Vec::new(),
+            planner: Planner::new(cfg.slot_bytes, opts.max_frags_per_entry),
             shutdown: Duration::from_millis(opts.shutdown_ms),
             stream,
             book: EventBook::new(ctx, n, Duration::from_millis(opts.stall_ms))?,
@@ -138,8 +134,7 @@ impl Ingest for StreamIngest {
     unsafe fn submit(&mut self, slot: usize, jobs: &[ImageJob<'_>]) -> Result<Ticket, IngestError> {
         self.book.healthy()?;
         let base = self.gpu().slots.get(slot)?;
-        let spare = std::mem::take(&mut self.spare);
-        let planned: Planned = plan(jobs, base, self.cfg.slot_bytes, self.max_frags, spare)?;
+        let planned = self.planner.plan(jobs, base)?;
         self.ctx
             .bind_to_thread()
             .map_err(dev("binding the context"))?;
@@ -154,7 +149,7 @@ impl Ingest for StreamIngest {
             .book
             .finish_batch((planned.images, planned.bytes), waited);
         self.slot_last[slot] = Some(t);
-        self.spare = planned.recycle();
+        self.planner.recycle(planned);
         Ok(t)
     }
 

@@ -169,8 +169,8 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
     if let Some(path) = &a.plot {
         let (thr, lat) = report::plots(&rows, backend.as_str(), &machine);
         let lat_path = report::latency_path(path);
-        std::fs::write(path, thr).map_err(|e| format!("{}: {e}", path.display()))?;
-        std::fs::write(&lat_path, lat).map_err(|e| format!("{}: {e}", lat_path.display()))?;
+        super::output::write_file(path, &thr)?;
+        super::output::write_file(&lat_path, &lat)?;
     }
     // Unsupported precisions are expected; a case that failed to load or run is not.
     Ok(if failed > 0 {

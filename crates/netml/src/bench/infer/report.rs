@@ -1,12 +1,12 @@
 //! What `netml bench infer` prints and writes: the machine line, the table, CSV rows, JSON,
 //! the two SVG plots, and the `--baseline` file it compares against.
 
+use super::super::output::{append_csv, csv_field};
 use super::measure::Measured;
 use crate::plot;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 /// One row of the result: a measured case, or why it was not (`skipped: ...` for a
@@ -24,6 +24,14 @@ pub(super) struct Row {
 impl Row {
     fn images_per_s(&self, m: &Measured) -> f64 {
         self.batch as f64 / (m.stats.mean / 1e3)
+    }
+
+    /// The timing columns of a measured case, in the order of the table and the CSV: ms per
+    /// batch, images/s, p50, p99 and max ms per batch, p99/p50.
+    fn timing(&self, m: &Measured) -> [f64; 6] {
+        let st = &m.stats;
+        let per_s = self.images_per_s(m);
+        [st.mean, per_s, st.p50, st.p99, st.max, st.p99 / st.p50]
     }
 }
 
@@ -97,17 +105,12 @@ pub(super) fn table(rows: &[Row], machine: &str) -> String {
             }
             Ok(m) => {
                 let st = &m.stats;
-                let _ = write!(
-                    s,
-                    "{head} {:>6} {:>10.3} {:>10.1} {:>9.3} {:>9.3} {:>9.3} {:>7.2}",
-                    st.runs,
-                    st.mean,
-                    r.images_per_s(m),
-                    st.p50,
-                    st.p99,
-                    st.max,
-                    st.p99 / st.p50
-                );
+                let _ = write!(s, "{head} {:>6}", st.runs);
+                // (width, decimals) of each timing column.
+                let formats = [(10, 3), (10, 1), (9, 3), (9, 3), (9, 3), (7, 2)];
+                for (v, (w, p)) in r.timing(m).into_iter().zip(formats) {
+                    let _ = write!(s, " {v:>w$.p$}");
+                }
                 let waited = m.waited.map_or("-".into(), |w| {
                     format!("{:.0}%", 100.0 * w as f64 / st.runs as f64)
                 });
@@ -135,17 +138,7 @@ const CSV_HEADER: &str = "model,backend,engine,precision,batch,runs,ms_per_batch
 /// Appends one row per measured case to `path` (header first when the file is new or
 /// empty); skipped cases have no figures and are left out.
 pub(super) fn write_csv(path: &Path, rows: &[Row], machine: &str) -> Result<(), String> {
-    let err = |e: std::io::Error| format!("{}: {e}", path.display());
-    let fresh = std::fs::metadata(path).map_or(true, |m| m.len() == 0);
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(err)?;
     let mut s = String::new();
-    if fresh {
-        let _ = writeln!(s, "{CSV_HEADER}");
-    }
     for r in rows {
         let Ok(m) = &r.result else { continue };
         let st = &m.stats;
@@ -160,34 +153,24 @@ pub(super) fn write_csv(path: &Path, rows: &[Row], machine: &str) -> Result<(), 
             .map_or((String::new(), String::new()), |q| {
                 (format!("{:.4}", q.p50), format!("{:.4}", q.p99))
             });
+        let timing: Vec<String> = (r.timing(m).into_iter().zip([4, 2, 4, 4, 4, 4]))
+            .map(|(v, p)| format!("{v:.p$}"))
+            .collect();
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{:.4},{:.2},{:.4},{:.4},{:.4},{:.4},{waited},{q50},{q99},{:.1},{b},{ratio},{}",
+            "{},{},{},{},{},{},{},{waited},{q50},{q99},{:.1},{b},{ratio},{}",
             csv_field(&r.model),
             r.backend,
             csv_field(&m.engine),
             r.precision,
             r.batch,
             st.runs,
-            st.mean,
-            r.images_per_s(m),
-            st.p50,
-            st.p99,
-            st.max,
-            st.p99 / st.p50,
+            timing.join(","),
             m.load_ms,
             csv_field(machine)
         );
     }
-    f.write_all(s.as_bytes()).map_err(err)
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
+    append_csv(path, CSV_HEADER, &s)
 }
 
 /// The whole result as one JSON document.
@@ -349,10 +332,6 @@ mod tests {
         assert_eq!(
             latency_path(Path::new("d/x.svg")),
             Path::new("d/x-latency.svg")
-        );
-        assert_eq!(
-            csv_field("2 cores, AMD \"x\""),
-            "\"2 cores, AMD \"\"x\"\"\""
         );
     }
 }

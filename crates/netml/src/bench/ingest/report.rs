@@ -1,17 +1,20 @@
 //! The text report, the CSV rows and the SVG plot of `netml bench ingest`.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::path::PathBuf;
 
 use netml_gpu::{IngestMode, Target};
 
+use super::super::output::{loadavg, Files};
 use super::measure::Point;
 use super::source::Pool;
 use super::{row_name, Args, Form};
 
 /// The papers' claim: the GPU-pull path costs >= 150x less CPU per image than the CPU copy.
 const TARGET_RATIO: f64 = 150.0;
+
+const CSV_HEADER: &str = "target,mode,jobs,batch,frags_per_image,blocks,images,seconds,\
+     cpu_us_per_image,cpu_mean_us_per_image,cpu_share,images_per_s,gb_per_s,latency_p50_us,\
+     latency_p99_us,backpressure_waits,memcpy_us_per_image,memcpy_gb_per_s,cpu_copy_over_netml";
 
 /// One core's memcpy of the same payloads: the floor of cpu-copy's CPU per image.
 pub(super) struct Ceiling {
@@ -26,19 +29,12 @@ pub(super) struct Report {
     what: String,
     /// Shape and element type, for the plot's title.
     short: String,
-    csv: Option<PathBuf>,
-    plot: Option<PathBuf>,
+    files: Files,
     rows: Vec<(IngestMode, Form, Point)>,
     pub ceiling: Option<Ceiling>,
     load_start: String,
     frags_per_image: usize,
     clock_s: f64,
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
 }
 
 impl Report {
@@ -57,8 +53,10 @@ impl Report {
             target,
             blocks,
             what,
-            csv: a.csv.clone(),
-            plot: a.plot.clone(),
+            files: Files {
+                csv: a.csv.clone(),
+                plot: a.plot.clone(),
+            },
             rows: Vec::new(),
             ceiling: None,
             load_start: loadavg(),
@@ -165,34 +163,12 @@ impl Report {
             loadavg(),
             self.load_start
         );
-        let at = |path: &PathBuf| {
-            let shown = path.display().to_string();
-            move |e: std::io::Error| format!("{shown}: {e}")
-        };
-        if let Some(path) = &self.csv {
-            self.write_csv(path).map_err(at(path))?;
-        }
-        if let Some(path) = &self.plot {
-            std::fs::write(path, self.svg()).map_err(at(path))?;
-            println!("plot: {}", path.display());
-        }
-        Ok(())
+        self.files
+            .write(CSV_HEADER, || self.csv_rows(), || self.svg())
     }
 
-    fn write_csv(&self, path: &PathBuf) -> std::io::Result<()> {
-        let new = !path.exists();
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
+    fn csv_rows(&self) -> String {
         let mut out = String::new();
-        if new {
-            out.push_str(
-                "target,mode,jobs,batch,frags_per_image,blocks,images,seconds,cpu_us_per_image,\
-                 cpu_mean_us_per_image,cpu_share,images_per_s,gb_per_s,latency_p50_us,latency_p99_us,\
-                 backpressure_waits,memcpy_us_per_image,memcpy_gb_per_s,cpu_copy_over_netml\n",
-            );
-        }
         let (mus, mgb) = self
             .ceiling
             .as_ref()
@@ -225,7 +201,7 @@ impl Report {
                 ratio
             );
         }
-        f.write_all(out.as_bytes())
+        out
     }
 
     fn svg(&self) -> String {

@@ -1,11 +1,16 @@
 //! The text tables, CSV rows and SVG plot of `netml bench pipeline`.
 
+use super::super::output::{loadavg, Files};
 use super::super::traffic::Frames;
 use super::case::Figures;
 use super::Args;
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::path::PathBuf;
+
+const CSV_HEADER: &str = "target,mode,offered_per_s,sent_per_s,answered_per_s,seconds,\
+     sink_cpu_us_per_image,sink_submit_us_per_image,sink_cpu_share,rx_cpu_us_per_image,\
+     rx_cpu_share,standin_cpu_share,sender_cpu_share,latency_p50_us,latency_p99_us,\
+     inside_p50_us,inside_p99_us,bad_results,dropped_images,leaked_mbufs,pool_waits,\
+     ring_waits,sender_ceiling_per_s,crc_checked";
 
 /// Everything measured in one run.
 pub(super) struct Report {
@@ -13,20 +18,13 @@ pub(super) struct Report {
     /// Whether the sink checked CRCs (a CSV column).
     crc: bool,
     target: String,
-    csv: Option<PathBuf>,
-    plot: Option<PathBuf>,
+    files: Files,
     rows: Vec<Figures>,
     /// Images/s the sender builds with nothing else running (same run).
     pub(super) sender_ceiling: f64,
     /// Cases that could not run.
     pub(super) failed: usize,
     load_start: String,
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
 }
 
 fn offered(rate: f64) -> String {
@@ -74,8 +72,10 @@ impl Report {
             ),
             crc: !a.no_crc,
             target: a.target.clone(),
-            csv: a.csv.clone(),
-            plot: a.plot.clone(),
+            files: Files {
+                csv: a.csv.clone(),
+                plot: a.plot.clone(),
+            },
             rows: Vec::new(),
             sender_ceiling: 0.0,
             failed: 0,
@@ -170,36 +170,12 @@ impl Report {
     }
 
     pub(super) fn write_files(&self) -> Result<(), String> {
-        let at = |path: &PathBuf| {
-            let shown = path.display().to_string();
-            move |e: std::io::Error| format!("{shown}: {e}")
-        };
-        if let Some(path) = &self.csv {
-            self.write_csv(path).map_err(at(path))?;
-        }
-        if let Some(path) = &self.plot {
-            std::fs::write(path, self.svg()).map_err(at(path))?;
-            println!("plot: {}", path.display());
-        }
-        Ok(())
+        self.files
+            .write(CSV_HEADER, || self.csv_rows(), || self.svg())
     }
 
-    fn write_csv(&self, path: &PathBuf) -> std::io::Result<()> {
-        let new = std::fs::metadata(path).map_or(true, |m| m.len() == 0);
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
+    fn csv_rows(&self) -> String {
         let mut out = String::new();
-        if new {
-            out.push_str(
-                "target,mode,offered_per_s,sent_per_s,answered_per_s,seconds,sink_cpu_us_per_image,\
-                 sink_submit_us_per_image,sink_cpu_share,rx_cpu_us_per_image,rx_cpu_share,\
-                 standin_cpu_share,sender_cpu_share,latency_p50_us,latency_p99_us,\
-                 inside_p50_us,inside_p99_us,bad_results,\
-                 dropped_images,leaked_mbufs,pool_waits,ring_waits,sender_ceiling_per_s,crc_checked\n",
-            );
-        }
         for r in &self.rows {
             let _ = writeln!(
                 out,
@@ -230,7 +206,7 @@ impl Report {
                 self.crc
             );
         }
-        f.write_all(out.as_bytes())
+        out
     }
 
     /// Answered vs offered, one line per mode; an unpaced case (`max`) is placed at the rate

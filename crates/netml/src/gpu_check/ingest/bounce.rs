@@ -1,21 +1,18 @@
-//! An [`Ingest`] wrapper for the self-check on a GPU: the self-check's sources are ordinary
+//! An [`Intercept`] for the self-check on a GPU: the self-check's sources are ordinary
 //! heap buffers, which the gather kernel cannot read (the pipeline's packet memory is
 //! registered once at start; a test's many small buffers cannot be registered safely, as
 //! registrations may not overlap and small buffers share pages). The wrapper copies every
 //! fragment into mapped pinned memory at the same address modulo 64 (so the kernel meets the
 //! same alignment cases) and submits the copies in the job's form (listed or strided; moved
 //! strided pointer arrays are kept until their batch completed); everything else passes
-//! through.
+//! through ([`Intercepted`]).
 
 use netml_gpu::cuda::MappedPinned;
-use netml_gpu::{
-    wait, ImageJob, Ingest, IngestCounters, IngestError, IngestMode, RawFragment, Sources, SrcPtrs,
-    Target, Ticket,
-};
+use netml_gpu::selfcheck::{Intercept, Intercepted};
+use netml_gpu::{wait, ImageJob, Ingest, IngestError, RawFragment, Sources, SrcPtrs, Ticket};
 
 /// See the module documentation.
 pub struct Bounce<'a> {
-    inner: &'a mut dyn Ingest,
     buf: &'a MappedPinned,
     used: usize,
     /// The last batch submitted: once it completed, every earlier one did too and the buffer
@@ -32,35 +29,24 @@ unsafe impl Send for Bounce<'_> {}
 impl<'a> Bounce<'a> {
     /// Wraps `inner`, bouncing through `buf` (large enough for the batches in flight at once;
     /// it must outlive every batch, so drop the ingest first).
-    pub fn new(inner: &'a mut dyn Ingest, buf: &'a MappedPinned) -> Self {
-        Self {
-            inner,
+    pub fn new(inner: &'a mut dyn Ingest, buf: &'a MappedPinned) -> Intercepted<'a, Self> {
+        let hook = Self {
             buf,
             used: 0,
             last: None,
             held: Vec::new(),
-        }
+        };
+        Intercepted { inner, hook }
     }
 }
 
-impl Ingest for Bounce<'_> {
-    fn mode(&self) -> IngestMode {
-        self.inner.mode()
-    }
-
-    fn target(&self) -> Target {
-        self.inner.target()
-    }
-
-    fn slots(&self) -> usize {
-        self.inner.slots()
-    }
-
-    fn slot_bytes(&self) -> usize {
-        self.inner.slot_bytes()
-    }
-
-    unsafe fn submit(&mut self, slot: usize, jobs: &[ImageJob<'_>]) -> Result<Ticket, IngestError> {
+impl Intercept for Bounce<'_> {
+    unsafe fn submit(
+        &mut self,
+        inner: &mut dyn Ingest,
+        slot: usize,
+        jobs: &[ImageJob<'_>],
+    ) -> Result<Ticket, IngestError> {
         let need: usize = jobs
             .iter()
             .flat_map(|j| j.fragments.iter().map(|(_, len, _)| len + 64))
@@ -73,9 +59,9 @@ impl Ingest for Bounce<'_> {
         }
         if let Some(t) = self.last {
             if self.used + need > self.buf.len() {
-                wait(self.inner, t)?;
+                wait(inner, t)?;
             }
-            if self.inner.poll(t)? {
+            if inner.poll(t)? {
                 self.used = 0;
                 self.held.clear();
             }
@@ -125,7 +111,7 @@ impl Ingest for Bounce<'_> {
         // SAFETY: the copies stay in `buf`, untouched until this batch completed (see above),
         // and the pointer arrays in `held` (heap buffers: moving the vectors keeps them put);
         // the slot contract is the caller's, passed on unchanged.
-        let t = unsafe { self.inner.submit(slot, &bounced)? };
+        let t = unsafe { inner.submit(slot, &bounced)? };
         drop(bounced);
         self.held.extend(
             moved
@@ -135,21 +121,5 @@ impl Ingest for Bounce<'_> {
         );
         self.last = Some(t);
         Ok(t)
-    }
-
-    fn poll(&mut self, ticket: Ticket) -> Result<bool, IngestError> {
-        self.inner.poll(ticket)
-    }
-
-    fn read_slot(&mut self, slot: usize, out: &mut [u8]) -> Result<(), IngestError> {
-        self.inner.read_slot(slot, out)
-    }
-
-    fn slot_device_ptr(&self, slot: usize) -> Option<u64> {
-        self.inner.slot_device_ptr(slot)
-    }
-
-    fn counters(&self) -> IngestCounters {
-        self.inner.counters()
     }
 }
