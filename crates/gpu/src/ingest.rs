@@ -205,6 +205,14 @@ pub trait Ingest: Send {
     /// Device address of `slot` (GPU targets; `None` on the host).
     fn slot_device_ptr(&self, slot: usize) -> Option<u64>;
 
+    /// The whole of `slot` in place, once its last batch is complete, where the slot is host
+    /// memory (host targets): checks and CPU inference then read it without a copy. `None`
+    /// where it is not (GPU targets: use [`read_slot`](Self::read_slot)).
+    fn host_slot(&mut self, slot: usize) -> Result<Option<&[u8]>, IngestError> {
+        let _ = slot;
+        Ok(None)
+    }
+
     /// Counters so far.
     fn counters(&self) -> IngestCounters;
 }

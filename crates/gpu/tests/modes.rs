@@ -477,3 +477,38 @@ fn interleaved_images_that_do_not_overlap_are_accepted() {
         }
     }
 }
+
+/// `host_slot` shows, in place, the same bytes `read_slot` copies out, once the batch is done.
+#[test]
+fn host_slot_is_the_slot_read_back() {
+    for mode in IngestMode::ALL {
+        let mut ingest = start(mode);
+        let payload: Vec<u8> = (0..5000u32).map(|i| (i * 7 + 3) as u8).collect();
+        let srcs: Vec<*const u8> = payload.chunks(1024).map(|c| c.as_ptr()).collect();
+        let job = ImageJob {
+            slot_offset: 64,
+            fragments: Sources::Strided {
+                srcs: SrcPtrs::new(&srcs),
+                frag_size: 1024,
+                total: payload.len(),
+            },
+            convert: None,
+        };
+        // SAFETY: `payload` and `srcs` outlive the wait below.
+        let t = unsafe { ingest.submit(2, &[job]) }.expect("submit");
+        wait(ingest.as_mut(), t).expect("wait");
+        let mut copy = vec![0u8; 64 + payload.len()];
+        ingest.read_slot(2, &mut copy).expect("read_slot");
+        let view = ingest
+            .host_slot(2)
+            .expect("host_slot")
+            .expect("host target");
+        assert_eq!(view.len(), config(mode).slot_bytes, "{mode}");
+        assert_eq!(&view[..copy.len()], &copy[..], "{mode}");
+        assert_eq!(&view[64..64 + payload.len()], &payload[..], "{mode}");
+        assert!(
+            matches!(ingest.host_slot(9), Err(IngestError::NoSuchSlot(9))),
+            "{mode}"
+        );
+    }
+}

@@ -96,6 +96,17 @@ impl SlotMem {
         unsafe { self.ptr.add(self.stride * slot) }
     }
 
+    /// The whole of `slot` (`slot_bytes` bytes).
+    ///
+    /// # Safety
+    /// No worker may write `slot` while the returned slice lives (its last batch is complete
+    /// and nothing is submitted to it meanwhile).
+    pub(crate) unsafe fn slot(&self, slot: usize) -> &[u8] {
+        // SAFETY: `base` is inside the allocation with `slot_bytes` bytes after it; the caller
+        // guarantees no concurrent writer.
+        unsafe { std::slice::from_raw_parts(self.base(slot), self.slot_bytes) }
+    }
+
     /// Copies the start of `slot` into `out`.
     ///
     /// # Safety

@@ -108,6 +108,16 @@ impl<X: Exec> Ingest for HostMode<X> {
         None
     }
 
+    fn host_slot(&mut self, slot: usize) -> Result<Option<&[u8]>, IngestError> {
+        self.book.check_slot(slot)?;
+        if let Some(t) = self.book.slot_last(slot) {
+            wait(self, t)?;
+        }
+        // SAFETY: the slot's last batch is complete, so no worker writes it, and it cannot be
+        // submitted to again while the returned borrow of `self` lives.
+        Ok(Some(unsafe { self.mem.slot(slot) }))
+    }
+
     fn counters(&self) -> IngestCounters {
         self.book.counters(|t| self.exec.is_done(t))
     }

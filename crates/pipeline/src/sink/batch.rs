@@ -144,19 +144,32 @@ impl Sink {
             answers.push(answer);
         }
         if self.check_crc {
-            st.readback.resize(used, 0);
-            match self.ingest.read_slot(b.slot, &mut st.readback) {
-                Ok(()) => {
-                    for (i, answer) in answers.iter_mut().enumerate() {
-                        let off = i * self.max_image_bytes;
-                        let crc = checksum::tensor_crc32([&st.readback[off..off + answer.len]]);
-                        if crc != answer.sender_crc {
-                            st.c.crc_mismatch += 1;
-                        }
-                        answer.crc32 = crc;
+            let stride = self.max_image_bytes;
+            let check = |bytes: &[u8], answers: &mut [Answer], mismatches: &mut u64| {
+                for (i, answer) in answers.iter_mut().enumerate() {
+                    let off = i * stride;
+                    answer.crc32 = checksum::tensor_crc32([&bytes[off..off + answer.len]]);
+                    if answer.crc32 != answer.sender_crc {
+                        *mismatches += 1;
                     }
                 }
-                Err(e) => tracing::error!("reading slot {} back: {e}", b.slot),
+            };
+            // Host slots are read in place; a GPU slot is copied back first.
+            let checked = match self.ingest.host_slot(b.slot) {
+                Ok(Some(bytes)) => {
+                    check(&bytes[..used], &mut answers, &mut st.c.crc_mismatch);
+                    Ok(())
+                }
+                Ok(None) => {
+                    st.readback.resize(used, 0);
+                    self.ingest
+                        .read_slot(b.slot, &mut st.readback)
+                        .map(|()| check(&st.readback, &mut answers, &mut st.c.crc_mismatch))
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = checked {
+                tracing::error!("reading slot {} back: {e}", b.slot);
             }
         }
         st.free.push_back(b.slot);
