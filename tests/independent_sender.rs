@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 fn script() -> PathBuf {
@@ -133,12 +133,7 @@ fn check_verify_pcap(name: &str, args: &[&str]) {
         eprintln!("tshark not installed: skipping the tshark check");
     }
 
-    let out = run_ok(
-        Command::new(bin("netml"))
-            .args(["verify-pcap", "--json", "--strict", "--timeout-ms", "60000"])
-            .arg(&pcap),
-    );
-    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let doc = verify_pcap(&pcap);
     let (rx, v) = (&doc["rx"], &doc["verifier"]);
     let ctx = || format!("verify-pcap: {doc:#}\nscript: {s}");
     let eq = |a: &Value, b: &Value, what: &str| assert_eq!(n(a), n(b), "{what}\n{}", ctx());
@@ -389,7 +384,6 @@ fn veth_replay_of_the_independent_capture() {
     let frames = n(&s["frames"]);
 
     let ns = Netns::veth("i", NS_CIDR, NS_MAC);
-    let log = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
 
     // The script's result receiver first, so that no result can arrive before it listens
     // (and the namespace's kernel never answers a result with an ICMP port unreachable).
@@ -405,50 +399,33 @@ fn veth_replay_of_the_independent_capture() {
     assert!(
         ns.wait_udp_listening(40000 + FLOWS as u16 - 1, Duration::from_secs(10)),
         "send_tensor.py --recv-results does not listen: {}",
-        log(&recv_err)
+        read_log(&recv_err)
     );
 
     let cfg = d.join("netml.toml");
     std::fs::write(&cfg, "[verifier]\ntimeout_ms = 60000\n").unwrap();
-    let report_path = d.join("report.json");
-    let (out_path, err_path) = (d.join("netml.out"), d.join("netml.err"));
-    let mut netml = Background::netml(
-        Command::new(bin("netml"))
-            .args(["--log", "info", "run", "--config"])
-            .arg(&cfg)
-            .args(["--port", "net_af_packet0", "--vdev-args"])
-            .arg(format!("iface={},qpairs=1", ns.root_if))
-            .args(["--until-idle-ms", "2000", "--stats-interval", "0"])
-            .arg("--json")
-            .arg(&report_path)
-            .stdin(Stdio::null())
-            .stdout(File::create(&out_path).unwrap())
-            .stderr(File::create(&err_path).unwrap()),
+    let vdev = format!("iface={},qpairs=1", ns.root_if);
+    let mut netml = NetmlRun::spawn(
+        d,
+        "report",
+        &[
+            OsStr::new("--config"),
+            cfg.as_os_str(),
+            OsStr::new("--port"),
+            OsStr::new("net_af_packet0"),
+            OsStr::new("--vdev-args"),
+            OsStr::new(&vdev),
+            OsStr::new("--until-idle-ms"),
+            OsStr::new("2000"),
+        ],
     );
-    let ready = wait_for_text(&err_path, "running:", Duration::from_secs(30), || {
-        netml.running()
-    });
-    assert!(ready, "netml did not start:\n{}", log(&err_path));
-    assert!(
-        netml.running(),
-        "netml stopped before the replay:\n{}\n{}",
-        log(&out_path),
-        log(&err_path)
-    );
+    netml.wait_running();
 
     let sent = tcpreplay(&ns, &pcap, 20000);
     assert_eq!(sent, frames, "tcpreplay sent");
 
     let recv_status = recv.wait(Duration::from_secs(40)).status;
-    let netml_out = netml.wait(Duration::from_secs(40));
-    assert!(
-        netml_out.status.success(),
-        "netml failed ({}):\n{}\n{}",
-        netml_out.status,
-        log(&out_path),
-        log(&err_path)
-    );
-    let report = json_file(&report_path);
+    let report = netml.finish(Duration::from_secs(40));
     drop(ns);
 
     let ctx = || format!("report: {report:#}\nscript: {s}");
@@ -529,11 +506,11 @@ fn veth_replay_of_the_independent_capture() {
     assert!(
         recv_status.success(),
         "send_tensor.py --recv-results failed ({recv_status}): {}\n{}",
-        log(&recv_err),
-        log(&recv_out)
+        read_log(&recv_err),
+        read_log(&recv_out)
     );
-    let got: Value = serde_json::from_str(&log(&recv_out))
-        .unwrap_or_else(|err| panic!("recv output: {err}: {}", log(&recv_out)));
+    let got: Value = serde_json::from_str(&read_log(&recv_out))
+        .unwrap_or_else(|err| panic!("recv output: {err}: {}", read_log(&recv_out)));
     let results = got["results"].as_array().expect("results");
     eq(results.len() as u64, IMAGES, "results received");
     let want = images_of(&s);

@@ -382,26 +382,97 @@ impl Traffic {
     /// Images (by source, model, id) that have at least one valid fragment in the capture
     /// but are not intact: the verifier holds them until it evicts them.
     pub fn incomplete_images_seen(&self) -> u64 {
-        let mut seen: HashSet<(SocketAddr, u8, u32)> = HashSet::new();
+        let intact = self.intact_keys();
+        self.images_in_capture()
+            .keys()
+            .filter(|k| !intact.contains(k))
+            .count() as u64
+    }
+
+    /// Every image with at least one valid fragment in the capture, with the tensor size
+    /// its fragment headers give (`total_bytes`).
+    fn images_in_capture(&self) -> HashMap<ImageKey, u64> {
+        let mut images = HashMap::new();
         for r in read_pcap(&self.pcap) {
             if let Classified::Fragment {
                 datagram, header, ..
             } = frame::classify(&r.data, |p| p == 9000)
             {
-                seen.insert((datagram.src, header.model, header.image));
+                images.insert(
+                    (datagram.src, header.model, header.image),
+                    header.total_bytes as u64,
+                );
             }
         }
-        let intact: HashSet<(SocketAddr, u8, u32)> = self
-            .intact()
-            .iter()
-            .map(|m| (manifest_src(m), n(&m["model"]) as u8, n(&m["image"]) as u32))
-            .collect();
-        seen.difference(&intact).count() as u64
+        images
+    }
+
+    /// Keys of the intact images.
+    fn intact_keys(&self) -> HashSet<ImageKey> {
+        self.intact().into_iter().map(image_key).collect()
     }
 }
 
-fn manifest_src(m: &Value) -> SocketAddr {
-    m["src"].as_str().unwrap().parse().unwrap()
+/// A capture with every kind of fault pktgen injects (loss, duplication, reordering,
+/// truncation, corruption, images that never complete): `count` images of 8 variants in 3
+/// flows to models 1 and 2, seed 7. Asserts that each kind of fault is in it.
+pub fn faulty_traffic(dir: &Path, count: &str) -> Traffic {
+    let t = Traffic::generate(
+        dir,
+        "faults",
+        &[
+            "--synthetic",
+            "1x3x64x64",
+            "--variants",
+            "8",
+            "--count",
+            count,
+            "--flows",
+            "3",
+            "--model",
+            "1,2",
+            "--seed",
+            "7",
+            "--loss",
+            "0.002",
+            "--dup",
+            "0.02",
+            "--reorder",
+            "32",
+            "--truncate",
+            "0.002",
+            "--corrupt",
+            "0.002",
+            "--incomplete",
+            "0.05",
+            "--pps",
+            "200000",
+        ],
+    );
+    let s = &t.summary;
+    for fault in [
+        "lost",
+        "duplicated",
+        "truncated",
+        "corrupted",
+        "withheld",
+        "reordered",
+    ] {
+        assert!(n(&s[fault]) > 0, "seed 7 should inject some {fault}: {s}");
+    }
+    t
+}
+
+/// An image's identity: (source, model, image id).
+type ImageKey = (SocketAddr, u8, u32);
+
+/// The key of a manifest line.
+fn image_key(m: &Value) -> ImageKey {
+    (
+        m["src"].as_str().unwrap().parse().unwrap(),
+        n(&m["model"]) as u8,
+        n(&m["image"]) as u32,
+    )
 }
 
 /// Every record of a pcap file.
@@ -461,17 +532,12 @@ pub fn results_in_pcaps(paths: &[&Path]) -> Vec<(Datagram, result::Repr)> {
 /// manifest's CRC-32 and sender timestamp, sent from `SERVER` (MAC `SERVER_MAC`) to the
 /// image's source address (MAC `CLIENT_MAC`), and that nothing else was answered.
 pub fn assert_results_match_manifest(results: &[(Datagram, result::Repr)], manifest: &[Value]) {
-    let intact: HashMap<(SocketAddr, u8, u32), &Value> = manifest
+    let intact: HashMap<ImageKey, &Value> = manifest
         .iter()
         .filter(|m| m["intact"] == true)
-        .map(|m| {
-            (
-                (manifest_src(m), n(&m["model"]) as u8, n(&m["image"]) as u32),
-                m,
-            )
-        })
+        .map(|m| (image_key(m), m))
         .collect();
-    let mut answered: HashMap<(SocketAddr, u8, u32), usize> = HashMap::new();
+    let mut answered: HashMap<ImageKey, usize> = HashMap::new();
     for (d, r) in results {
         let key = (d.dst, r.model, r.image);
         let m = intact
@@ -503,33 +569,91 @@ pub fn assert_results_match_manifest(results: &[(Datagram, result::Repr)], manif
     );
 }
 
+/// Runs `netml verify-pcap --json --strict --timeout-ms 60000 PCAP` (the timeout long
+/// enough that only the end of the capture evicts) and returns its JSON.
+pub fn verify_pcap(pcap: &Path) -> Value {
+    let out = run_ok(
+        Command::new(bin("netml"))
+            .args(["verify-pcap", "--json", "--strict", "--timeout-ms", "60000"])
+            .arg(pcap),
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("verify-pcap JSON: {e}"))
+}
+
 /// Runs `netml --log info run ARGS --stats-interval 0 --json DIR/NAME.json` to completion
 /// (at most 60 s), asserts it exited 0, and returns its report.
 pub fn netml_run(dir: &Path, name: &str, args: &[&std::ffi::OsStr]) -> Value {
-    let report = dir.join(format!("{name}.json"));
-    let (out, err) = (
-        dir.join(format!("{name}.out")),
-        dir.join(format!("{name}.err")),
-    );
-    let mut cmd = Command::new(bin("netml"));
-    cmd.args(["--log", "info", "run", "--stats-interval", "0"])
-        .args(args)
-        .arg("--json")
-        .arg(&report)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out).unwrap())
-        .stderr(std::fs::File::create(&err).unwrap());
-    let status = Background::netml(&mut cmd)
-        .wait(Duration::from_secs(60))
-        .status;
-    let text = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
-    assert!(
-        status.success(),
-        "{cmd:?} failed ({status}):\n{}\n{}",
-        text(&out),
-        text(&err)
-    );
-    json_file(&report)
+    NetmlRun::spawn(dir, name, args).finish(Duration::from_secs(60))
+}
+
+/// `netml --log info run ARGS --stats-interval 0 --json DIR/NAME.json` in the background,
+/// its stdout and stderr in `DIR/NAME.out` and `DIR/NAME.err`.
+pub struct NetmlRun {
+    process: Background,
+    cmd: String,
+    report: PathBuf,
+    out: PathBuf,
+    err: PathBuf,
+}
+
+impl NetmlRun {
+    /// Starts it.
+    pub fn spawn(dir: &Path, name: &str, args: &[&std::ffi::OsStr]) -> NetmlRun {
+        let report = dir.join(format!("{name}.json"));
+        let (out, err) = (
+            dir.join(format!("{name}.out")),
+            dir.join(format!("{name}.err")),
+        );
+        let mut cmd = Command::new(bin("netml"));
+        cmd.args(["--log", "info", "run", "--stats-interval", "0"])
+            .args(args)
+            .arg("--json")
+            .arg(&report)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap());
+        NetmlRun {
+            process: Background::netml(&mut cmd),
+            cmd: format!("{cmd:?}"),
+            report,
+            out,
+            err,
+        }
+    }
+
+    /// Waits (up to 30 s) until it logs that it is running; panics if it does not, or if
+    /// it has stopped already (an idle timeout on early traffic, say).
+    pub fn wait_running(&mut self) {
+        let process = &mut self.process;
+        let ready = wait_for_text(&self.err, "running:", Duration::from_secs(30), || {
+            process.running()
+        });
+        assert!(ready, "netml did not start:\n{}", read_log(&self.err));
+        assert!(
+            self.process.running(),
+            "netml stopped before the replay (idle timeout on early traffic?):\n{}\n{}",
+            read_log(&self.out),
+            read_log(&self.err)
+        );
+    }
+
+    /// Waits up to `timeout` for it to exit, asserts it exited 0, and returns its report.
+    pub fn finish(self, timeout: Duration) -> Value {
+        let status = self.process.wait(timeout).status;
+        assert!(
+            status.success(),
+            "{} failed ({status}):\n{}\n{}",
+            self.cmd,
+            read_log(&self.out),
+            read_log(&self.err)
+        );
+        json_file(&self.report)
+    }
+}
+
+/// The text of a log file, empty when it cannot be read.
+pub fn read_log(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
 }
 
 /// Asserts the report's pipeline counters (`total`, the rx port and the sink) against what
@@ -661,29 +785,19 @@ pub fn assert_verifier_matches(report: &Value, t: &Traffic) {
 
 /// Tensor bytes of the intact images: read from the capture (total_bytes of fragment 0).
 fn intact_fragments_bytes(t: &Traffic) -> u64 {
-    let intact: HashSet<(SocketAddr, u8, u32)> = t
-        .intact()
-        .iter()
-        .map(|m| (manifest_src(m), n(&m["model"]) as u8, n(&m["image"]) as u32))
+    let intact = t.intact_keys();
+    let bytes: Vec<u64> = t
+        .images_in_capture()
+        .into_iter()
+        .filter(|(k, _)| intact.contains(k))
+        .map(|(_, b)| b)
         .collect();
-    let mut bytes: HashMap<(SocketAddr, u8, u32), u64> = HashMap::new();
-    for r in read_pcap(&t.pcap) {
-        if let Classified::Fragment {
-            datagram, header, ..
-        } = frame::classify(&r.data, |p| p == 9000)
-        {
-            let key = (datagram.src, header.model, header.image);
-            if intact.contains(&key) {
-                bytes.insert(key, header.total_bytes as u64);
-            }
-        }
-    }
     assert_eq!(
         bytes.len(),
         intact.len(),
         "every intact image is in the capture"
     );
-    bytes.values().sum()
+    bytes.iter().sum()
 }
 
 /// Frames that are not the protocol's: UDP to port 53 over IPv4 and IPv6, UDP to port 9001,

@@ -22,7 +22,7 @@ fn demo(dir: &std::path::Path, extra: &[&str]) -> Background {
 }
 
 fn check_stopped(dir: &std::path::Path, b: Background) {
-    let log = std::fs::read_to_string(dir.join("err")).unwrap_or_default();
+    let log = read_log(&dir.join("err"));
     // `wait` kills it and panics when it does not exit in time.
     let _status = b.wait(Duration::from_secs(30)).status;
     let report = json_file(&dir.join("report.json"));

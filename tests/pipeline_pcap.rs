@@ -12,89 +12,41 @@
 //! `tx_pcap=` files and look for results in both.
 
 use netml_e2e::*;
+use serde_json::Value;
 use std::ffi::OsStr;
 use std::path::Path;
 
-/// A configuration whose verifier timeout cannot expire while net_pcap reads the file,
-/// however slow this machine is: incomplete images are evicted only at shutdown.
-fn config(dir: &Path) -> std::path::PathBuf {
-    let p = dir.join("netml.toml");
-    std::fs::write(&p, "[verifier]\ntimeout_ms = 60000\n").unwrap();
-    p
-}
-
-fn vdev_args(input: &Path, tx: &[&Path]) -> String {
-    let mut a = format!("rx_pcap={}", input.display());
+/// Runs `netml run` on net_pcap0 reading `input` and writing the tx queues to `tx`, with
+/// `args` between the port's and `--until-idle-ms 1500`, and returns its report. The
+/// configuration's verifier timeout cannot expire while net_pcap reads the file, however
+/// slow this machine is: incomplete images are evicted only at shutdown.
+fn run_pcap(dir: &Path, input: &Path, tx: &[&Path], args: &[&str]) -> Value {
+    let cfg = dir.join("netml.toml");
+    std::fs::write(&cfg, "[verifier]\ntimeout_ms = 60000\n").unwrap();
+    let mut vdev = format!("rx_pcap={}", input.display());
     for t in tx {
-        a.push_str(&format!(",tx_pcap={}", t.display()));
+        vdev.push_str(&format!(",tx_pcap={}", t.display()));
     }
-    a
+    let mut a = vec![
+        OsStr::new("--config"),
+        cfg.as_os_str(),
+        OsStr::new("--port"),
+        OsStr::new("net_pcap0"),
+        OsStr::new("--vdev-args"),
+        OsStr::new(&vdev),
+    ];
+    a.extend(args.iter().map(OsStr::new));
+    a.extend([OsStr::new("--until-idle-ms"), OsStr::new("1500")]);
+    netml_run(dir, "report", &a)
 }
 
 #[test]
 fn faulty_capture_is_counted_exactly_and_every_intact_image_is_answered() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    let t = Traffic::generate(
-        dir.path(),
-        "faults",
-        &[
-            "--synthetic",
-            "1x3x64x64",
-            "--variants",
-            "8",
-            "--count",
-            "160",
-            "--flows",
-            "3",
-            "--model",
-            "1,2",
-            "--seed",
-            "7",
-            "--loss",
-            "0.002",
-            "--dup",
-            "0.02",
-            "--reorder",
-            "32",
-            "--truncate",
-            "0.002",
-            "--corrupt",
-            "0.002",
-            "--incomplete",
-            "0.05",
-            "--pps",
-            "200000",
-        ],
-    );
-    let s = &t.summary;
-    for fault in [
-        "lost",
-        "duplicated",
-        "truncated",
-        "corrupted",
-        "withheld",
-        "reordered",
-    ] {
-        assert!(n(&s[fault]) > 0, "seed 7 should inject some {fault}: {s}");
-    }
+    let t = faulty_traffic(dir.path(), "160");
     let (tx0, tx1) = (dir.path().join("tx0.pcap"), dir.path().join("tx1.pcap"));
-    let cfg = config(dir.path());
-    let vdev = vdev_args(&t.pcap, &[&tx0, &tx1]);
-    let report = netml_run(
-        dir.path(),
-        "report",
-        &[
-            OsStr::new("--config"),
-            cfg.as_os_str(),
-            OsStr::new("--port"),
-            OsStr::new("net_pcap0"),
-            OsStr::new("--vdev-args"),
-            OsStr::new(&vdev),
-            OsStr::new("--until-idle-ms"),
-            OsStr::new("1500"),
-        ],
-    );
+    let report = run_pcap(dir.path(), &t.pcap, &[&tx0, &tx1], &[]);
     assert_report_matches(&report, &t, 0, false);
     assert!(
         t.incomplete_images_seen() > 0,
@@ -106,7 +58,7 @@ fn faulty_capture_is_counted_exactly_and_every_intact_image_is_answered() {
     let results = results_in_pcaps(&[&tx0, &tx1]);
     let frames = read_pcap(&tx0).len() + read_pcap(&tx1).len();
     assert_eq!(frames, results.len(), "tx captures hold only results");
-    assert_eq!(results.len() as u64, n(&s["images_intact"]));
+    assert_eq!(results.len() as u64, n(&t.summary["images_intact"]));
     assert_results_match_manifest(&results, &t.manifest);
 }
 
@@ -148,25 +100,11 @@ fn other_traffic_is_dropped_by_the_chain() {
     let input = dir.path().join("mixed.pcap");
     mix_into(&t.pcap, &extra, &input);
     let (tx0, tx1) = (dir.path().join("tx0.pcap"), dir.path().join("tx1.pcap"));
-    let cfg = config(dir.path());
-    let vdev = vdev_args(&input, &[&tx0, &tx1]);
-    let report = netml_run(
+    let report = run_pcap(
         dir.path(),
-        "report",
-        &[
-            OsStr::new("--config"),
-            cfg.as_os_str(),
-            OsStr::new("--port"),
-            OsStr::new("net_pcap0"),
-            OsStr::new("--vdev-args"),
-            OsStr::new(&vdev),
-            OsStr::new("--queues"),
-            OsStr::new("1"),
-            OsStr::new("--chain"),
-            OsStr::new("drop"),
-            OsStr::new("--until-idle-ms"),
-            OsStr::new("1500"),
-        ],
+        &input,
+        &[&tx0, &tx1],
+        &["--queues", "1", "--chain", "drop"],
     );
     assert_report_matches(&report, &t, extra.len() as u64, false);
     assert_eq!(report["workers"].as_array().unwrap().len(), 1);
@@ -189,24 +127,7 @@ fn other_traffic_is_forwarded_unchanged_by_the_chain() {
     let input = dir.path().join("mixed.pcap");
     mix_into(&t.pcap, &extra, &input);
     let (fwd, out) = (dir.path().join("fwd.pcap"), dir.path().join("out.pcap"));
-    let cfg = config(dir.path());
-    let vdev = vdev_args(&input, &[&fwd, &out]);
-    let report = netml_run(
-        dir.path(),
-        "report",
-        &[
-            OsStr::new("--config"),
-            cfg.as_os_str(),
-            OsStr::new("--port"),
-            OsStr::new("net_pcap0"),
-            OsStr::new("--vdev-args"),
-            OsStr::new(&vdev),
-            OsStr::new("--chain"),
-            OsStr::new("forward"),
-            OsStr::new("--until-idle-ms"),
-            OsStr::new("1500"),
-        ],
-    );
+    let report = run_pcap(dir.path(), &input, &[&fwd, &out], &["--chain", "forward"]);
     assert_report_matches(&report, &t, extra.len() as u64, true);
     // Tx queue 0 (the worker's) carries the other traffic, byte for byte and in order;
     // tx queue 1 carries the results.
@@ -225,22 +146,7 @@ fn one_tx_capture_is_enough_when_the_chain_drops() {
     let dir = tempfile::tempdir().unwrap();
     let t = lossy_traffic(dir.path(), "13");
     let out = dir.path().join("out.pcap");
-    let vdev = vdev_args(&t.pcap, &[&out]);
-    let cfg = config(dir.path());
-    let report = netml_run(
-        dir.path(),
-        "report",
-        &[
-            OsStr::new("--config"),
-            cfg.as_os_str(),
-            OsStr::new("--port"),
-            OsStr::new("net_pcap0"),
-            OsStr::new("--vdev-args"),
-            OsStr::new(&vdev),
-            OsStr::new("--until-idle-ms"),
-            OsStr::new("1500"),
-        ],
-    );
+    let report = run_pcap(dir.path(), &t.pcap, &[&out], &[]);
     assert_report_matches(&report, &t, 0, false);
     let results = results_in_pcaps(&[&out]);
     assert_eq!(read_pcap(&out).len(), results.len());

@@ -16,9 +16,8 @@
 
 use netml_e2e::*;
 use serde_json::Value;
+use std::ffi::OsStr;
 use std::fs::File;
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// The namespace end gets the capture's source address and MAC, so that its kernel takes
@@ -114,62 +113,38 @@ fn run(s: &Setup) -> Outcome {
     assert!(
         ns.wait_udp_listening(FIRST_PORT + s.flows - 1, Duration::from_secs(10)),
         "netml-pktgen recv does not listen: {}",
-        std::fs::read_to_string(&recv_err).unwrap_or_default()
+        read_log(&recv_err)
     );
 
-    let report_path = d.join("report.json");
-    let (out_path, err_path) = (d.join("netml.out"), d.join("netml.err"));
     let vdev = s.vdev_args.replace("{if}", &ns.root_if);
-    let mut netml = Background::netml(
-        Command::new(bin("netml"))
-            .args([
-                "--log",
-                "info",
-                "run",
-                "--port",
-                s.port,
-                "--vdev-args",
-                &vdev,
-            ])
-            .args(["--queues", &s.queues.to_string()])
-            .args(["--until-idle-ms", "2000", "--stats-interval", "0"])
-            .arg("--json")
-            .arg(&report_path)
-            .stdin(Stdio::null())
-            .stdout(File::create(&out_path).unwrap())
-            .stderr(File::create(&err_path).unwrap()),
+    let queues = s.queues.to_string();
+    let mut netml = NetmlRun::spawn(
+        d,
+        "report",
+        &[
+            OsStr::new("--port"),
+            OsStr::new(s.port),
+            OsStr::new("--vdev-args"),
+            OsStr::new(&vdev),
+            OsStr::new("--queues"),
+            OsStr::new(&queues),
+            OsStr::new("--until-idle-ms"),
+            OsStr::new("2000"),
+        ],
     );
-    let log = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
-    let ready = wait_for_text(&err_path, "running:", Duration::from_secs(30), || {
-        netml.running()
-    });
-    assert!(ready, "netml did not start:\n{}", log(&err_path));
-    assert!(
-        netml.running(),
-        "netml stopped before the replay (idle timeout on early traffic?):\n{}\n{}",
-        log(&out_path),
-        log(&err_path)
-    );
+    netml.wait_running();
 
     let sent = tcpreplay(&ns, &replay_pcap, 20000);
 
     let recv_status = recv.wait(Duration::from_secs(40)).status;
-    let netml_out = netml.wait(Duration::from_secs(40));
-    assert!(
-        netml_out.status.success(),
-        "netml failed ({}):\n{}\n{}",
-        netml_out.status,
-        log(&out_path),
-        log(&err_path)
-    );
+    let report = netml.finish(Duration::from_secs(40));
     assert!(
         recv_status.success(),
         "netml-pktgen recv failed ({recv_status}): {}",
-        log(&recv_err)
+        read_log(&recv_err)
     );
-    let recv: Value = serde_json::from_str(&log(&recv_out))
-        .unwrap_or_else(|e| panic!("recv output: {e}: {}", log(&recv_out)));
-    let report = json_file(&report_path);
+    let recv: Value = serde_json::from_str(&read_log(&recv_out))
+        .unwrap_or_else(|e| panic!("recv output: {e}: {}", read_log(&recv_out)));
     drop(ns);
     Outcome {
         traffic,

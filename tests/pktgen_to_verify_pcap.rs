@@ -9,63 +9,12 @@ use std::process::Command;
 #[test]
 fn verify_pcap_counts_exactly_what_pktgen_injected() {
     let dir = tempfile::tempdir().unwrap();
-    let pcap = dir.path().join("faults.pcap");
-    let summary = dir.path().join("summary.json");
-    let manifest = dir.path().join("manifest.jsonl");
-    run_ok(
-        Command::new(bin("netml-pktgen"))
-            .args([
-                "send",
-                "--synthetic",
-                "1x3x64x64",
-                "--variants",
-                "8",
-                "--count",
-                "120",
-                "--flows",
-                "3",
-                "--model",
-                "1,2",
-                "--seed",
-                "7",
-                "--loss",
-                "0.002",
-                "--dup",
-                "0.02",
-                "--reorder",
-                "32",
-                "--truncate",
-                "0.002",
-                "--corrupt",
-                "0.002",
-                "--incomplete",
-                "0.05",
-                "--pps",
-                "200000",
-                "--quiet",
-            ])
-            .arg("--pcap")
-            .arg(&pcap)
-            .arg("--summary")
-            .arg(&summary)
-            .arg("--manifest")
-            .arg(&manifest),
-    );
-    let s = json_file(&summary);
+    let t = faulty_traffic(dir.path(), "120");
+    let (pcap, s) = (&t.pcap, &t.summary);
     assert_eq!(n(&s["images"]), 120);
-    for fault in [
-        "lost",
-        "duplicated",
-        "truncated",
-        "corrupted",
-        "withheld",
-        "reordered",
-    ] {
-        assert!(n(&s[fault]) > 0, "seed 7 should inject some {fault}: {s}");
-    }
 
     if have("tshark") {
-        let out = run_ok(Command::new("tshark").arg("-r").arg(&pcap).args([
+        let out = run_ok(Command::new("tshark").arg("-r").arg(pcap).args([
             "-c",
             "5",
             "-T",
@@ -83,12 +32,7 @@ fn verify_pcap_counts_exactly_what_pktgen_injected() {
         eprintln!("tshark not installed: skipping the tshark check");
     }
 
-    let out = run_ok(
-        Command::new(bin("netml"))
-            .args(["verify-pcap", "--json", "--strict", "--timeout-ms", "60000"])
-            .arg(&pcap),
-    );
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let doc = verify_pcap(pcap);
     let (rx, v) = (&doc["rx"], &doc["verifier"]);
     assert_eq!(n(&rx["frames"]), n(&s["frames_written"]));
     assert_eq!(n(&rx["truncated"]), n(&s["truncated"]));
@@ -112,8 +56,9 @@ fn verify_pcap_counts_exactly_what_pktgen_injected() {
     assert_eq!(n(&doc["crc_mismatch"]), 0);
 
     // Every intact image of the manifest was reassembled with the sender's CRC, and no other.
-    let intact: HashMap<(u64, u64, String), u64> = jsonl_file(&manifest)
-        .into_iter()
+    let intact: HashMap<(u64, u64, String), u64> = t
+        .manifest
+        .iter()
         .filter(|m| m["intact"] == true)
         .map(|m| {
             (

@@ -2,8 +2,7 @@
 
 mod common;
 
-use common::{json, manifest, pktgen, read_capture, scratch};
-use std::net::SocketAddr;
+use common::{json, manifest, manifest_key, pktgen, read_capture, scratch};
 
 #[test]
 fn clean_run_reassembles_exactly() {
@@ -38,12 +37,7 @@ fn clean_run_reassembles_exactly() {
     let m = manifest(&man);
     assert_eq!(m.len(), 6);
     for e in &m {
-        let key = (
-            e["src"].as_str().unwrap().parse().unwrap(),
-            e["model"].as_u64().unwrap() as u8,
-            e["image"].as_u64().unwrap() as u32,
-        );
-        let seen = &c.images[&key];
+        let seen = &c.images[&manifest_key(e)];
         let d = seen.descriptor.unwrap();
         assert_eq!(d.shape(), &[1, 3, 40, 40]);
         assert_eq!(seen.crc32(), Some(d.crc32));
@@ -131,13 +125,7 @@ fn fault_counters_are_exact() {
     assert_eq!(m.len() as u64, n("images"));
     let mut intact = 0;
     for e in &m {
-        let src: SocketAddr = e["src"].as_str().unwrap().parse().unwrap();
-        let key = (
-            src,
-            e["model"].as_u64().unwrap() as u8,
-            e["image"].as_u64().unwrap() as u32,
-        );
-        let crc = c.images.get(&key).and_then(|seen| seen.crc32());
+        let crc = c.images.get(&manifest_key(e)).and_then(|seen| seen.crc32());
         if e["intact"] == true {
             intact += 1;
             assert_eq!(crc, e["crc32"].as_u64().map(|v| v as u32), "{e}");

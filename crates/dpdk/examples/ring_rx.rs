@@ -166,28 +166,13 @@ fn main() -> netml_dpdk::Result<()> {
         budget_ns
     );
 
-    for mode in o.modes.clone() {
+    for &mode in &o.modes {
+        let mut run_for = |dur| run(mode, &o, &mut rxq, &ring, &pool, hz, dur);
         port.reset_stats()?;
         // Warm up, then measure.
-        run(
-            mode,
-            &o,
-            &mut rxq,
-            &ring,
-            &pool,
-            hz,
-            Duration::from_millis(300),
-        );
+        run_for(Duration::from_millis(300));
         port.reset_stats()?;
-        let (packets, ticks) = run(
-            mode,
-            &o,
-            &mut rxq,
-            &ring,
-            &pool,
-            hz,
-            Duration::from_secs_f64(o.seconds),
-        );
+        let (packets, ticks) = run_for(Duration::from_secs_f64(o.seconds));
         let secs = ticks as f64 / hz as f64;
         let mpps = packets as f64 / secs / 1e6;
         let ns = secs * 1e9 / packets as f64;

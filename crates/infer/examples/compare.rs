@@ -14,6 +14,9 @@ use std::time::Instant;
 use netml_infer::metrics::{rel_l2, top1_agreement};
 use netml_infer::{Engine, Plan, Precision, Reference, Tract};
 
+const USAGE: &str =
+    "usage: compare MODEL.onnx [--batch N] [--precision fp32|fp16|both] [--plan] [--seed S]";
+
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let mut path = None;
@@ -35,14 +38,14 @@ fn main() -> ExitCode {
             }
             "--plan" => show_plan = true,
             "-h" | "--help" => {
-                eprintln!("usage: compare MODEL.onnx [--batch N] [--precision fp32|fp16|both] [--plan] [--seed S]");
+                eprintln!("{USAGE}");
                 return ExitCode::SUCCESS;
             }
             _ => path = Some(a),
         }
     }
     let Some(path) = path else {
-        eprintln!("usage: compare MODEL.onnx [--batch N] [--precision fp32|fp16|both] [--plan] [--seed S]");
+        eprintln!("{USAGE}");
         return ExitCode::FAILURE;
     };
 

@@ -6,6 +6,7 @@
 //! same plan on cuDNN + cuBLAS, replayed as a CUDA graph). A new backend implements [`Engine`] and gets a variant in
 //! [`Backend`] / [`open`]; the pipeline does not change.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
@@ -82,6 +83,17 @@ pub fn check_input<E: Engine + ?Sized>(engine: &E, input: &[f32], batch: usize) 
         });
     }
     Ok(())
+}
+
+/// `input` zero-padded to `len` values (borrowed when it has them already): the full batch
+/// an engine compiled for `max_batch` runs when given fewer images.
+pub(crate) fn pad_batch(input: &[f32], len: usize) -> Cow<'_, [f32]> {
+    if input.len() == len {
+        return Cow::Borrowed(input);
+    }
+    let mut padded = vec![0f32; len];
+    padded[..input.len()].copy_from_slice(input);
+    Cow::Owned(padded)
 }
 
 /// The result of a run: a dense f32 tensor, batch first.

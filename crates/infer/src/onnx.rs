@@ -71,6 +71,48 @@ pub struct ValueInfo {
     pub dims: Option<Vec<Dim>>,
 }
 
+impl ValueInfo {
+    /// The input's shape for a plan of `batch` (the planner's and tract's):
+    /// only the first dimension may be symbolic (it becomes the batch), and
+    /// a fixed one must equal `batch`.
+    pub(crate) fn batched_shape(&self, batch: usize) -> Result<Vec<usize>> {
+        let dims = self.dims.as_ref().ok_or_else(|| Error::DynamicShape {
+            tensor: self.name.clone(),
+            detail: "the graph input declares no shape".into(),
+        })?;
+        if dims.is_empty() {
+            return Err(Error::DynamicShape {
+                tensor: self.name.clone(),
+                detail: "the graph input is a scalar; expected [N, ...]".into(),
+            });
+        }
+        let mut shape = vec![batch];
+        match &dims[0] {
+            Dim::Fixed(b) if *b != batch => {
+                return Err(Error::BadInputShape {
+                    expected: format!("batch {b} (fixed by the model's input '{}')", self.name),
+                    got: format!("a plan for batch {batch}"),
+                })
+            }
+            _ => {}
+        }
+        for (i, d) in dims.iter().enumerate().skip(1) {
+            match d {
+                Dim::Fixed(v) => shape.push(*v),
+                other => {
+                    return Err(Error::DynamicShape {
+                        tensor: self.name.clone(),
+                        detail: format!(
+                            "dimension {i} is '{other}'; only the first (batch) dimension may be symbolic"
+                        ),
+                    })
+                }
+            }
+        }
+        Ok(shape)
+    }
+}
+
 /// The payload of a constant tensor.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ConstData {

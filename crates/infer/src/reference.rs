@@ -18,6 +18,7 @@
 
 use crate::engine::{Engine, Output};
 use crate::error::{Error, Result};
+use crate::gpu::DType;
 use crate::plan::{
     Activation, Layout, Op, Plan, PoolKind, PoolStep, Precision, TensorId, WeightId, WeightLayout,
 };
@@ -120,17 +121,7 @@ impl Reference {
     /// Reads a tensor's elements in memory order.
     fn load_physical(&self, t: TensorId) -> Vec<f32> {
         let info = self.plan.tensor(t);
-        let bytes = &self.arena[info.offset..info.offset + info.bytes];
-        match self.prec() {
-            Precision::Fp32 => bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            Precision::Fp16 => bytes
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-        }
+        DType::of(self.prec()).unpack(&self.arena[info.offset..info.offset + info.bytes])
     }
 
     /// Writes a tensor's elements in memory order (rounding in fp16 plans).
@@ -138,19 +129,8 @@ impl Reference {
         let info = self.plan.tensor(t);
         assert_eq!(values.len(), info.numel());
         let range = info.offset..info.offset + info.bytes;
-        let bytes = &mut self.arena[range];
-        match self.plan.precision {
-            Precision::Fp32 => {
-                for (c, v) in bytes.chunks_exact_mut(4).zip(values) {
-                    c.copy_from_slice(&v.to_le_bytes());
-                }
-            }
-            Precision::Fp16 => {
-                for (c, v) in bytes.chunks_exact_mut(2).zip(values) {
-                    c.copy_from_slice(&half::f16::from_f32(*v).to_le_bytes());
-                }
-            }
-        }
+        let bytes = DType::of(self.prec()).pack(values);
+        self.arena[range].copy_from_slice(&bytes);
     }
 
     /// Reads a tensor in logical (ONNX, row-major) order.
@@ -492,15 +472,8 @@ impl Engine for Reference {
         let per_in: usize = self.input_shape().iter().product();
         let out_shape = self.output_shape().to_vec();
         let per_out: usize = out_shape.iter().product();
-        let data = if batch == self.plan.batch {
-            self.execute(input)?
-        } else {
-            let mut padded = vec![0f32; self.plan.batch * per_in];
-            padded[..input.len()].copy_from_slice(input);
-            let mut out = self.execute(&padded)?;
-            out.truncate(batch * per_out);
-            out
-        };
+        let mut data = self.execute(&crate::engine::pad_batch(input, self.plan.batch * per_in))?;
+        data.truncate(batch * per_out);
         let mut shape = vec![batch];
         shape.extend(out_shape);
         Ok(Output { shape, data })

@@ -11,7 +11,7 @@ use tract_onnx::prelude::*;
 
 use crate::engine::{Engine, Output};
 use crate::error::{Error, Result};
-use crate::onnx::{Dim, Model};
+use crate::onnx::Model;
 use crate::plan::Precision;
 
 type Runnable = TypedRunnableModel<TypedModel>;
@@ -53,33 +53,7 @@ impl Tract {
                 ir.inputs.len()
             )));
         }
-        let input = &ir.inputs[0];
-        let dims = input.dims.as_ref().ok_or_else(|| Error::DynamicShape {
-            tensor: input.name.clone(),
-            detail: "the graph input declares no shape".into(),
-        })?;
-        let mut shape = vec![batch];
-        if let Some(Dim::Fixed(b)) = dims.first() {
-            if *b != batch {
-                return Err(Error::BadInputShape {
-                    expected: format!("batch {b} (fixed by the model)"),
-                    got: format!("batch {batch}"),
-                });
-            }
-        }
-        for (i, d) in dims.iter().enumerate().skip(1) {
-            match d {
-                Dim::Fixed(v) => shape.push(*v),
-                other => {
-                    return Err(Error::DynamicShape {
-                        tensor: input.name.clone(),
-                        detail: format!(
-                            "dimension {i} is '{other}'; only the batch dimension may be symbolic"
-                        ),
-                    })
-                }
-            }
-        }
+        let shape = ir.inputs[0].batched_shape(batch)?;
 
         let model = tract_onnx::onnx()
             .with_ignore_output_shapes(true)
@@ -142,14 +116,8 @@ impl Engine for Tract {
         let per_in: usize = self.input_shape.iter().product();
         let mut full = vec![self.batch];
         full.extend_from_slice(&self.input_shape);
-        let tensor = if batch == self.batch {
-            Tensor::from_shape(&full, input)
-        } else {
-            let mut padded = vec![0f32; self.batch * per_in];
-            padded[..input.len()].copy_from_slice(input);
-            Tensor::from_shape(&full, &padded)
-        }
-        .map_err(terr)?;
+        let padded = crate::engine::pad_batch(input, self.batch * per_in);
+        let tensor = Tensor::from_shape(&full, &padded).map_err(terr)?;
         let out = self.model.run(tvec!(tensor.into())).map_err(terr)?;
         let view = out[0].to_array_view::<f32>().map_err(terr)?;
         let per_out: usize = self.output_shape.iter().product();

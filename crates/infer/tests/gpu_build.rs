@@ -204,12 +204,7 @@ fn asymmetric_padding_goes_through_an_explicit_pad() {
     let mut g = common::G::new(3);
     let x = g.conv("input", 3, 4, 3, 1, 1, 1, true);
     let w = g.randn(&[4, 4, 2, 2], 0.3);
-    let same_upper = pb::AttributeProto {
-        name: "auto_pad".into(),
-        r#type: pb::attribute_proto::AttributeType::String as i32,
-        s: b"SAME_UPPER".to_vec(),
-        ..Default::default()
-    };
+    let same_upper = common::attr_str("auto_pad", "SAME_UPPER");
     let x = g.node("Conv", &[&x, &w], vec![same_upper]);
     let pool = |k: i64, pads: &[i64]| {
         vec![

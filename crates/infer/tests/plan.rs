@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{attr_float, attr_int, G};
+use common::{attr_float, attr_int, attr_ints, attr_str, G};
 use netml_infer::metrics::rel_l2;
 use netml_infer::onnx::pb;
 use netml_infer::plan::{Activation, Layout, Op, WeightLayout};
@@ -298,31 +298,12 @@ fn grouped_depthwise_strided_dilated_and_asymmetric_convs() {
         "Conv",
         &[&x, &w],
         vec![
-            pb::AttributeProto {
-                name: "dilations".into(),
-                r#type: pb::attribute_proto::AttributeType::Ints as i32,
-                ints: vec![2, 2],
-                ..Default::default()
-            },
-            pb::AttributeProto {
-                name: "pads".into(),
-                r#type: pb::attribute_proto::AttributeType::Ints as i32,
-                ints: vec![2, 1, 1, 2],
-                ..Default::default()
-            },
+            attr_ints("dilations", &[2, 2]),
+            attr_ints("pads", &[2, 1, 1, 2]),
         ],
     );
     let w2 = g.randn(&[5, 4, 2, 3], 0.3);
-    let x = g.node(
-        "Conv",
-        &[&x, &w2],
-        vec![pb::AttributeProto {
-            name: "auto_pad".into(),
-            r#type: pb::attribute_proto::AttributeType::String as i32,
-            s: b"SAME_UPPER".to_vec(),
-            ..Default::default()
-        }],
-    );
+    let x = g.node("Conv", &[&x, &w2], vec![attr_str("auto_pad", "SAME_UPPER")]);
     let proto = g.finish(&[6, 11, 9], &x, 4);
     against_tract(&proto, 2);
 }
@@ -336,24 +317,9 @@ fn pools_clip_concat_softmax() {
         "AveragePool",
         &["input"],
         vec![
-            pb::AttributeProto {
-                name: "kernel_shape".into(),
-                r#type: pb::attribute_proto::AttributeType::Ints as i32,
-                ints: vec![3, 3],
-                ..Default::default()
-            },
-            pb::AttributeProto {
-                name: "strides".into(),
-                r#type: pb::attribute_proto::AttributeType::Ints as i32,
-                ints: vec![2, 2],
-                ..Default::default()
-            },
-            pb::AttributeProto {
-                name: "pads".into(),
-                r#type: pb::attribute_proto::AttributeType::Ints as i32,
-                ints: vec![1, 1, 1, 1],
-                ..Default::default()
-            },
+            attr_ints("kernel_shape", &[3, 3]),
+            attr_ints("strides", &[2, 2]),
+            attr_ints("pads", &[1, 1, 1, 1]),
             attr_int("count_include_pad", 1),
         ],
     );
@@ -491,13 +457,8 @@ fn unsupported_attributes_are_clear_errors() {
         "MaxPool",
         &["input"],
         vec![
-            pb::AttributeProto {
-                name: "kernel_shape".into(),
-                r#type: pb::attribute_proto::AttributeType::Ints as i32,
-                ints: vec![2, 2],
-                ..Default::default()
-            },
-            common::attr_ints("dilations", &[2, 2]),
+            attr_ints("kernel_shape", &[2, 2]),
+            attr_ints("dilations", &[2, 2]),
         ],
     );
     let proto = g.finish(&[3, 5, 5], &p, 4);

@@ -260,38 +260,36 @@ impl Drop for Pipeline {
 /// its main lcore and threads spawned afterwards inherit that mask, so without this every
 /// pipeline thread would share one core.
 pub fn unpin_thread() {
-    // SAFETY: sysconf has no preconditions; the cpu_set_t is zeroed and only set for
-    // indices below CPU_SETSIZE.
-    unsafe {
-        let online = libc::sysconf(libc::_SC_NPROCESSORS_ONLN).max(1) as usize;
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for cpu in 0..online.min(libc::CPU_SETSIZE as usize) {
-            libc::CPU_SET(cpu, &mut set);
-        }
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            tracing::warn!(
-                "could not widen the CPU affinity: {}",
-                std::io::Error::last_os_error()
-            );
-        }
+    // SAFETY: sysconf has no preconditions.
+    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
+    if let Err(e) = set_affinity(0..online.min(libc::CPU_SETSIZE as usize)) {
+        tracing::warn!("could not widen the CPU affinity: {e}");
     }
 }
 
 fn pin_to_core(core: usize) {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET stays within it for any core
-    // below CPU_SETSIZE, which the check ensures.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if core >= libc::CPU_SETSIZE as usize {
-            tracing::warn!("core {core} is beyond CPU_SETSIZE; not pinning");
-            return;
-        }
-        libc::CPU_SET(core, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            tracing::warn!(
-                "could not pin to core {core}: {}",
-                std::io::Error::last_os_error()
-            );
-        }
+    if core >= libc::CPU_SETSIZE as usize {
+        tracing::warn!("core {core} is beyond CPU_SETSIZE; not pinning");
+        return;
     }
+    if let Err(e) = set_affinity([core]) {
+        tracing::warn!("could not pin to core {core}: {e}");
+    }
+}
+
+/// Restricts the calling thread to `cpus` (each below `CPU_SETSIZE`).
+fn set_affinity(cpus: impl IntoIterator<Item = usize>) -> std::io::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; the callers keep every index below
+    // CPU_SETSIZE, so CPU_SET stays within it.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for cpu in cpus {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }

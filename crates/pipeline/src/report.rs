@@ -121,14 +121,6 @@ impl Report {
             t.backpressure_fragments
         );
         let k = &self.sink;
-        let _ = writeln!(
-            s,
-            "gather:   images={} bytes={} batches={} crc_mismatch={} rejected={} oversize={} failed={} stalls={} results_sent={} results_dropped={} submit_per_image={:.1}us on {}",
-            k.images, k.bytes, k.batches, k.crc_mismatch, k.rejected, k.oversize, k.ingest_failed,
-            k.ingest_stalls, k.results_sent, k.results_dropped,
-            if k.images > 0 { k.gather_ns as f64 / k.images as f64 / 1e3 } else { 0.0 },
-            self.ingest_target
-        );
         let per_image = |ns: u64| {
             if k.images > 0 {
                 ns as f64 / k.images as f64 / 1e3
@@ -136,6 +128,14 @@ impl Report {
                 0.0
             }
         };
+        let _ = writeln!(
+            s,
+            "gather:   images={} bytes={} batches={} crc_mismatch={} rejected={} oversize={} failed={} stalls={} results_sent={} results_dropped={} submit_per_image={:.1}us on {}",
+            k.images, k.bytes, k.batches, k.crc_mismatch, k.rejected, k.oversize, k.ingest_failed,
+            k.ingest_stalls, k.results_sent, k.results_dropped,
+            per_image(k.gather_ns),
+            self.ingest_target
+        );
         let _ = writeln!(
             s,
             "cpu:      rx workers {:.1} ms ({:.1}us per image), gather thread {:.1} ms ({:.1}us per image){}",

@@ -33,21 +33,13 @@ impl RxCounters {
 
     /// Adds another path's counters.
     pub fn add(&mut self, o: &RxCounters) {
-        for (a, b) in self.slots_mut().into_iter().zip(o.fields().map(|(_, v)| v)) {
-            *a += b;
-        }
-    }
-
-    fn slots_mut(&mut self) -> [&mut u64; 7] {
-        [
-            &mut self.frames,
-            &mut self.fragments,
-            &mut self.other,
-            &mut self.truncated,
-            &mut self.unrecognized,
-            &mut self.malformed,
-            &mut self.bad_checksum,
-        ]
+        self.frames += o.frames;
+        self.fragments += o.fragments;
+        self.other += o.other;
+        self.truncated += o.truncated;
+        self.unrecognized += o.unrecognized;
+        self.malformed += o.malformed;
+        self.bad_checksum += o.bad_checksum;
     }
 
     /// Name/value pairs in a fixed order, for tables and JSON.

@@ -53,6 +53,15 @@ pub fn manifest(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// A manifest line's image key, as in [`Capture::images`]: (src, model, image id).
+pub fn manifest_key(e: &serde_json::Value) -> (SocketAddr, u8, u32) {
+    (
+        e["src"].as_str().unwrap().parse().unwrap(),
+        e["model"].as_u64().unwrap() as u8,
+        e["image"].as_u64().unwrap() as u32,
+    )
+}
+
 /// One image as seen in a capture.
 #[derive(Debug, Default)]
 pub struct Seen {

@@ -52,10 +52,40 @@ struct BlockArgs {
     nblocks: u32,
 }
 
-// SAFETY: the pointers stay valid until the thread is joined (HostIngest joins its threads
-// before freeing the ring), and all cross-thread access through them follows the ring protocol
-// (atomics + fences in gather.cuh).
+// SAFETY: the pointers stay valid until the thread is joined (`spawn_block`'s contract), and
+// all cross-thread access through them follows the ring protocol (atomics + fences in
+// gather.cuh).
 unsafe impl Send for BlockArgs {}
+
+/// Starts block `bid` of `nblocks`: a thread named `netml-gather-{bid}` running the kernel's
+/// host block loop over `ring` and `ctl`.
+///
+/// # Safety
+/// `ring` (with its entries) and `ctl` stay valid until the thread is joined.
+///
+/// # Panics
+/// If the thread cannot be spawned.
+pub(crate) unsafe fn spawn_block(
+    ring: *const RawRing,
+    ctl: *mut RawGridCtl,
+    bid: u32,
+    nblocks: u32,
+) -> JoinHandle<()> {
+    let args = BlockArgs {
+        ring,
+        ctl,
+        bid,
+        nblocks,
+    };
+    std::thread::Builder::new()
+        .name(format!("netml-gather-{bid}"))
+        .spawn(move || {
+            let a = args;
+            // SAFETY: see `BlockArgs`: valid ring/ctl until this thread is joined.
+            unsafe { ring::netml_host_block_loop(a.ring, a.ctl, a.bid, a.nblocks) }
+        })
+        .expect("spawn gather block thread")
+}
 
 struct Producer {
     /// Next ticket to hand out.
@@ -124,20 +154,8 @@ impl HostIngest {
         };
         fence(Ordering::SeqCst);
         for bid in 0..n_blocks {
-            let args = BlockArgs {
-                ring: me.ring.ptr,
-                ctl: me.ctl.ptr,
-                bid,
-                nblocks: n_blocks,
-            };
-            let t = std::thread::Builder::new()
-                .name(format!("netml-gather-{bid}"))
-                .spawn(move || {
-                    let a = args;
-                    // SAFETY: see `BlockArgs`: valid ring/ctl until this thread is joined.
-                    unsafe { ring::netml_host_block_loop(a.ring, a.ctl, a.bid, a.nblocks) }
-                })
-                .expect("spawn gather block thread");
+            // SAFETY: HostIngest joins its threads before freeing the ring and ctl.
+            let t = unsafe { spawn_block(me.ring.ptr, me.ctl.ptr, bid, n_blocks) };
             me.threads.push(t);
         }
         me

@@ -13,6 +13,8 @@ use crate::ring::MAX_CHANNELS;
 
 pub(crate) use describe::{convert_params, describe, describe_into, ConvertParams};
 pub(crate) use entry::{write_entry, EntrySpec};
+#[cfg(test)]
+pub(crate) use ingest::spawn_block;
 pub use ingest::HostIngest;
 pub use scope::{gather_launch, Scope};
 

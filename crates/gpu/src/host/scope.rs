@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use super::{
     convert_params, describe, EntrySpec, Fragment, HostIngest, Normalize, SubmitError, Ticket,
 };
-use crate::ring::{self, RawEntry};
+use crate::ring::{self, RawEntry, RawFrag};
 
 /// Submission handle of [`HostIngest::scope`]: jobs borrow their buffers for `'scope`, and the
 /// scope waits for all of them before it ends.
@@ -61,13 +61,7 @@ impl<'scope> Scope<'scope, '_> {
         frags: &[Fragment<'scope>],
         dst: &'scope mut [u8],
     ) -> Result<Ticket, SubmitError> {
-        let descs = describe(
-            frags
-                .iter()
-                .map(|f| (f.src.as_ptr(), f.src.len(), f.dst_offset)),
-            frags.len(),
-            dst.len(),
-        )?;
+        let descs = describe_frags(frags, dst.len())?;
         Ok(self.ingest.publish(EntrySpec {
             dst: dst.as_mut_ptr() as u64,
             dst_len: dst.len() as u64,
@@ -88,13 +82,7 @@ impl<'scope> Scope<'scope, '_> {
         if dst.len() != n {
             return Err(SubmitError::BadNormalize);
         }
-        let descs = describe(
-            frags
-                .iter()
-                .map(|f| (f.src.as_ptr(), f.src.len(), f.dst_offset)),
-            frags.len(),
-            n,
-        )?;
+        let descs = describe_frags(frags, n)?;
         Ok(self.ingest.publish(EntrySpec {
             dst: dst.as_mut_ptr() as u64,
             dst_len: std::mem::size_of_val(dst) as u64,
@@ -123,13 +111,7 @@ pub fn gather_launch(
     dst: &mut [u8],
 ) -> Result<(), SubmitError> {
     assert!(n_blocks > 0, "need at least one block");
-    let descs = describe(
-        frags
-            .iter()
-            .map(|f| (f.src.as_ptr(), f.src.len(), f.dst_offset)),
-        frags.len(),
-        dst.len(),
-    )?;
+    let descs = describe_frags(frags, dst.len())?;
     // SAFETY: all-zero is a valid RawEntry (integers, floats, an atomic).
     let mut entry: Box<RawEntry> = Box::new(unsafe { std::mem::zeroed() });
     entry.nfrags = descs.len() as u32;
@@ -154,4 +136,15 @@ pub fn gather_launch(
     });
     drop(descs);
     Ok(())
+}
+
+/// [`describe`] of a job's fragments against a slot of `slot_len` bytes.
+fn describe_frags(frags: &[Fragment<'_>], slot_len: usize) -> Result<Vec<RawFrag>, SubmitError> {
+    describe(
+        frags
+            .iter()
+            .map(|f| (f.src.as_ptr(), f.src.len(), f.dst_offset)),
+        frags.len(),
+        slot_len,
+    )
 }

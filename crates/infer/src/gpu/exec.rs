@@ -86,7 +86,7 @@ impl GpuEngine {
     /// GPU, or no cuDNN / cuBLAS.
     pub fn new(plan: Plan, ordinal: usize) -> Result<GpuEngine> {
         // Translate first: an unsupported plan is reported the same way with or without a GPU.
-        translate(&plan)?;
+        let gp = translate(&plan)?;
         let gpus = netml_gpu::cuda::discover().map_err(|e| Error::Backend(e.to_string()))?;
         if ordinal >= gpus.len() {
             return Err(Error::Backend(format!(
@@ -95,14 +95,20 @@ impl GpuEngine {
             )));
         }
         let ctx = CudaContext::new(ordinal).map_err(err("cuCtxCreate"))?;
-        GpuEngine::with_context(&ctx, plan)
+        load_libraries()?;
+        GpuEngine::build(&ctx, plan, gp)
     }
 
     /// Wraps `plan` in an existing context (the pipeline's), on a new stream of its own.
     pub fn with_context(ctx: &Arc<CudaContext>, plan: Plan) -> Result<GpuEngine> {
-        // Before any cuDNN/cuBLAS call: cudarc panics on a library it cannot load.
         load_libraries()?;
         let gp = translate(&plan)?;
+        GpuEngine::build(ctx, plan, gp)
+    }
+
+    /// Loads `plan`, translated to `gp`, in `ctx`. The caller has loaded the libraries first:
+    /// cudarc panics on a cuDNN/cuBLAS call into a library it cannot load.
+    fn build(ctx: &Arc<CudaContext>, plan: Plan, gp: GpuPlan) -> Result<GpuEngine> {
         ctx.bind_to_thread().map_err(err("cuCtxSetCurrent"))?;
         let (major, minor) = ctx
             .compute_capability()

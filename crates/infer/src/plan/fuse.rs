@@ -39,11 +39,18 @@ impl Ir {
         while self.fuse_scale_shift() || self.fuse_residual() || self.fuse_activation() {}
     }
 
-    /// Moves producer `p` into consumer `c`'s slot, taking over its output.
-    fn absorb(&mut self, p: usize, c: usize, op: IrOp, extra_inputs: &[usize]) {
+    /// Moves producer `p` into consumer `c`'s slot, taking over its output,
+    /// with its op changed in place by `rewrite` (no copy of its weights).
+    fn absorb(
+        &mut self,
+        p: usize,
+        c: usize,
+        extra_inputs: &[usize],
+        rewrite: impl FnOnce(&mut IrOp),
+    ) {
         let mut prod = self.nodes[p].take().unwrap();
         let cons = self.nodes[c].take().unwrap();
-        prod.op = op;
+        rewrite(&mut prod.op);
         prod.output = cons.output;
         prod.inputs.extend_from_slice(extra_inputs);
         prod.sources.extend(cons.sources);
@@ -79,8 +86,8 @@ impl Ir {
             if !foldable {
                 continue;
             }
-            let mut op = pn.op.clone();
-            match &mut op {
+            let (scale, shift, act) = (scale.clone(), shift.clone(), *act);
+            self.absorb(p, c, &[], |op| match op {
                 IrOp::Conv {
                     w,
                     wshape,
@@ -89,8 +96,8 @@ impl Ir {
                     ..
                 } => {
                     let per = wshape[1] * wshape[2] * wshape[3];
-                    *bias = Some(fold_affine(w, per, bias.as_deref(), scale, shift));
-                    *slot = *act;
+                    *bias = Some(fold_affine(w, per, bias.as_deref(), &scale, &shift));
+                    *slot = act;
                 }
                 IrOp::Gemm {
                     w,
@@ -99,12 +106,11 @@ impl Ir {
                     act: slot,
                     ..
                 } => {
-                    *bias = Some(fold_affine(w, *k, bias.as_deref(), scale, shift));
-                    *slot = *act;
+                    *bias = Some(fold_affine(w, *k, bias.as_deref(), &scale, &shift));
+                    *slot = act;
                 }
                 _ => unreachable!("checked foldable above"),
-            }
-            self.absorb(p, c, op, &[]);
+            });
             return true;
         }
         false
@@ -142,15 +148,15 @@ impl Ir {
             }
             let Some((p, oi)) = best else { continue };
             let z = cn.inputs[1 - oi];
-            let mut op = self.nodes[p].as_ref().unwrap().op.clone();
-            if let IrOp::Conv {
-                act: a, residual, ..
-            } = &mut op
-            {
-                *a = act;
-                *residual = true;
-            }
-            self.absorb(p, c, op, &[z]);
+            self.absorb(p, c, &[z], |op| {
+                if let IrOp::Conv {
+                    act: a, residual, ..
+                } = op
+                {
+                    *a = act;
+                    *residual = true;
+                }
+            });
             return true;
         }
         false
@@ -166,10 +172,10 @@ impl Ir {
             let Some(p) = sole_producer(&uses, &prod, cn.inputs[0]) else {
                 continue;
             };
-            let mut op = self.nodes[p].as_ref().unwrap().op.clone();
-            let Some(slot) = op.free_act() else { continue };
-            *slot = act;
-            self.absorb(p, c, op, &[]);
+            if self.nodes[p].as_mut().unwrap().op.free_act().is_none() {
+                continue;
+            }
+            self.absorb(p, c, &[], |op| *op.free_act().unwrap() = act);
             return true;
         }
         false

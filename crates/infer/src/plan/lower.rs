@@ -13,7 +13,7 @@ use std::fmt;
 use super::ir::{Ir, IrNode, IrOp, IrTensor};
 use super::{fold, shapes, Activation};
 use crate::error::{Error, Result};
-use crate::onnx::{Constant, Dim, Model, Node, ValueInfo};
+use crate::onnx::{Constant, Model, Node};
 
 /// What a node lowers to: the op, its activation inputs (IR tensor
 /// indices) and its output shape.
@@ -113,7 +113,7 @@ pub(super) fn build_ir(model: &Model, batch: usize) -> Result<Ir> {
     let mut ir = Ir {
         tensors: vec![IrTensor {
             name: input.name.clone(),
-            shape: input_shape(input, batch)?,
+            shape: input.batched_shape(batch)?,
         }],
         nodes: Vec::new(),
         input: 0,
@@ -183,45 +183,6 @@ pub(super) fn build_ir(model: &Model, batch: usize) -> Result<Ir> {
         }
     };
     Ok(ir)
-}
-
-/// The input's shape for a plan of `batch`: only the first dimension may
-/// be symbolic (it becomes the batch), and a fixed one must equal `batch`.
-fn input_shape(input: &ValueInfo, batch: usize) -> Result<Vec<usize>> {
-    let dims = input.dims.as_ref().ok_or_else(|| Error::DynamicShape {
-        tensor: input.name.clone(),
-        detail: "the graph input declares no shape".into(),
-    })?;
-    if dims.is_empty() {
-        return Err(Error::DynamicShape {
-            tensor: input.name.clone(),
-            detail: "the graph input is a scalar; expected [N, ...]".into(),
-        });
-    }
-    let mut shape = vec![batch];
-    match &dims[0] {
-        Dim::Fixed(b) if *b != batch => {
-            return Err(Error::BadInputShape {
-                expected: format!("batch {b} (fixed by the model's input '{}')", input.name),
-                got: format!("a plan for batch {batch}"),
-            })
-        }
-        _ => {}
-    }
-    for (i, d) in dims.iter().enumerate().skip(1) {
-        match d {
-            Dim::Fixed(v) => shape.push(*v),
-            other => {
-                return Err(Error::DynamicShape {
-                    tensor: input.name.clone(),
-                    detail: format!(
-                    "dimension {i} is '{other}'; only the first (batch) dimension may be symbolic"
-                ),
-                })
-            }
-        }
-    }
-    Ok(shape)
 }
 
 /// Every supported op but Dropout (which `build_ir` aliases away).

@@ -39,6 +39,15 @@ pub fn attr_int(name: &str, v: i64) -> pb::AttributeProto {
     }
 }
 
+pub fn attr_str(name: &str, v: &str) -> pb::AttributeProto {
+    pb::AttributeProto {
+        name: name.into(),
+        r#type: pb::attribute_proto::AttributeType::String as i32,
+        s: v.as_bytes().to_vec(),
+        ..Default::default()
+    }
+}
+
 pub fn attr_float(name: &str, v: f32) -> pb::AttributeProto {
     pb::AttributeProto {
         name: name.into(),

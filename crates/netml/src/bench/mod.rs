@@ -37,7 +37,7 @@ pub(crate) mod infer;
 mod ingest;
 mod meter;
 mod monitor;
-mod output;
+pub(crate) mod output;
 mod pipeline;
 mod report;
 mod rx;

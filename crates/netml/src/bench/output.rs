@@ -59,7 +59,7 @@ pub(super) fn write_file(path: &Path, text: &str) -> Result<(), String> {
 }
 
 /// A CSV field, quoted when it holds a comma, a quote or a line break.
-pub(super) fn csv_field(s: &str) -> String {
+pub(crate) fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::Row;
+use crate::bench::output::csv_field;
 
 fn result(ok: Option<bool>) -> &'static str {
     match ok {
@@ -67,14 +68,6 @@ pub fn text(rows: &[Row]) -> String {
         line(&mut out, c);
     }
     out
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
 }
 
 /// CSV with a header line.

@@ -31,19 +31,18 @@ impl Sink {
     pub(super) fn admit(&mut self, st: &mut State, done: Complete, images: &mut Vec<Admitted>) {
         let mut answer = Answer::new(&done.image, self.clock.now_ns());
         let image = done.image;
-        if !self.models.is_empty() && !self.models.contains(&image.key.model) {
-            st.c.rejected += 1;
-            drop(image);
-            answer.status = Status::Rejected;
-            self.reply(st, answer);
+        let counter = if !self.models.is_empty() && !self.models.contains(&image.key.model) {
+            &mut st.c.rejected
         } else if image.total_bytes as usize > self.max_image_bytes {
-            st.c.oversize += 1;
-            drop(image);
-            answer.status = Status::Rejected;
-            self.reply(st, answer);
+            &mut st.c.oversize
         } else {
             images.push(Admitted { image, answer });
-        }
+            return;
+        };
+        *counter += 1;
+        drop(image);
+        answer.status = Status::Rejected;
+        self.reply(st, answer);
     }
 
     /// Submits `images` as one batch into the first free slot, each image in the strided

@@ -24,6 +24,22 @@ pub struct Tracked {
     ledger: SharedLedger,
 }
 
+impl Tracked {
+    /// A new handle owning `payload`, counted as created in `ledger`.
+    pub fn new(ledger: &SharedLedger, payload: Vec<u8>) -> Tracked {
+        let id = {
+            let mut l = ledger.borrow_mut();
+            l.created += 1;
+            l.created
+        };
+        Tracked {
+            id,
+            payload,
+            ledger: ledger.clone(),
+        }
+    }
+}
+
 impl Drop for Tracked {
     fn drop(&mut self) {
         assert!(
@@ -78,20 +94,11 @@ pub fn fragments(
             };
             let at = header.tensor_offset();
             let payload = data[at..at + header.expected_payload_len().unwrap()].to_vec();
-            let id = {
-                let mut l = ledger.borrow_mut();
-                l.created += 1;
-                l.created
-            };
             Fragment {
                 source: source(port),
                 header,
                 payload_len: payload.len(),
-                handle: Tracked {
-                    id,
-                    payload,
-                    ledger: ledger.clone(),
-                },
+                handle: Tracked::new(ledger, payload),
             }
         })
         .collect()
@@ -99,20 +106,11 @@ pub fn fragments(
 
 /// A copy of a fragment with a fresh handle (a duplicate on the wire).
 pub fn duplicate(ledger: &SharedLedger, f: &Fragment<Tracked>) -> Fragment<Tracked> {
-    let id = {
-        let mut l = ledger.borrow_mut();
-        l.created += 1;
-        l.created
-    };
     Fragment {
         source: f.source,
         header: f.header,
         payload_len: f.payload_len,
-        handle: Tracked {
-            id,
-            payload: f.handle.payload.clone(),
-            ledger: ledger.clone(),
-        },
+        handle: Tracked::new(ledger, f.handle.payload.clone()),
     }
 }
 

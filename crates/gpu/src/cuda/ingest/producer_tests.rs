@@ -7,20 +7,10 @@ use std::time::Instant;
 
 use super::*;
 use crate::cuda::ingest::plan::plan;
-use crate::ring::{self, RawGridCtl, RawRing};
+use crate::host::spawn_block;
+use crate::ring::{RawGridCtl, RawRing};
 use crate::selfcheck::{self, SelfCheckOptions};
 use crate::{ImageJob, Ingest, IngestMode, Sources, Target};
-
-/// Raw pointers handed to a consumer thread.
-struct BlockArgs {
-    ring: *const RawRing,
-    ctl: *mut RawGridCtl,
-    bid: u32,
-    nblocks: u32,
-}
-
-// SAFETY: both stay valid until the thread is joined (HostResident joins before freeing).
-unsafe impl Send for BlockArgs {}
 
 /// The `netml` mode with host threads as the kernel (0 threads: a consumer that never answers).
 struct HostResident {
@@ -57,19 +47,8 @@ impl HostResident {
             .collect();
         fence(Ordering::SeqCst);
         let threads = (0..blocks)
-            .map(|bid| {
-                let a = BlockArgs {
-                    ring,
-                    ctl,
-                    bid,
-                    nblocks: blocks,
-                };
-                std::thread::spawn(move || {
-                    let a = a;
-                    // SAFETY: see BlockArgs.
-                    unsafe { ring::netml_host_block_loop(a.ring, a.ctl, a.bid, a.nblocks) }
-                })
-            })
+            // SAFETY: HostResident joins its threads before freeing the ring and ctl.
+            .map(|bid| unsafe { spawn_block(ring, ctl, bid, blocks) })
             .collect();
         Self {
             pool,
