@@ -212,14 +212,9 @@ impl Report {
     }
 }
 
-/// Lower-case status name.
+/// Lower-case status name (as docs/protocol.md spells it).
 pub fn status_name(s: Status) -> &'static str {
-    match s {
-        Status::Ok => "ok",
-        Status::Overloaded => "overloaded",
-        Status::Rejected => "rejected",
-        Status::Failed => "failed",
-    }
+    s.name()
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ fn result_bytes(model: u8, image: u32, crc32: u32, ts: u64, top: (u32, f32)) -> 
         model,
         image,
         status: Status::Ok,
+        arrived: 0,
         crc32,
         sender_timestamp: ts,
         stages: [0; STAGES],

@@ -9,7 +9,7 @@ mod field {
     pub const IMAGE: usize = 4;
     pub const STATUS: usize = 8;
     pub const K: usize = 9;
-    pub const RESERVED: usize = 10;
+    pub const ARRIVED: usize = 10;
     pub const CRC: usize = 12;
     pub const TIMESTAMP: usize = 16;
     pub const STAGES: usize = 24;
@@ -49,28 +49,59 @@ pub enum Stage {
 pub const STAGES: usize = 6;
 
 /// What happened to the image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Status {
-    /// Inference ran; top-k holds its answer.
+    /// Inference ran; top-k holds its answer (or, on a receiver serving no inference
+    /// function, the image was gathered and `crc32` is its CRC).
     Ok = 0,
-    /// The image was dropped by admission control or backpressure.
+    /// Admission control or backpressure dropped the image: it could not have finished inside
+    /// its function's latency SLO.
     Overloaded = 1,
-    /// The image arrived but could not be processed (for example an unknown model).
-    Rejected = 2,
-    /// Inference failed.
+    /// No inference function serves the image's `model`.
+    UnknownModel = 2,
+    /// Its inference function failed (engine error, stalled or failed instance).
     Failed = 3,
+    /// The tensor's dtype, layout or shape cannot feed the model (or it exceeds the batch
+    /// slot's image size).
+    ShapeMismatch = 4,
+    /// The receiver gave up on the image before all its fragments arrived (timeout or table
+    /// pressure); `arrived` says how many it had.
+    Incomplete = 5,
 }
 
 impl Status {
-    fn from_u8(v: u8) -> Option<Status> {
-        Some(match v {
-            0 => Status::Ok,
-            1 => Status::Overloaded,
-            2 => Status::Rejected,
-            3 => Status::Failed,
-            _ => return None,
-        })
+    /// Every status, in code order.
+    pub const ALL: [Status; 6] = [
+        Status::Ok,
+        Status::Overloaded,
+        Status::UnknownModel,
+        Status::Failed,
+        Status::ShapeMismatch,
+        Status::Incomplete,
+    ];
+
+    /// The status with code `v`, if there is one.
+    pub fn from_u8(v: u8) -> Option<Status> {
+        Status::ALL.get(v as usize).copied()
+    }
+
+    /// The name docs/protocol.md gives it (`ok`, `unknown_model`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Overloaded => "overloaded",
+            Status::UnknownModel => "unknown_model",
+            Status::Failed => "failed",
+            Status::ShapeMismatch => "shape_mismatch",
+            Status::Incomplete => "incomplete",
+        }
+    }
+}
+
+impl core::fmt::Display for Status {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -114,6 +145,10 @@ impl<T: AsRef<[u8]>> Packet<T> {
     pub fn status(&self) -> u8 {
         self.buffer.as_ref()[field::STATUS]
     }
+    /// Fragments the receiver had of an `incomplete` image (0 for every other status).
+    pub fn arrived(&self) -> u16 {
+        be16(self.buffer.as_ref(), field::ARRIVED)
+    }
     /// Number of top-k entries.
     pub fn k(&self) -> u8 {
         self.buffer.as_ref()[field::K]
@@ -147,6 +182,8 @@ pub struct Repr {
     pub image: u32,
     /// Outcome.
     pub status: Status,
+    /// Fragments received of an `incomplete` image; 0 otherwise.
+    pub arrived: u16,
     /// CRC-32 of the reassembled tensor.
     pub crc32: u32,
     /// Sender timestamp from the image's descriptor.
@@ -179,6 +216,7 @@ impl Repr {
             model: p.model(),
             image: p.image(),
             status,
+            arrived: p.arrived(),
             crc32: p.crc32(),
             sender_timestamp: p.sender_timestamp(),
             stages,
@@ -201,7 +239,7 @@ impl Repr {
         put32(buf, field::IMAGE, self.image);
         buf[field::STATUS] = self.status as u8;
         buf[field::K] = k as u8;
-        put16(buf, field::RESERVED, 0);
+        put16(buf, field::ARRIVED, self.arrived);
         put32(buf, field::CRC, self.crc32);
         put64(buf, field::TIMESTAMP, self.sender_timestamp);
         for (i, s) in self.stages.iter().enumerate() {
@@ -237,6 +275,7 @@ mod tests {
             model: 3,
             image: 42,
             status: Status::Ok,
+            arrived: 0,
             crc32: 0xcafe_babe,
             sender_timestamp: 1000,
             stages: [100, 200, 300, 400, 500, 600],
@@ -261,6 +300,29 @@ mod tests {
     }
 
     #[test]
+    fn incomplete_carries_arrived() {
+        let r = Repr {
+            status: Status::Incomplete,
+            arrived: 0x0102,
+            top_k: Vec::new(),
+            ..repr()
+        };
+        let mut out = vec![0u8; r.buffer_len()];
+        r.emit(&mut out);
+        assert_eq!((out[8], out[10], out[11]), (5, 0x01, 0x02));
+        assert_eq!(Repr::parse(&Packet::new_unchecked(&out[..])).unwrap(), r);
+    }
+
+    #[test]
+    fn status_codes_and_names() {
+        for (code, s) in Status::ALL.iter().enumerate() {
+            assert_eq!(Status::from_u8(code as u8), Some(*s));
+        }
+        assert_eq!(Status::from_u8(6), None);
+        assert_eq!(Status::ShapeMismatch.name(), "shape_mismatch");
+    }
+
+    #[test]
     fn rejections() {
         let b = literal();
         assert_eq!(
@@ -274,7 +336,7 @@ mod tests {
             Err(Error::Unrecognized)
         );
         let mut bad = b.clone();
-        bad[8] = 9;
+        bad[8] = 6;
         assert_eq!(
             Repr::parse(&Packet::new_unchecked(&bad[..])),
             Err(Error::Malformed)

@@ -189,14 +189,9 @@ fn fragment_frame() -> impl Strategy<Value = (Endpoints, fragment::Repr, Vec<u8>
 }
 
 fn result_repr() -> impl Strategy<Value = result::Repr> {
-    let status = prop_oneof![
-        Just(result::Status::Ok),
-        Just(result::Status::Overloaded),
-        Just(result::Status::Rejected),
-        Just(result::Status::Failed),
-    ];
+    let status = prop::sample::select(result::Status::ALL.to_vec());
     (
-        any::<u8>(),
+        (any::<u8>(), any::<u16>()),
         any::<u32>(),
         status,
         any::<u32>(),
@@ -206,17 +201,20 @@ fn result_repr() -> impl Strategy<Value = result::Repr> {
         prop::collection::vec((any::<u32>(), any::<u32>()), 0..=result::MAX_TOP_K + 8),
     )
         .prop_map(
-            |(model, image, status, crc32, sender_timestamp, stages, top_k)| result::Repr {
-                model,
-                image,
-                status,
-                crc32,
-                sender_timestamp,
-                stages,
-                top_k: top_k
-                    .into_iter()
-                    .map(|(c, s)| (c, f32::from_bits(s)))
-                    .collect(),
+            |((model, arrived), image, status, crc32, sender_timestamp, stages, top_k)| {
+                result::Repr {
+                    model,
+                    image,
+                    status,
+                    arrived,
+                    crc32,
+                    sender_timestamp,
+                    stages,
+                    top_k: top_k
+                        .into_iter()
+                        .map(|(c, s)| (c, f32::from_bits(s)))
+                        .collect(),
+                }
             },
         )
 }
@@ -227,6 +225,7 @@ fn result_key(r: &result::Repr) -> impl PartialEq + std::fmt::Debug {
         r.model,
         r.image,
         r.status,
+        r.arrived,
         r.crc32,
         r.sender_timestamp,
         r.stages,

@@ -66,6 +66,7 @@ fn result_repr() -> result::Repr {
         model: 7,
         image: 0x0102_0304,
         status: Status::Ok,
+        arrived: 0,
         crc32: checksum::tensor_crc32([&tensor()[..]]),
         sender_timestamp: 1_000_000_000,
         stages: [5_000, 5_800, 6_000, 7_500, 950_000, 951_000],

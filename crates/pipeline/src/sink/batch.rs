@@ -41,7 +41,7 @@ impl Sink {
         };
         *counter += 1;
         drop(image);
-        answer.status = Status::Rejected;
+        answer.status = Status::UnknownModel;
         self.reply(st, answer);
     }
 

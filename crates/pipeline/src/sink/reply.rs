@@ -69,6 +69,7 @@ impl Sink {
             model: a.key.model,
             image: a.key.image,
             status: a.status,
+            arrived: 0,
             crc32: a.crc32,
             sender_timestamp: a.sender_timestamp,
             stages,
