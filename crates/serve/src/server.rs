@@ -1,0 +1,102 @@
+//! The functions of one receiver behind one routing table: what the live pipeline and the
+//! simulator both drive, event by event.
+
+use crate::function::{Batch, Function, Queued, Refusal, Refused};
+
+/// What [`Server::poll`] decided.
+#[derive(Debug)]
+pub enum Event<T> {
+    /// Run this batch of function `function` now.
+    Batch {
+        /// Function index.
+        function: usize,
+        /// What to run.
+        batch: Batch<T>,
+    },
+    /// This queued image of `function` can no longer finish in time: answer `overloaded`.
+    Expired {
+        /// Function index.
+        function: usize,
+        /// The image.
+        image: Queued<T>,
+    },
+}
+
+/// Inference functions by model id.
+#[derive(Debug)]
+pub struct Server<T> {
+    functions: Vec<Function<T>>,
+    by_model: [Option<u16>; 256],
+    expired: Vec<Queued<T>>,
+}
+
+impl<T> Server<T> {
+    /// Routes each function's model id to it; two functions cannot serve one model.
+    pub fn new(functions: Vec<Function<T>>) -> Result<Server<T>, String> {
+        let mut by_model = [None; 256];
+        for (i, f) in functions.iter().enumerate() {
+            let m = f.spec().model as usize;
+            if let Some(j) = by_model[m] {
+                return Err(format!(
+                    "functions {:?} and {:?} both serve model {m}",
+                    functions[j as usize].spec().name,
+                    f.spec().name
+                ));
+            }
+            by_model[m] = Some(i as u16);
+        }
+        Ok(Server {
+            functions,
+            by_model,
+            expired: Vec::new(),
+        })
+    }
+
+    /// The functions, in configuration order.
+    pub fn functions(&self) -> &[Function<T>] {
+        &self.functions
+    }
+
+    /// Function `i`.
+    pub fn function_mut(&mut self, i: usize) -> &mut Function<T> {
+        &mut self.functions[i]
+    }
+
+    /// The function serving `model`.
+    pub fn route(&self, model: u8) -> Option<usize> {
+        self.by_model[model as usize].map(usize::from)
+    }
+
+    /// Offers an image of `model` that arrived at `now`; returns its function's index.
+    pub fn offer(&mut self, now: u64, model: u8, item: T) -> Result<usize, Refused<T>> {
+        let Some(f) = self.route(model) else {
+            return Err(Refused {
+                reason: Refusal::UnknownModel,
+                item,
+            });
+        };
+        self.functions[f].offer(now, item).map(|()| f)
+    }
+
+    /// Everything due at `now`: expired images first, then every batch that the policies
+    /// dispatch to free instances.
+    pub fn poll(&mut self, now: u64, out: &mut Vec<Event<T>>) {
+        for (function, f) in self.functions.iter_mut().enumerate() {
+            f.expire(now, &mut self.expired);
+            out.extend(self.expired.drain(..).map(|image| Event::Expired { function, image }));
+            while let Some(batch) = f.dispatch(now) {
+                out.push(Event::Batch { function, batch });
+            }
+        }
+    }
+
+    /// The earliest time any function wants to be polled without a new event.
+    pub fn next_wakeup(&self) -> Option<u64> {
+        self.functions.iter().filter_map(Function::wakeup).min()
+    }
+
+    /// The batch of `function` on `instance` finished at `now`; returns its measured latency.
+    pub fn complete(&mut self, now: u64, function: usize, instance: usize) -> u64 {
+        self.functions[function].complete(now, instance)
+    }
+}
