@@ -172,8 +172,18 @@ struct netml_entry {  // 256 bytes; entries are 64-byte aligned
   struct netml_frag inline_frags[NETML_INLINE_FRAGS];
 };
 
+// ring->quit values. DRAIN: stop once no READY entry is at the head (everything published is
+// gathered first). ABORT: the host gave up waiting for a drain (a block that never reaches the
+// grid handoff, e.g. not co-resident): the grid waits no longer for each other and exits, the
+// entry in progress stays READY.
+#define NETML_QUIT_DRAIN 1u
+#define NETML_QUIT_ABORT 2u
+// The grid waits read ring->quit (mapped host memory: a PCIe read on a GPU) only every this
+// many spins, so the fast path of the handoff touches device memory alone.
+#define NETML_ABORT_POLL 1024u
+
 struct netml_ring {  // 64 bytes, in shared (mapped pinned) memory
-  netml_u32 quit;      // host sets 1: the consumer exits when no READY entry is at its head
+  netml_u32 quit;      // NETML_QUIT_DRAIN or NETML_QUIT_ABORT, set by the host (0: run)
   netml_u32 nentries;
   netml_u64 entries;   // address of nentries netml_entry
   netml_u8 pad_[48];
@@ -326,8 +336,14 @@ NETML_FN void netml_process_entry(const netml_entry* e) {
 // thread 0 of each block fences and increments ctl->done. Block 0 waits for done == gen * nblocks
 // (wrapping arithmetic), fences at system scope and stores DONE into the entry. Block 0 only
 // publishes generation g+1 after every block counted generation g, so no block misses one.
-// All blocks must be co-resident (grid <= occupancy), as for any persistent kernel.
+// All blocks must be co-resident (grid <= occupancy), as for any persistent kernel; if one is
+// not, NETML_QUIT_ABORT still ends the waits of the blocks that run (see netml_ring).
 // ---------------------------------------------------------------------------------------------
+// Whether the host asked for an abort; reads the ring only every NETML_ABORT_POLL spins.
+NETML_FN netml_u32 netml_abort_requested(const netml_ring* ring, netml_u32 spins) {
+  return (spins % NETML_ABORT_POLL) == 0u && netml_load(&ring->quit) >= NETML_QUIT_ABORT;
+}
+
 NETML_FN void netml_resident_loop(const netml_ring* ring, netml_grid_ctl* ctl) {
   const netml_u32 nblocks = netml_nblocks();
   netml_entry* const entries = (netml_entry*)netml_load64(&ring->entries);
@@ -336,12 +352,14 @@ NETML_FN void netml_resident_loop(const netml_ring* ring, netml_grid_ctl* ctl) {
   NETML_SHARED netml_u32 s_cur;
 
   if (netml_bid() == 0) {
-    netml_u32 head = 0, seq = 0, gen = 0;  // only thread 0's copies are used
+    // Only thread 0's copies are used. `aborted`: the last handoff was given up on ABORT, so
+    // the next iteration stops the grid instead of polling the ring.
+    netml_u32 head = 0, seq = 0, gen = 0, aborted = 0;
     for (;;) {
       if (netml_tid() == 0) {
         netml_u32 spins = 0;
-        netml_u32 stop = 0;
-        for (;;) {
+        netml_u32 stop = aborted;
+        while (!stop) {
           netml_entry* e = &entries[head];
           if (netml_load(&e->state) == NETML_STATE_READY) {
             netml_fence_system();  // acquire: descriptors written before READY are visible
@@ -370,12 +388,19 @@ NETML_FN void netml_resident_loop(const netml_ring* ring, netml_grid_ctl* ctl) {
         netml_fence_system();
         netml_atomic_add(&ctl->done, 1);
         netml_u32 spins = 0;
-        while (netml_load(&ctl->done) != gen * nblocks) netml_relax(&spins);
-        netml_fence_system();  // release: every block's copy happens-before DONE
-        netml_store(&entries[head].state, NETML_STATE_DONE);
-        ctl->entries_done += 1;
-        head = (head + 1 == nentries) ? 0 : head + 1;
-        ++seq;
+        while (netml_load(&ctl->done) != gen * nblocks) {
+          netml_relax(&spins);
+          // A block that never counts (not co-resident, stuck) would hold block 0 here
+          // forever, and with it the host's shutdown: on ABORT give the entry up.
+          if (netml_abort_requested(ring, spins)) { aborted = 1; break; }
+        }
+        if (!aborted) {
+          netml_fence_system();  // release: every block's copy happens-before DONE
+          netml_store(&entries[head].state, NETML_STATE_DONE);
+          ctl->entries_done += 1;
+          head = (head + 1 == nentries) ? 0 : head + 1;
+          ++seq;
+        }
       }
     }
   } else {
@@ -384,11 +409,19 @@ NETML_FN void netml_resident_loop(const netml_ring* ring, netml_grid_ctl* ctl) {
       if (netml_tid() == 0) {
         netml_u32 spins = 0;
         netml_u32 g;
-        while ((g = netml_load(&ctl->gen)) == seen) netml_relax(&spins);
-        seen = g;
-        netml_fence_system();  // acquire: pairs with block 0's fence before the gen store
-        s_stop = netml_load(&ctl->stop);
-        s_cur = netml_load(&ctl->cur);
+        netml_u32 stop = 0;
+        // Block 0 may never run (not co-resident): on ABORT stop without its broadcast.
+        while ((g = netml_load(&ctl->gen)) == seen) {
+          netml_relax(&spins);
+          if (netml_abort_requested(ring, spins)) { stop = 1; break; }
+        }
+        if (!stop) {
+          seen = g;
+          netml_fence_system();  // acquire: pairs with block 0's fence before the gen store
+          stop = netml_load(&ctl->stop);
+          s_cur = netml_load(&ctl->cur);
+        }
+        s_stop = stop;
       }
       netml_sync_block();
       if (s_stop) return;

@@ -215,6 +215,33 @@ pub trait Ingest: Send {
 
     /// Counters so far.
     fn counters(&self) -> IngestCounters;
+
+    /// Where the gather kernel runs, when that is fixed for the ingest's life (`netml` mode on
+    /// a GPU); `None` elsewhere.
+    fn gather_sms(&self) -> Option<GatherSms> {
+        None
+    }
+}
+
+/// The SMs a resident gather kernel runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GatherSms {
+    /// SMs its blocks may use: what the driver granted the green partition (rounded up from
+    /// the request), or every SM of the GPU.
+    pub sms: u32,
+    /// Whether they are a green-context partition (false: green contexts were unavailable and
+    /// the kernel shares the whole GPU).
+    pub green: bool,
+}
+
+impl std::fmt::Display for GatherSms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.green {
+            write!(f, "{}-SM green partition", self.sms)
+        } else {
+            write!(f, "whole GPU ({} SMs; no green context)", self.sms)
+        }
+    }
 }
 
 /// Waits (spinning, then yielding) until `ticket` is complete.

@@ -19,8 +19,8 @@ pub use host::{
     gather_launch, Fragment, HostIngest, IngestStats, Normalize, Scope, SubmitError, Ticket,
 };
 pub use ingest::{
-    wait, ImageJob, Ingest, IngestConfig, IngestCounters, IngestError, IngestMode, RawFragment,
-    Sources, SrcPtrs, Target,
+    wait, GatherSms, ImageJob, Ingest, IngestConfig, IngestCounters, IngestError, IngestMode,
+    RawFragment, Sources, SrcPtrs, Target,
 };
 pub use open::{open, register_sources};
 pub use ring::{INLINE_FRAGS, MAX_CHANNELS};

@@ -5,6 +5,10 @@ use std::sync::atomic::AtomicU32;
 pub(crate) const STATE_FREE: u32 = 0;
 pub(crate) const STATE_READY: u32 = 1;
 pub(crate) const STATE_DONE: u32 = 2;
+/// `ring.quit`: stop once no READY entry is at the head (everything published is gathered).
+pub(crate) const QUIT_DRAIN: u32 = 1;
+/// `ring.quit`: stop now, even inside a grid handoff a block never reaches (gather.cuh).
+pub(crate) const QUIT_ABORT: u32 = 2;
 pub(crate) const FLAG_CONVERT: u32 = 1;
 pub(crate) const FLAG_STRIDED: u32 = 2;
 /// Jobs with at most this many fragments carry their descriptors inside the ring entry.

@@ -263,7 +263,7 @@ impl HostIngest {
             return IngestStats::default();
         }
         // SAFETY: `ring.ptr` is valid for the life of `self`; `quit` is atomic.
-        unsafe { &(*self.ring.ptr).quit }.store(1, Ordering::Release);
+        unsafe { &(*self.ring.ptr).quit }.store(ring::QUIT_DRAIN, Ordering::Release);
         for t in self.threads.drain(..) {
             t.join().expect("gather block thread panicked");
         }

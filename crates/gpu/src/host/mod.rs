@@ -1,6 +1,8 @@
 //! [`HostIngest`]: host threads as blocks of the resident gather kernel, fed by the doorbell ring;
 //! the validation of jobs and the ring entries every target writes.
 
+#[cfg(test)]
+mod abort_tests;
 mod describe;
 mod entry;
 mod ingest;

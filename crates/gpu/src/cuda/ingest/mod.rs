@@ -28,6 +28,7 @@ mod twins_tests;
 mod watchdog;
 
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -190,6 +191,25 @@ pub(crate) fn drain(stream: sys::CUstream, limit: Duration) -> Result<bool, Driv
         }
         std::thread::sleep(Duration::from_micros(200));
     }
+}
+
+/// GPU resources leaked so far by ingests whose work did not finish at drop.
+static LEAKED: AtomicUsize = AtomicUsize::new(0);
+
+/// How many ingests of this process leaked their GPU resources at drop because the GPU did not
+/// finish (a resident kernel that did not stop even on abort, a stream that did not drain).
+///
+/// After a leak the context is not safe to wait on: `cuMemFree`, `cuModuleUnload`,
+/// `cudnnDestroy` and friends may wait for the stuck kernel forever. A process that sees this
+/// above 0 should stop doing GPU work and exit (process exit ends the kernel).
+pub fn leaked_kernels() -> usize {
+    LEAKED.load(Ordering::Relaxed)
+}
+
+/// Forgets `what` (memory the GPU may still use) and counts it in [`leaked_kernels`].
+pub(crate) fn leak<T>(what: T) {
+    LEAKED.fetch_add(1, Ordering::Relaxed);
+    std::mem::forget(what);
 }
 
 /// Spin, then yield: waiting for the GPU, which answers in microseconds.

@@ -111,7 +111,7 @@ impl Ingest for HostResident {
 impl Drop for HostResident {
     fn drop(&mut self) {
         // SAFETY: `ring` is live until freed below; `quit` is atomic.
-        unsafe { &(*self.ring).quit }.store(1, Ordering::Release);
+        unsafe { &(*self.ring).quit }.store(crate::ring::QUIT_DRAIN, Ordering::Release);
         for t in self.threads.drain(..) {
             t.join().expect("consumer thread");
         }

@@ -3,10 +3,13 @@
 //! protocol") over memory the GPU reads through the mapping.
 //!
 //! Start-up order matters: every stream this ingest needs is created before the kernel starts
-//! (cudarc's first `new_stream` synchronises the context, which would wait forever on a
-//! resident kernel), and the kernel gets raw addresses only, never cudarc objects that record
-//! events. Shutdown sets `quit` and waits a bounded time for the kernel's stream; a kernel that
-//! does not stop is reported and its memory leaked, never waited for without limit.
+//! (cudarc's first `new_stream` synchronises the context when event tracking is on, which
+//! would wait forever on a resident kernel), the grid control block and the slots are zeroed
+//! on the kernel's own stream before the launch, and the kernel gets raw addresses only, never
+//! cudarc objects that record events. Shutdown sets `quit = DRAIN` and waits a bounded time
+//! for the kernel's stream, then `quit = ABORT` (which also ends a grid handoff that a block
+//! never reaches); a kernel that stops on neither is reported and its memory leaked
+//! ([`leaked_kernels`](super::leaked_kernels)), never waited for without limit.
 
 use std::ffi::c_void;
 use std::mem::size_of;
@@ -20,11 +23,12 @@ use super::plan::Planner;
 use super::pool::EntryPool;
 use super::producer::Producer;
 use super::slots::{dev, DeviceBuf, Slots};
-use super::{drain, stream_idle, GpuIngestOptions, Kernels, THREADS_PER_BLOCK};
+use super::{drain, leak, stream_idle, GpuIngestOptions, Kernels, THREADS_PER_BLOCK};
 use crate::cuda::{GreenPartition, GreenStream, MappedPinned};
-use crate::ring::{RawGridCtl, RawRing};
+use crate::ring::{RawGridCtl, RawRing, QUIT_ABORT, QUIT_DRAIN};
 use crate::{
-    ImageJob, Ingest, IngestConfig, IngestCounters, IngestError, IngestMode, Target, Ticket,
+    GatherSms, ImageJob, Ingest, IngestConfig, IngestCounters, IngestError, IngestMode, Target,
+    Ticket,
 };
 
 /// The stream the resident kernel occupies.
@@ -68,6 +72,8 @@ impl Gpu {
 
 /// The `netml` mode on a GPU.
 pub(crate) struct ResidentIngest {
+    /// Where the kernel runs (reported by `gather_sms`).
+    placement: GatherSms,
     ctx: Arc<CudaContext>,
     cfg: IngestConfig,
     planner: Planner,
@@ -97,14 +103,20 @@ impl ResidentIngest {
             (*r).nentries = cfg.ring_entries;
             (*r).entries = pool.entries_device_ptr();
         }
-        let ctl = DeviceBuf::zeroed(ctx, size_of::<RawGridCtl>()).map_err(dev("allocating ctl"))?;
-        let slots = Slots::new(ctx, cfg.slots, cfg.slot_bytes)?;
-        let io = ctx.new_stream().map_err(dev("creating the copy stream"))?;
         let (stream, sms) = kernel_stream(ctx, opts.green_sms)?;
+        // Zeroed on the kernel's stream and complete before the launch (DeviceBuf::zeroed).
+        let ctl = DeviceBuf::zeroed(ctx, size_of::<RawGridCtl>(), stream.cu_stream())
+            .map_err(dev("allocating ctl"))?;
+        let slots = Slots::new(ctx, cfg.slots, cfg.slot_bytes, stream.cu_stream())?;
+        let io = ctx.new_stream().map_err(dev("creating the copy stream"))?;
         let per_sm = kernels
             .resident
             .occupancy_max_active_blocks_per_multiprocessor(THREADS_PER_BLOCK, 0, None)
             .map_err(dev("occupancy of gather_resident"))?;
+        let placement = GatherSms {
+            sms,
+            green: matches!(stream, KernelStream::Green { .. }),
+        };
         if u64::from(cfg.blocks) > u64::from(per_sm) * u64::from(sms) {
             return Err(IngestError::Device(format!(
                 "gather_resident: {} blocks of {THREADS_PER_BLOCK} threads cannot all be \
@@ -142,11 +154,12 @@ impl ResidentIngest {
         }
         .map_err(dev("launching gather_resident"))?;
         tracing::info!(
-            "netml ingest: gather_resident running, {} blocks x {THREADS_PER_BLOCK} on {sms} SMs, \
-             {n} ring entries",
+            "netml ingest: gather_resident running, {} blocks x {THREADS_PER_BLOCK} on the \
+             {placement}, {n} ring entries",
             cfg.blocks
         );
         Ok(Self {
+            placement,
             ctx: ctx.clone(),
             cfg: *cfg,
             planner: Planner::new(cfg.slot_bytes, opts.max_frags_per_entry),
@@ -262,28 +275,48 @@ impl Ingest for ResidentIngest {
     fn counters(&self) -> IngestCounters {
         self.producer.counters()
     }
+
+    fn gather_sms(&self) -> Option<GatherSms> {
+        Some(self.placement)
+    }
 }
 
 impl Drop for ResidentIngest {
     fn drop(&mut self) {
         let Some(gpu) = self.gpu.take() else { return };
         let _ = self.ctx.bind_to_thread();
+        let stream = gpu.stream.cu_stream();
         // Entries already READY are drained first: the kernel looks at quit only when its head
         // entry is not READY.
-        gpu.ring().quit.store(1, Ordering::Release);
-        fence(Ordering::SeqCst);
-        match drain(gpu.stream.cu_stream(), self.shutdown) {
+        let stopped = quit(&gpu, QUIT_DRAIN, stream, self.shutdown).and_then(|stopped| {
+            if stopped {
+                return Ok(true);
+            }
+            let stopped = quit(&gpu, QUIT_ABORT, stream, ABORT_WAIT)?;
+            if stopped {
+                tracing::error!(
+                    "netml ingest: gather_resident did not drain within {:?} of quit; it \
+                     stopped on abort (a block never reached the grid handoff: not \
+                     co-resident, or stuck); the entry in progress was abandoned",
+                    self.shutdown
+                );
+            }
+            Ok(stopped)
+        });
+        match stopped {
             Ok(true) => {
                 report_stats(&gpu);
                 drop(gpu);
             }
             Ok(false) => {
                 tracing::error!(
-                    "netml ingest: gather_resident did not stop within {:?} of quit; leaking \
-                     its ring, slots and module rather than hanging",
-                    self.shutdown
+                    "netml ingest: gather_resident did not stop within {:?} of quit nor {:?} \
+                     of abort; leaking its ring, slots and module rather than hanging (the \
+                     context must not be waited on any more: see leaked_kernels)",
+                    self.shutdown,
+                    ABORT_WAIT
                 );
-                std::mem::forget(gpu);
+                leak(gpu);
             }
             Err(e) => {
                 tracing::warn!("netml ingest: gather_resident failed: {e}");
@@ -291,6 +324,22 @@ impl Drop for ResidentIngest {
             }
         }
     }
+}
+
+/// How long the kernel may take to stop once `quit = ABORT` (blocks that run see it within
+/// microseconds).
+const ABORT_WAIT: Duration = Duration::from_millis(500);
+
+/// Stores `how` into `ring.quit` and waits up to `limit` for the kernel's stream to go idle.
+fn quit(
+    gpu: &Gpu,
+    how: u32,
+    stream: sys::CUstream,
+    limit: Duration,
+) -> Result<bool, cudarc::driver::DriverError> {
+    gpu.ring().quit.store(how, Ordering::Release);
+    fence(Ordering::SeqCst);
+    drain(stream, limit)
 }
 
 /// Logs the kernel's counters after it stopped; a sequence error is a protocol bug.

@@ -25,8 +25,17 @@ pub(crate) struct DeviceBuf {
 }
 
 impl DeviceBuf {
-    /// Allocates and zeroes `len` (> 0) bytes.
-    pub(crate) fn zeroed(ctx: &Arc<CudaContext>, len: usize) -> Result<Self, DriverError> {
+    /// Allocates `len` (> 0) bytes and zeroes them on `stream`, then waits for that stream.
+    ///
+    /// The zeroing is ordered on the stream of the kernels that use the memory (never the
+    /// legacy default stream, which does not order against our non-blocking streams), and
+    /// complete when this returns, so copies on other streams see zeroes too. Call it before
+    /// a resident kernel runs on `stream` (the wait would otherwise never return).
+    pub(crate) fn zeroed(
+        ctx: &Arc<CudaContext>,
+        len: usize,
+        stream: sys::CUstream,
+    ) -> Result<Self, DriverError> {
         ctx.bind_to_thread()?;
         // SAFETY: plain allocation in the current context.
         let ptr = unsafe { result::malloc_sync(len) }?;
@@ -34,9 +43,12 @@ impl DeviceBuf {
             ctx: ctx.clone(),
             ptr,
         };
-        // SAFETY: `ptr` points at `len` bytes just allocated; the legacy default stream this
-        // runs on waits for nothing of ours (all our streams are non-blocking).
-        unsafe { result::memset_d8_sync(buf.ptr, 0, len) }?;
+        // SAFETY: `ptr` points at `len` bytes just allocated; `stream` is a live stream of
+        // this context (the caller's).
+        unsafe {
+            result::memset_d8_async(buf.ptr, 0, len, stream)?;
+            result::stream::synchronize(stream)?;
+        }
         Ok(buf)
     }
 
@@ -63,10 +75,16 @@ pub(crate) struct Slots {
 }
 
 impl Slots {
-    /// Allocates `n` zeroed slots of `bytes` bytes (256-byte aligned, as `cuMemAlloc` returns).
-    pub(crate) fn new(ctx: &Arc<CudaContext>, n: usize, bytes: usize) -> Result<Self, IngestError> {
+    /// Allocates `n` slots of `bytes` bytes (256-byte aligned, as `cuMemAlloc` returns),
+    /// zeroed on `stream` ([`DeviceBuf::zeroed`]).
+    pub(crate) fn new(
+        ctx: &Arc<CudaContext>,
+        n: usize,
+        bytes: usize,
+        stream: sys::CUstream,
+    ) -> Result<Self, IngestError> {
         let bufs = (0..n)
-            .map(|_| DeviceBuf::zeroed(ctx, bytes))
+            .map(|_| DeviceBuf::zeroed(ctx, bytes, stream))
             .collect::<Result<Vec<_>, _>>()
             .map_err(dev("allocating batch slots"))?;
         Ok(Self { bufs, bytes })

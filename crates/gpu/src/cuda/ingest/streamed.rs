@@ -12,7 +12,7 @@ use super::events::EventBook;
 use super::plan::Planner;
 use super::pool::EntryPool;
 use super::slots::{dev, Slots};
-use super::{cpu_copy, drain, launch, GpuIngestOptions, Kernels};
+use super::{cpu_copy, drain, launch, leak, GpuIngestOptions, Kernels};
 use crate::cuda::MappedPinned;
 use crate::host_modes::EntrySpec;
 use crate::{
@@ -64,7 +64,7 @@ impl StreamIngest {
         let gpu = Gpu {
             kernels,
             pool: EntryPool::new(ctx, n, opts.max_frags_per_entry)?,
-            slots: Slots::new(ctx, cfg.slots, cfg.slot_bytes)?,
+            slots: Slots::new(ctx, cfg.slots, cfg.slot_bytes, stream.cu_stream())?,
             staging,
         };
         Ok(Self {
@@ -185,7 +185,7 @@ impl Drop for StreamIngest {
                     self.mode,
                     self.shutdown
                 );
-                std::mem::forget(gpu);
+                leak(gpu);
             }
             // A failed context: nothing will run any more, freeing is safe (and may fail).
             Err(e) => {
