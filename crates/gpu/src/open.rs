@@ -41,7 +41,7 @@ pub unsafe fn register_sources(
         Target::Host => Ok(None),
         Target::Gpu(ordinal) => {
             crate::cuda::discover().map_err(|e| IngestError::Device(e.to_string()))?;
-            let ctx = cudarc::driver::CudaContext::new(ordinal)
+            let ctx = crate::cuda::context(ordinal)
                 .map_err(|e| IngestError::Device(format!("opening GPU {ordinal}: {e:?}")))?;
             // SAFETY: forwarded from the caller.
             let reg = unsafe { crate::cuda::Registered::new(&ctx, ptr, len) }

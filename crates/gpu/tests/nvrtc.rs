@@ -106,3 +106,49 @@ fn a_warning_fails_the_compile() {
     assert!(text.contains("NVRTC warnings"), "{text}");
     assert!(text.contains("unused_local"), "log line missing: {text}");
 }
+
+/// What the binary loads: SASS for the device's own architecture, an ELF the driver loads
+/// without its PTX JIT, compiled once per process.
+#[test]
+fn gather_cubins_for_sm80_and_sm90_are_elf_and_cached() {
+    if !nvrtc_available() {
+        return;
+    }
+    for arch in [80, 90] {
+        let t = std::time::Instant::now();
+        let cubin =
+            nvrtc::compile_cubin(&nvrtc::GATHER, arch).unwrap_or_else(|e| panic!("sm_{arch}: {e}"));
+        eprintln!(
+            "gather.cu sm_{arch}: {} bytes of cubin in {:.0} ms",
+            cubin.len(),
+            t.elapsed().as_secs_f64() * 1e3
+        );
+        assert_eq!(&cubin[..4], b"\x7fELF", "sm_{arch}: not an ELF cubin");
+        // The entry points are in the cubin's symbol table.
+        for entry in nvrtc::GATHER_ENTRIES {
+            assert!(
+                cubin.windows(entry.len()).any(|w| w == entry.as_bytes()),
+                "sm_{arch}: no symbol {entry}"
+            );
+        }
+        let again = nvrtc::compile_cubin(&nvrtc::GATHER, arch).unwrap();
+        assert!(
+            std::sync::Arc::ptr_eq(&cubin, &again),
+            "sm_{arch}: not cached"
+        );
+    }
+}
+
+#[test]
+fn a_cubin_compile_error_names_the_real_architecture() {
+    if !nvrtc_available() {
+        return;
+    }
+    let broken = nvrtc::CudaSource {
+        name: "broken_sass.cu",
+        source: "extern \"C\" __global__ void k(int* p) { *p = no_such_name; }\n",
+        headers: &[],
+    };
+    let err = nvrtc::compile_cubin(&broken, 90).unwrap_err().to_string();
+    assert!(err.contains("broken_sass.cu (sm_90): NVRTC error"), "{err}");
+}

@@ -4,8 +4,9 @@
 
 use std::ffi::{c_char, c_int};
 use std::fmt;
+use std::sync::Arc;
 
-use cudarc::driver::{result, sys, DriverError};
+use cudarc::driver::{result, sys, CudaContext, DriverError};
 
 /// One GPU as the driver reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -134,6 +135,28 @@ pub fn discover() -> Result<Vec<GpuInfo>, NoGpu> {
         return Err(NoGpu::NoDevices);
     }
     (0..count as usize).map(query).collect()
+}
+
+/// The primary context of GPU `ordinal` through a cudarc wrapper with event tracking off
+/// ([`untracked`]). Every context netml uses comes from here or goes through [`untracked`].
+pub fn context(ordinal: usize) -> Result<Arc<CudaContext>, DriverError> {
+    let ctx = CudaContext::new(ordinal)?;
+    untracked(&ctx);
+    Ok(ctx)
+}
+
+/// Turns cudarc's event tracking off on this wrapper of a context (each `CudaContext::new`
+/// makes a new wrapper, with tracking on).
+///
+/// With tracking on, the wrapper's first `new_stream` calls `cuCtxSynchronize`, which never
+/// returns while a resident kernel runs, and every `CudaSlice` records and waits on events of
+/// the streams that use it. netml orders its streams itself (raw allocations, one stream per
+/// user, explicit stream synchronisation), so it needs neither.
+pub fn untracked(ctx: &Arc<CudaContext>) {
+    // SAFETY: cudarc's contract for this call is that the user orders work between streams
+    // itself: netml's GPU code uses raw allocations on one stream each, and its few
+    // `CudaSlice`s are used on the stream that made them only.
+    unsafe { ctx.disable_event_tracking() };
 }
 
 /// [`discover`] plus one log line per GPU, or one warning with the reason and "using the host

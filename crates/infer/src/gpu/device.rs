@@ -3,10 +3,10 @@
 //! `CUdeviceptr`s rather than typed cudarc slices.
 
 use std::fmt::Debug;
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use cudarc::driver::{result, sys};
+use netml_gpu::cuda::libs::{self, Library};
 
 use crate::error::{Error, Result};
 
@@ -78,42 +78,23 @@ impl Drop for DevBuf {
     }
 }
 
-/// Loads cuBLAS (13) and cuBLASLt from the CUDA toolkit directories by full path, once, so
-/// that cudarc's later `dlopen("libcublas.so.13")` finds them loaded even when the toolkit is
-/// not on the library path (the GPU machine keeps it in /usr/local/cuda-13.0/lib64). cuDNN
-/// lives in the system library directory and needs no help. Returns whether both cuDNN and
-/// cuBLAS can now be loaded, or which is missing.
+/// Loads cuBLAS 13 (after cuBLASLt) and cuDNN 9 (after its sub-libraries) once, by full path
+/// from the first folder of `netml_gpu::cuda::libs::search_dirs` holding each (CUDA toolkits,
+/// the gpu-check package's `lib/`, the Python environment's pip packages such as
+/// `nvidia/cu13/lib` and `nvidia/cudnn/lib`), else by name through the loader's own search,
+/// so that cudarc's later `dlopen` by soname finds them loaded. Returns whether both can now
+/// be used, or which is missing.
 pub(crate) fn load_libraries() -> Result<()> {
     static DONE: OnceLock<std::result::Result<(), String>> = OnceLock::new();
     DONE.get_or_init(|| {
-        let mut dirs: Vec<PathBuf> = ["CUDA_HOME", "CUDA_PATH"]
-            .iter()
-            .filter_map(|v| std::env::var_os(v).filter(|v| !v.is_empty()))
-            .map(|v| PathBuf::from(v).join("lib64"))
-            .collect();
-        dirs.push("/usr/local/cuda/lib64".into());
-        dirs.push("/usr/local/cuda-13.0/lib64".into());
-        if let Some(exe) = std::env::current_exe()
-            .ok()
-            .and_then(|e| e.parent().map(PathBuf::from))
-        {
-            dirs.push(exe.join("../lib")); // the gpu-check package's lib/
-        }
-        for dir in &dirs {
-            let (lt, blas) = (dir.join("libcublasLt.so.13"), dir.join("libcublas.so.13"));
-            if lt.is_file() && blas.is_file() {
-                for lib in [lt, blas] {
-                    let flags = libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL;
-                    // SAFETY: loading runs the libraries' ELF constructors only.
-                    match unsafe { libloading::os::unix::Library::open(Some(&lib), flags) } {
-                        // Never unloaded: cudarc keeps function pointers into it.
-                        Ok(l) => std::mem::forget(l),
-                        Err(e) => return Err(format!("{}: {e}", lib.display())),
-                    }
-                }
-                break;
-            }
-        }
+        libs::preload("libcublas.so.13", |n| n == "libcublasLt.so.13")
+            .map_err(|e| format!("cuBLAS: {e}"))?;
+        // cuDNN 9's front library dlopens its sub-libraries (graph, ops, cnn, engines, ...)
+        // by soname: loaded first from the same folder.
+        libs::preload("libcudnn.so.9", |n| {
+            n.starts_with("libcudnn_") && n.ends_with(".so.9")
+        })
+        .map_err(|e| format!("cuDNN: {e}"))?;
         // SAFETY: dlopen probes only.
         let (dnn, blas) = unsafe {
             (
@@ -123,16 +104,48 @@ pub(crate) fn load_libraries() -> Result<()> {
         };
         match (dnn, blas) {
             (true, true) => Ok(()),
-            (false, _) => Err("cuDNN 9 (libcudnn.so.9) not found".into()),
-            (true, false) => Err(format!(
-                "cuBLAS (libcublas.so.13) not found (searched the library path and {})",
-                dirs.iter()
-                    .map(|d| d.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
+            (false, _) => Err("cuDNN 9 (libcudnn.so.9) loaded but not usable by cudarc".into()),
+            (true, false) => Err("cuBLAS (libcublas.so.13) loaded but not usable by cudarc".into()),
         }
     })
     .clone()
     .map_err(|e| Error::Backend(format!("gpu: {e}")))
+}
+
+/// cuBLAS and cuDNN as this process loads them: the file ([`load_libraries`]'s choice) and the
+/// version each reports (`cublasGetProperty`, `cudnnGetVersion`).
+pub fn libraries() -> Vec<Library> {
+    let loaded = load_libraries().map_err(|e| e.to_string());
+    let blas = loaded.clone().and_then(|()| {
+        use cudarc::cublas::sys::{cublasGetProperty, libraryPropertyType as P};
+        let mut v = [0; 3];
+        for (slot, what) in v
+            .iter_mut()
+            .zip([P::MAJOR_VERSION, P::MINOR_VERSION, P::PATCH_LEVEL])
+        {
+            // SAFETY: valid out-pointer; the library is loaded (checked above).
+            let st = unsafe { cublasGetProperty(what, slot) };
+            if st != cudarc::cublas::sys::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+                return Err(format!("cublasGetProperty: {st:?}"));
+            }
+        }
+        Ok(format!("cuBLAS {}.{}.{}", v[0], v[1], v[2]))
+    });
+    let dnn = loaded.map(|()| {
+        // SAFETY: takes no arguments; the library is loaded (checked first).
+        let v = unsafe { cudarc::cudnn::sys::cudnnGetVersion() };
+        format!("cuDNN {}.{}.{}", v / 10000, (v % 10000) / 100, v % 100)
+    });
+    vec![
+        Library {
+            name: "libcublas",
+            path: libs::loaded_path("libcublas.so"),
+            version: blas,
+        },
+        Library {
+            name: "libcudnn",
+            path: libs::loaded_path("libcudnn.so"),
+            version: dnn,
+        },
+    ]
 }

@@ -94,13 +94,20 @@ impl GpuEngine {
                 gpus.len()
             )));
         }
-        let ctx = CudaContext::new(ordinal).map_err(err("cuCtxCreate"))?;
+        let ctx = netml_gpu::cuda::context(ordinal).map_err(err("cuCtxCreate"))?;
         load_libraries()?;
         GpuEngine::build(&ctx, plan, gp)
     }
 
     /// Wraps `plan` in an existing context (the pipeline's), on a new stream of its own.
+    ///
+    /// Build every engine before a resident gather kernel starts in the context, and drop it
+    /// after the kernel stopped: loading (stream creation, cuDNN / cuBLAS handles and their
+    /// lazily loaded kernels, the warm-up run) and handle teardown may wait for the whole
+    /// device. Turns cudarc's event tracking off on `ctx` (`netml_gpu::cuda::untracked`), so
+    /// that the stream created here never synchronises the context.
     pub fn with_context(ctx: &Arc<CudaContext>, plan: Plan) -> Result<GpuEngine> {
+        netml_gpu::cuda::untracked(ctx);
         load_libraries()?;
         let gp = translate(&plan)?;
         GpuEngine::build(ctx, plan, gp)
@@ -110,9 +117,6 @@ impl GpuEngine {
     /// cudarc panics on a cuDNN/cuBLAS call into a library it cannot load.
     fn build(ctx: &Arc<CudaContext>, plan: Plan, gp: GpuPlan) -> Result<GpuEngine> {
         ctx.bind_to_thread().map_err(err("cuCtxSetCurrent"))?;
-        let (major, minor) = ctx
-            .compute_capability()
-            .map_err(err("cuDeviceGetAttribute"))?;
         let stream = ctx.new_stream().map_err(err("cuStreamCreate"))?;
         let elem = plan.precision.elem_bytes();
         let raw = stream.cu_stream();
@@ -141,11 +145,7 @@ impl GpuEngine {
         };
         let dnn = Dnn::new(raw as _)?;
         let blas = Blas::new(raw)?;
-        let kernels = Kernels::load(
-            ctx,
-            (major * 10 + minor) as u32,
-            gp.kernel_names().into_iter(),
-        )?;
+        let kernels = Kernels::load(ctx, gp.kernel_names().into_iter())?;
         let (prepared, ws_bytes) = prepare(&gp, &dnn, &ptrs, zero_bias.as_ref(), raw)?;
         let workspace = DevBuf::zeroed(ws_bytes, raw)?;
         let mut engine = GpuEngine {

@@ -1,28 +1,32 @@
-//! The executor's NVRTC kernels (`cuda-kernels/infer_ops.cu`): compiled once per engine for
-//! the GPU's architecture, launched from [`KernelCall`]s with raw driver launches (their
-//! parameters are copied at launch, so a captured graph keeps them).
+//! The executor's NVRTC kernels (`cuda-kernels/infer_ops.cu`): compiled once per process for
+//! the GPU's architecture (SASS, loaded eagerly: see `netml_gpu::cuda::kernels`), launched
+//! from [`KernelCall`]s with raw driver launches (their parameters are copied at launch, so a
+//! captured graph keeps them).
 
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::sync::Arc;
 
 use cudarc::driver::{result, sys, CudaContext, CudaFunction, CudaModule};
+use netml_gpu::cuda::CudaSource;
 
 use super::calls::{KArg, KernelCall};
 use super::device::err;
 use super::{KERNELS_HEADER, KERNELS_SOURCE};
 use crate::error::{Error, Result};
 
-/// Compiles `infer_ops.cu` for `sm_{arch}` through netml-gpu's NVRTC loader (CI's options;
-/// any warning is an error).
+/// `infer_ops.cu` with its header, as netml-gpu's NVRTC layer takes a source.
+pub const INFER_OPS: CudaSource = CudaSource {
+    name: "infer_ops.cu",
+    source: KERNELS_SOURCE,
+    headers: &[("infer_ops.cuh", KERNELS_HEADER)],
+};
+
+/// Compiles `infer_ops.cu` to PTX for `compute_{arch}` through netml-gpu's NVRTC loader (CI's
+/// options; any warning is an error): what the tests and CI's ptxas check read.
 pub fn compile_ptx(arch: u32) -> Result<cudarc::nvrtc::Ptx> {
-    netml_gpu::cuda::compile(
-        "infer_ops.cu",
-        KERNELS_SOURCE,
-        &[("infer_ops.cuh", KERNELS_HEADER)],
-        arch,
-    )
-    .map_err(|e| Error::Backend(format!("gpu: NVRTC: {e}")))
+    netml_gpu::cuda::compile(INFER_OPS.name, INFER_OPS.source, INFER_OPS.headers, arch)
+        .map_err(|e| Error::Backend(format!("gpu: NVRTC: {e}")))
 }
 
 /// Device addresses the kernel arguments resolve to.
@@ -42,27 +46,25 @@ pub(crate) struct Kernels {
 }
 
 impl Kernels {
-    /// Compiles and loads the module and looks up every entry in `names`.
+    /// Compiles (once per process) and loads the module, and loads every entry in `names`
+    /// eagerly.
     pub(crate) fn load<'a>(
         ctx: &Arc<CudaContext>,
-        arch: u32,
         names: impl Iterator<Item = &'a str>,
     ) -> Result<Kernels> {
-        let module = ctx
-            .load_module(compile_ptx(arch)?)
-            .map_err(err("cuModuleLoadData"))?;
-        let mut fns = HashMap::new();
-        for name in names {
-            if !fns.contains_key(name) {
-                let f = module
-                    .load_function(name)
-                    .map_err(err("cuModuleGetFunction"))?;
-                fns.insert(name.to_string(), f);
-            }
-        }
+        let mut names: Vec<&str> = names.collect();
+        names.sort_unstable();
+        names.dedup();
+        let loaded = netml_gpu::cuda::kernels::load(ctx, &INFER_OPS, &names)
+            .map_err(|e| Error::Backend(format!("gpu: {e}")))?;
+        let fns = names
+            .iter()
+            .map(|n| n.to_string())
+            .zip(loaded.functions)
+            .collect();
         Ok(Kernels {
             fns,
-            _module: module,
+            _module: loaded.module,
         })
     }
 

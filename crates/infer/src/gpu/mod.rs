@@ -31,9 +31,11 @@ pub use calls::{
     AlgoRule, Call, ConvCall, DType, FilterDesc, GemmCall, GpuPlan, KArg, KernelCall, PoolCall,
     PoolMode, StepCall, TensorDesc,
 };
+pub use device::libraries;
 pub use exec::GpuEngine;
-pub use kernels::compile_ptx;
+pub use kernels::{compile_ptx, INFER_OPS};
 pub use launch::{act_range, grid_for, BLOCK, MAX_GRID};
+pub use netml_gpu::cuda::libs::Library;
 pub use translate::translate;
 
 /// The CUDA source of the executor's kernels (`cuda-kernels/infer_ops.cu`).

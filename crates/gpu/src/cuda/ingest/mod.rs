@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use cudarc::driver::{result, sys, CudaContext, CudaFunction, DriverError};
 
-use crate::cuda::nvrtc::gather_ptx;
+use crate::cuda::nvrtc::{GATHER, GATHER_ENTRIES};
 use crate::host_modes::check_config;
 use crate::{Ingest, IngestConfig, IngestError, IngestMode};
 use slots::dev;
@@ -83,17 +83,22 @@ pub fn open(cfg: &IngestConfig, ordinal: usize) -> Result<Box<dyn Ingest>, Inges
             "no CUDA driver (libcuda.so.1 not found)".into(),
         ));
     }
-    let ctx = CudaContext::new(ordinal).map_err(dev("opening the GPU"))?;
+    let ctx = crate::cuda::context(ordinal).map_err(dev("opening the GPU"))?;
     open_in(&ctx, cfg, &GpuIngestOptions::default())
 }
 
 /// Starts `cfg.mode` in `ctx` (the context inference uses, so slots are shared in place).
+///
+/// Turns cudarc's event tracking off on `ctx` ([`untracked`](crate::cuda::untracked)): with it
+/// on, a first `new_stream` on the wrapper would synchronise the context, forever once a
+/// resident kernel runs.
 pub fn open_in(
     ctx: &Arc<CudaContext>,
     cfg: &IngestConfig,
     opts: &GpuIngestOptions,
 ) -> Result<Box<dyn Ingest>, IngestError> {
     check(cfg, opts)?;
+    crate::cuda::untracked(ctx);
     ctx.bind_to_thread().map_err(dev("binding the context"))?;
     let kernels = Kernels::load(ctx)?;
     Ok(match cfg.mode {
@@ -114,8 +119,9 @@ fn check(cfg: &IngestConfig, opts: &GpuIngestOptions) -> Result<(), IngestError>
     Ok(())
 }
 
-/// The two gather kernels, compiled with NVRTC for this GPU and loaded into the context.
-/// (Each `CudaFunction` keeps the module loaded.)
+/// The two gather kernels, compiled with NVRTC for this GPU and loaded eagerly into the
+/// context ([`kernels::load`](crate::cuda::kernels::load)). (Each `CudaFunction` keeps the
+/// module loaded.)
 pub(crate) struct Kernels {
     resident: CudaFunction,
     launch: CudaFunction,
@@ -123,21 +129,16 @@ pub(crate) struct Kernels {
 
 impl Kernels {
     fn load(ctx: &Arc<CudaContext>) -> Result<Self, IngestError> {
-        let (major, minor) = ctx
-            .compute_capability()
-            .map_err(dev("reading the compute capability"))?;
-        let arch = (major * 10 + minor) as u32;
-        let ptx = gather_ptx(arch)
-            .map_err(|e| IngestError::Device(format!("compiling gather.cu for sm_{arch}: {e}")))?;
-        let module = ctx.load_module(ptx).map_err(dev("loading gather.cu"))?;
-        Ok(Self {
-            resident: module
-                .load_function("gather_resident")
-                .map_err(dev("gather_resident"))?,
-            launch: module
-                .load_function("gather_launch")
-                .map_err(dev("gather_launch"))?,
-        })
+        let mut f = crate::cuda::kernels::load(ctx, &GATHER, &GATHER_ENTRIES)
+            .map_err(IngestError::Device)?
+            .functions
+            .into_iter();
+        match (f.next(), f.next()) {
+            (Some(resident), Some(launch)) => Ok(Self { resident, launch }),
+            _ => Err(IngestError::Device(
+                "gather.cu: entry points missing".into(),
+            )),
+        }
     }
 
     /// Enqueues `gather_launch(entry)` with `blocks` blocks on `stream`.

@@ -1,0 +1,376 @@
+//! Finding the CUDA libraries netml loads at run time (libnvrtc here, libcublas and libcudnn in
+//! netml-infer) wherever a machine keeps them: a CUDA toolkit, next to the binary, or the pip
+//! packages of the Python environment (`nvidia/cu13/lib`, `nvidia/cudnn/lib`, `torch/lib`),
+//! which is where a GPU image built around PyTorch has them and no loader path points.
+//!
+//! Each library is opened by full path with RTLD_GLOBAL, its companions first (NVRTC's
+//! builtins, cuBLASLt, cuDNN's sub-libraries), and never closed: cudarc's later `dlopen` by
+//! soname then resolves to the same object (glibc matches the soname of loaded objects), and
+//! so do the libraries' own `dlopen`s of their companions.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Colon-separated directories searched first (scripts/gpu-check's run.sh sets it to the
+/// folders it got from python3, which then need not be asked again).
+pub const DIRS_ENV: &str = "NETML_CUDA_LIB_DIRS";
+
+/// Python interpreter asked for its package folders (default `python3`; empty: do not ask).
+pub const PYTHON_ENV: &str = "NETML_PYTHON";
+
+/// Prints every folder Python imports packages from, one per line.
+const PYTHON_ROOTS: &str = "import site, sys\n\
+roots = list(sys.path)\n\
+try:\n    roots += site.getsitepackages()\n\
+except Exception:\n    pass\n\
+try:\n    roots.append(site.getusersitepackages())\n\
+except Exception:\n    pass\n\
+print('\\n'.join(r for r in roots if r))\n";
+
+/// The library folders inside Python package roots (site-packages and the like): every
+/// `nvidia/*/lib` (the CUDA wheels: `cu13/lib` holds NVRTC and cuBLAS, `cudnn/lib` cuDNN) and
+/// `torch/lib`, in the order of `roots`, each once.
+pub fn pip_lib_dirs(roots: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    let mut push = |d: PathBuf| {
+        if d.is_dir() && !out.contains(&d) {
+            out.push(d);
+        }
+    };
+    for root in roots {
+        if let Ok(rd) = std::fs::read_dir(root.join("nvidia")) {
+            let mut subs: Vec<PathBuf> = rd.flatten().map(|e| e.path().join("lib")).collect();
+            subs.sort();
+            subs.into_iter().for_each(&mut push);
+        }
+        push(root.join("torch/lib"));
+    }
+    out
+}
+
+/// The package roots `python` reports (`sys.path`, `site.getsitepackages()`, the user site),
+/// or nothing when it cannot be run.
+pub fn python_roots(python: &OsStr) -> Vec<PathBuf> {
+    let out = match Command::new(python).arg("-c").arg(PYTHON_ROOTS).output() {
+        Ok(o) if o.status.success() => o.stdout,
+        _ => return Vec::new(),
+    };
+    String::from_utf8_lossy(&out)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(PathBuf::from)
+        .collect()
+}
+
+/// The pip library folders of the Python named by `$NETML_PYTHON` (default `python3`).
+fn python_lib_dirs() -> Vec<PathBuf> {
+    let python = std::env::var_os(PYTHON_ENV).unwrap_or_else(|| "python3".into());
+    if python.is_empty() {
+        return Vec::new();
+    }
+    pip_lib_dirs(&python_roots(&python))
+}
+
+fn split_dirs(v: &OsStr) -> impl Iterator<Item = PathBuf> + '_ {
+    std::env::split_paths(v).filter(|p| !p.as_os_str().is_empty())
+}
+
+/// Every folder searched, in order (computed once per process):
+///
+/// 1. `$NETML_CUDA_LIB_DIRS` (colon-separated);
+/// 2. `$CUDA_HOME/lib64`, `$CUDA_PATH/lib64`, `/usr/local/cuda/lib64`,
+///    `/usr/local/cuda-13.0/lib64`;
+/// 3. next to the executable: `lib/`, `../lib/` (the gpu-check package), its own folder;
+/// 4. the pip packages of `$NETML_PYTHON` / `python3` ([`pip_lib_dirs`]), asked only when
+///    `$NETML_CUDA_LIB_DIRS` is not set;
+/// 5. `<workspace>/target/cuda-tools/nvidia/cu13/lib` (where `scripts/check-kernels` puts NVRTC).
+///
+/// A library none of them holds is left to the dynamic loader's own search (`LD_LIBRARY_PATH`,
+/// ld.so.cache).
+pub fn search_dirs() -> &'static [PathBuf] {
+    static DIRS: OnceLock<Vec<PathBuf>> = OnceLock::new();
+    DIRS.get_or_init(|| {
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        let explicit = std::env::var_os(DIRS_ENV).filter(|v| !v.is_empty());
+        if let Some(v) = &explicit {
+            dirs.extend(split_dirs(v));
+        }
+        for var in ["CUDA_HOME", "CUDA_PATH"] {
+            if let Some(v) = std::env::var_os(var).filter(|v| !v.is_empty()) {
+                dirs.push(PathBuf::from(v).join("lib64"));
+            }
+        }
+        dirs.push("/usr/local/cuda/lib64".into());
+        dirs.push("/usr/local/cuda-13.0/lib64".into());
+        if let Some(exe_dir) = std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent().map(Path::to_path_buf))
+        {
+            dirs.push(exe_dir.join("lib"));
+            dirs.push(exe_dir.join("../lib"));
+            dirs.push(exe_dir);
+        }
+        if explicit.is_none() {
+            dirs.extend(python_lib_dirs());
+        }
+        dirs.push(PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../target/cuda-tools/nvidia/cu13/lib"
+        )));
+        let mut unique = Vec::with_capacity(dirs.len());
+        for d in dirs {
+            if !unique.contains(&d) {
+                unique.push(d);
+            }
+        }
+        unique
+    })
+}
+
+/// The first folder of `dirs` that holds `file`.
+pub fn find_in(file: &str, dirs: &[PathBuf]) -> Option<PathBuf> {
+    dirs.iter().map(|d| d.join(file)).find(|p| p.is_file())
+}
+
+/// dlopen with RTLD_NOW | RTLD_GLOBAL, kept loaded for the life of the process.
+pub(crate) fn open_global(path: &Path) -> Result<(), String> {
+    let flags = libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL;
+    // SAFETY: loading a CUDA library runs only its ELF constructors, which have no
+    // preconditions.
+    let lib = unsafe { libloading::os::unix::Library::open(Some(path), flags) }
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    // Never unloaded: cudarc keeps function pointers into it for the life of the process.
+    std::mem::forget(lib);
+    Ok(())
+}
+
+/// Opens every file of `paths`, retrying those that fail while others still succeed: cuDNN's
+/// sub-libraries need each other by soname, loaded first.
+fn open_all(mut paths: Vec<PathBuf>) -> Result<(), String> {
+    loop {
+        let before = paths.len();
+        let mut errors = Vec::new();
+        paths.retain(|p| match open_global(p) {
+            Ok(()) => false,
+            Err(e) => {
+                errors.push(e);
+                true
+            }
+        });
+        if paths.is_empty() {
+            return Ok(());
+        }
+        if paths.len() == before {
+            return Err(errors.join("; "));
+        }
+    }
+}
+
+/// Loads `file` from the first folder of [`search_dirs`] holding it, after every file of that
+/// folder that `companion` accepts (sorted by name); returns the path loaded. Without such a
+/// folder, `file` is dlopened by name (the loader's own search) and `Ok(None)` says so; `Err`
+/// when that fails too, naming the folders searched.
+pub fn preload(file: &str, companion: impl Fn(&str) -> bool) -> Result<Option<PathBuf>, String> {
+    let Some(path) = find_in(file, search_dirs()) else {
+        return open_global(Path::new(file)).map(|()| None).map_err(|e| {
+            let searched: Vec<String> = search_dirs()
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect();
+            format!(
+                "{file} not found (searched {}; dlopen: {e})",
+                searched.join(", ")
+            )
+        });
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut companions: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_name().to_str().is_some_and(&companion))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
+    companions.sort();
+    open_all(companions)?;
+    open_global(&path)?;
+    Ok(Some(path))
+}
+
+/// The file of a loaded library whose name starts with `prefix` (e.g. `libcuda.so`), from
+/// `/proc/self/maps`: what the dynamic loader really picked.
+pub fn loaded_path(prefix: &str) -> Option<PathBuf> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .map(Path::new)
+        .find(|p| {
+            p.file_name()
+                .and_then(OsStr::to_str)
+                .is_some_and(|n| n.starts_with(prefix))
+        })
+        .map(Path::to_path_buf)
+}
+
+/// One library as this process loaded it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Library {
+    /// Its usual name (`libcuda`, `libnvrtc`, `libcublas`, `libcudnn`).
+    pub name: &'static str,
+    /// The file mapped ([`loaded_path`]), when it is loaded.
+    pub path: Option<PathBuf>,
+    /// Its version as the library reports it, or why there is none.
+    pub version: Result<String, String>,
+}
+
+/// libcuda (`cuDriverGetVersion`) and libnvrtc (`nvrtcVersion`): loaded if they can be (the
+/// driver only when present: cudarc panics on a call into a library it cannot load).
+pub fn cuda_libraries() -> Vec<Library> {
+    // SAFETY: only tries to dlopen libcuda's candidate names.
+    let driver = if unsafe { cudarc::driver::sys::is_culib_present() } {
+        crate::cuda::kernels::driver_version()
+            .map(|v| format!("CUDA {}.{} driver API", v / 1000, (v % 1000) / 10))
+            .map_err(|e| format!("cuDriverGetVersion: {e}"))
+    } else {
+        Err("libcuda.so.1 not found".into())
+    };
+    let nvrtc = crate::cuda::nvrtc::version()
+        .map(|(a, b)| format!("NVRTC {a}.{b}"))
+        .map_err(|e| e.to_string());
+    vec![
+        Library {
+            name: "libcuda",
+            path: loaded_path("libcuda.so"),
+            version: driver,
+        },
+        Library {
+            name: "libnvrtc",
+            path: loaded_path("libnvrtc.so"),
+            version: nvrtc,
+        },
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn touch(p: &Path) {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, b"").unwrap();
+    }
+
+    /// A site-packages laid out like a PyTorch cu130 environment's.
+    fn fake_site(root: &Path) -> PathBuf {
+        let site = root.join("lib/python3.12/site-packages");
+        touch(&site.join("nvidia/cu13/lib/libnvrtc.so.13"));
+        touch(&site.join("nvidia/cu13/lib/libcublas.so.13"));
+        touch(&site.join("nvidia/cudnn/lib/libcudnn.so.9"));
+        touch(&site.join("nvidia/cudnn/include/cudnn.h"));
+        touch(&site.join("torch/lib/libtorch_cuda.so"));
+        std::fs::create_dir_all(site.join("numpy")).unwrap();
+        site
+    }
+
+    #[test]
+    fn pip_folders_of_a_fake_site_packages() {
+        let tmp = tempdir();
+        let site = fake_site(&tmp);
+        let other = tmp.join("empty-root");
+        let dirs = pip_lib_dirs(&[other, site.clone(), site.clone()]);
+        assert_eq!(
+            dirs,
+            vec![
+                site.join("nvidia/cu13/lib"),
+                site.join("nvidia/cudnn/lib"),
+                site.join("torch/lib")
+            ]
+        );
+        assert_eq!(
+            find_in("libcudnn.so.9", &dirs),
+            Some(site.join("nvidia/cudnn/lib/libcudnn.so.9"))
+        );
+        assert_eq!(
+            find_in("libcublas.so.13", &dirs),
+            Some(site.join("nvidia/cu13/lib/libcublas.so.13"))
+        );
+        assert_eq!(find_in("libcudnn.so.8", &dirs), None);
+    }
+
+    /// The whole question to Python, with a stand-in interpreter that reports the fake
+    /// site-packages the way `python3 -c` would.
+    #[test]
+    fn roots_come_from_the_interpreter() {
+        let tmp = tempdir();
+        let site = fake_site(&tmp);
+        let python = tmp.join("python3");
+        std::fs::write(
+            &python,
+            format!(
+                "#!/bin/sh\n[ \"$1\" = -c ] || exit 2\necho '{}'\necho\necho /nonexistent\n",
+                site.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&python, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let roots = python_roots(python.as_os_str());
+        assert_eq!(roots, vec![site.clone(), PathBuf::from("/nonexistent")]);
+        let dirs = pip_lib_dirs(&roots);
+        assert_eq!(dirs[0], site.join("nvidia/cu13/lib"));
+        assert!(python_roots(tmp.join("no-such-python").as_os_str()).is_empty());
+    }
+
+    #[test]
+    fn the_real_python_answers_with_folders_that_exist_or_nothing() {
+        // Whatever python3 this machine has: never a panic, and pip folders only if present.
+        for d in pip_lib_dirs(&python_roots(OsStr::new("python3"))) {
+            assert!(d.is_dir(), "{}", d.display());
+        }
+    }
+
+    #[test]
+    fn loaded_libraries_are_found_in_the_process_maps() {
+        let libc = loaded_path("libc.so").expect("libc is mapped in every process");
+        assert!(libc.is_absolute() && libc.exists(), "{}", libc.display());
+        assert_eq!(loaded_path("libnetml-no-such-library"), None);
+    }
+
+    #[test]
+    fn a_library_nowhere_is_an_error_naming_the_search() {
+        let e = preload("libnetml-no-such-library.so.1", |_| false).unwrap_err();
+        assert!(e.contains("not found (searched "), "{e}");
+        assert!(e.contains("/usr/local/cuda/lib64"), "{e}");
+    }
+
+    /// A fresh folder under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl std::ops::Deref for TempDir {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn tempdir() -> TempDir {
+        let d = std::env::temp_dir().join(format!(
+            "netml-libs-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        TempDir(d)
+    }
+}
