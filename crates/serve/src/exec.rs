@@ -73,7 +73,8 @@ impl CpuInstance {
     /// valid and unchanged until [`poll`](Self::poll) has returned this batch's result.
     pub unsafe fn start(&self, input: Input) -> Result<(), String> {
         let jobs = self.jobs.as_ref().ok_or("instance stopped")?;
-        jobs.try_send(input).map_err(|_| "instance busy or gone".to_string())
+        jobs.try_send(input)
+            .map_err(|_| "instance busy or gone".to_string())
     }
 
     /// The running batch's result, once it is there.
@@ -109,7 +110,11 @@ fn work(
     }
 }
 
-fn run(engines: &mut BTreeMap<usize, Box<dyn Engine>>, input: Input, k: usize) -> Result<Answers, String> {
+fn run(
+    engines: &mut BTreeMap<usize, Box<dyn Engine>>,
+    input: Input,
+    k: usize,
+) -> Result<Answers, String> {
     let engine = engines
         .get_mut(&input.engine_batch)
         .ok_or_else(|| format!("no engine plan for batch {}", input.engine_batch))?;
@@ -117,8 +122,15 @@ fn run(engines: &mut BTreeMap<usize, Box<dyn Engine>>, input: Input, k: usize) -
     // SAFETY: `CpuInstance::start`'s contract: `images * per` values stay valid until this
     // result has been received.
     let values = unsafe { std::slice::from_raw_parts(input.ptr, input.images * per) };
-    let out = engine.run(values, input.images).map_err(|e| e.to_string())?;
+    let out = engine
+        .run(values, input.images)
+        .map_err(|e| e.to_string())?;
     Ok((0..input.images)
-        .map(|i| out.top_k(i, k).into_iter().map(|(c, s)| (c as u32, s)).collect())
+        .map(|i| {
+            out.top_k(i, k)
+                .into_iter()
+                .map(|(c, s)| (c as u32, s))
+                .collect()
+        })
         .collect())
 }

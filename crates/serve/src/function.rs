@@ -90,6 +90,9 @@ pub struct Refused<T> {
     pub item: T,
 }
 
+/// A dispatch decision: `(dropped, images, engine batch)`.
+type Choice = (usize, usize, usize);
+
 /// The batch an instance is running.
 #[derive(Debug)]
 struct Running {
@@ -152,6 +155,8 @@ pub struct Function<T> {
     stats: FunctionStats,
     /// When the policy wants to decide again without a new event (a wait that ends).
     wake: Option<u64>,
+    /// Images a dispatch dropped as too late, until [`expire`](Function::expire) hands them out.
+    dropped: Vec<Queued<T>>,
 }
 
 impl<T> Function<T> {
@@ -181,6 +186,7 @@ impl<T> Function<T> {
             rate: Rate::default(),
             stats: FunctionStats::default(),
             wake: None,
+            dropped: Vec::new(),
         }
     }
 
@@ -223,7 +229,11 @@ impl<T> Function<T> {
             return refuse(Refusal::QueueFull, item);
         }
         let deadline = now.saturating_add(self.spec.slo_ns);
-        if self.spec.admission && self.predict_completion(now, self.queue.len()).is_some_and(|c| c > deadline) {
+        if self.spec.admission
+            && self
+                .predict_completion(now, self.queue.len())
+                .is_some_and(|c| c > deadline)
+        {
             self.stats.shed_admission += 1;
             return refuse(Refusal::Overloaded, item);
         }
@@ -249,7 +259,10 @@ impl<T> Function<T> {
         if free.is_empty() {
             return None;
         }
-        let best = free.iter().map(|f| f.1).min_by_key(|m| m.predict(self.spec.batch_sizes[0]))?;
+        let best = free
+            .iter()
+            .map(|f| f.1)
+            .min_by_key(|m| m.predict(self.spec.batch_sizes[0]))?;
         let size = self
             .spec
             .batch_sizes
@@ -274,12 +287,18 @@ impl<T> Function<T> {
 
     /// Smallest engine batch holding `n` images (the largest when none does).
     fn engine_for(&self, n: usize) -> usize {
-        self.spec.batch_sizes.iter().copied().find(|&s| s >= n).unwrap_or(self.spec.max_batch())
+        self.spec
+            .batch_sizes
+            .iter()
+            .copied()
+            .find(|&s| s >= n)
+            .unwrap_or(self.spec.max_batch())
     }
 
     /// Removes queued images that can no longer finish inside their SLO even alone on the
     /// fastest instance (only with admission control on); the caller answers them `overloaded`.
     pub fn expire(&mut self, now: u64, out: &mut Vec<Queued<T>>) {
+        out.append(&mut self.dropped);
         if !self.spec.admission {
             return;
         }
@@ -293,7 +312,11 @@ impl<T> Function<T> {
         else {
             return;
         };
-        while self.queue.front().is_some_and(|q| q.deadline < now.saturating_add(fastest)) {
+        while self
+            .queue
+            .front()
+            .is_some_and(|q| q.deadline < now.saturating_add(fastest))
+        {
             self.stats.shed_expired += 1;
             out.push(self.queue.pop_front().expect("front exists"));
         }
@@ -306,24 +329,29 @@ impl<T> Function<T> {
             return None;
         }
         // Every free instance proposes; the earliest predicted completion wins.
-        let mut best: Option<(usize, usize, usize, Option<u64>)> = None;
+        let mut best: Option<(usize, Choice, Option<u64>)> = None;
         for (i, inst) in self.instances.iter().enumerate() {
             if !inst.healthy || inst.running.is_some() {
                 continue;
             }
             match self.decide(now, &inst.latency) {
-                Ok((take, engine)) => {
-                    let l = inst.latency.predict(engine);
-                    if best.is_none_or(|b| l.unwrap_or(u64::MAX) < b.3.unwrap_or(u64::MAX)) {
-                        best = Some((i, take, engine, l));
+                Ok(d) => {
+                    let l = inst.latency.predict(d.2);
+                    if best.is_none_or(|b| l.unwrap_or(u64::MAX) < b.2.unwrap_or(u64::MAX)) {
+                        best = Some((i, d, l));
                     }
                 }
                 Err(Some(t)) => self.wake = Some(self.wake.map_or(t, |w| w.min(t))),
                 Err(None) => {}
             }
         }
-        let (instance, take, engine, predicted) = best?;
+        let (instance, (dropped, take, engine), predicted) = best?;
         self.wake = None;
+        self.stats.shed_expired += dropped as u64;
+        self.dropped.extend(self.queue.drain(..dropped));
+        if take == 0 {
+            return None;
+        }
         let items: Vec<Queued<T>> = self.queue.drain(..take).collect();
         let oldest_deadline = items[0].deadline;
         let decision = Decision {
@@ -348,16 +376,52 @@ impl<T> Function<T> {
         })
     }
 
-    /// The policy's decision for a free instance with latency model `l`: `Ok((images,
-    /// engine batch))` to dispatch now, or `Err(Some(t))` to wait until `t` (or an event),
-    /// `Err(None)` to wait for an event.
-    fn decide(&self, now: u64, l: &LatencyModel) -> Result<(usize, usize), Option<u64>> {
+    /// Under a backlog: the batch that finishes the most images inside their SLO per unit
+    /// of instance time. Serving the oldest first with whatever batch still fits its
+    /// deadline would shrink batches exactly when throughput is needed most (and then every
+    /// later image has less slack: a collapse); instead, images that would miss their
+    /// deadline in the best batch are dropped (only with admission control on). Returns
+    /// `(dropped, images, engine batch)`.
+    fn best_throughput(&self, now: u64, l: &LatencyModel) -> Choice {
+        let q = self.queue.len();
+        let mut best = (
+            0usize,
+            q.min(self.spec.batch_sizes[0]),
+            self.spec.batch_sizes[0],
+        );
+        let mut best_rate = -1.0;
+        for &s in &self.spec.batch_sizes {
+            let Some(lat) = l.predict(s) else { continue };
+            let late = if self.spec.admission {
+                self.queue.partition_point(|x| x.deadline < now + lat)
+            } else {
+                0
+            };
+            let n = s.min(q - late);
+            let rate = n as f64 / lat.max(1) as f64;
+            if n > 0 && rate > best_rate {
+                best = (late, n, s);
+                best_rate = rate;
+            }
+        }
+        if best_rate < 0.0 && self.spec.admission {
+            // Every queued image is past saving: drop them all.
+            return (q, 0, self.spec.batch_sizes[0]);
+        }
+        best
+    }
+
+    /// The policy's decision for a free instance with latency model `l`: `Ok((dropped,
+    /// images, engine batch))` to drop the `dropped` oldest (too late) and dispatch the next
+    /// `images` now, or `Err(Some(t))` to wait until `t` (or an event), `Err(None)` to wait
+    /// for an event.
+    fn decide(&self, now: u64, l: &LatencyModel) -> Result<Choice, Option<u64>> {
         let q = self.queue.len();
         let oldest = self.queue.front().expect("decide needs a queued image");
         let sizes = &self.spec.batch_sizes;
         let take_all = |limit: usize| {
             let n = q.min(limit);
-            (n, self.engine_for(n))
+            (0, n, self.engine_for(n))
         };
         match self.spec.policy {
             Policy::Fixed(n) => {
@@ -382,14 +446,11 @@ impl<T> Function<T> {
                     return Ok(take_all(sizes[0]));
                 }
                 let fits = |s: usize| l.predict(s).is_some_and(|p| now + p <= oldest.deadline);
-                let Some(s_max) = sizes.iter().copied().filter(|&s| fits(s)).max() else {
-                    // Too late for any plan (admission off, or the model was wrong): run
-                    // the smallest now rather than let it wait longer.
-                    return Ok(take_all(sizes[0]));
-                };
-                if q >= s_max {
-                    return Ok((s_max, s_max));
+                let s_max = sizes.iter().copied().filter(|&s| fits(s)).max();
+                if s_max.is_none_or(|s| q >= s) {
+                    return Ok(self.best_throughput(now, l));
                 }
+                let s_max = s_max.expect("checked above");
                 // The batch this instance needs to keep up with its share of the arrivals.
                 let share = self.healthy_instances().max(1) as f64;
                 let gap = self.rate.gap(now).map(|g| g * share);
@@ -404,13 +465,13 @@ impl<T> Function<T> {
                     .find(|&s| keeps_up(s))
                     .unwrap_or(s_max);
                 if q >= need {
-                    return Ok(take_all(s_max));
+                    return Ok((0, q, self.engine_for(q)));
                 }
                 // Wait for `need` images while the oldest still makes it with that batch.
                 let latest = oldest.deadline.saturating_sub(l.predict(need).unwrap_or(0));
                 let filled = now as f64 + (need - q) as f64 * gap.unwrap_or(f64::INFINITY);
                 if filled > latest as f64 || now >= latest {
-                    Ok(take_all(s_max))
+                    Ok((0, q, self.engine_for(q)))
                 } else {
                     Err(Some(latest))
                 }
@@ -445,13 +506,20 @@ impl<T> Function<T> {
     /// The batch on `instance` finished at `now`: learns its latency and counts its images.
     /// Returns the measured batch latency (ns).
     pub fn complete(&mut self, now: u64, instance: usize) -> u64 {
-        let Some(r) = self.instances.get_mut(instance).and_then(|i| i.running.take()) else {
+        let Some(r) = self
+            .instances
+            .get_mut(instance)
+            .and_then(|i| i.running.take())
+        else {
             return 0;
         };
         let measured = now.saturating_sub(r.dispatched);
-        self.instances[instance].latency.observe(r.engine_batch, measured);
+        self.instances[instance]
+            .latency
+            .observe(r.engine_batch, measured);
         if let Some(p) = r.predicted {
-            self.stats.prediction_error_sum += (p as f64 - measured as f64).abs() / measured.max(1) as f64;
+            self.stats.prediction_error_sum +=
+                (p as f64 - measured as f64).abs() / measured.max(1) as f64;
             self.stats.predicted_batches += 1;
         }
         self.stats.last.measured_ns = measured;
@@ -490,7 +558,9 @@ impl<T> Function<T> {
 
     /// Whether `instance` runs a batch now.
     pub fn busy(&self, instance: usize) -> bool {
-        self.instances.get(instance).is_some_and(|i| i.running.is_some())
+        self.instances
+            .get(instance)
+            .is_some_and(|i| i.running.is_some())
     }
 }
 
@@ -505,4 +575,49 @@ fn rebase(m: &LatencyModel, sizes: &[usize]) -> LatencyModel {
         .filter_map(|&s| m.predict(s).map(|p| (s, p as f64)))
         .collect();
     LatencyModel::seeded(sizes, &points)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn slab_waits_for_the_batch_the_rate_needs_but_never_past_the_oldest_slack() {
+        let sizes = [1, 2, 4, 8];
+        let linear: Vec<(usize, f64)> = sizes.iter().map(|&b| (b, (10 + b) as f64 * 1e6)).collect();
+        let spec = FunctionSpec {
+            name: "f".into(),
+            model: 1,
+            slo_ns: 50 * MS,
+            batch_sizes: sizes.to_vec(),
+            policy: Policy::Slab,
+            admission: true,
+            queue_limit: 100,
+        };
+        let mut f: Function<u32> = Function::new(spec, vec![LatencyModel::seeded(&sizes, &linear)]);
+        // One image every 2 ms: batch 4 (14 ms for 8 ms of arrivals) cannot keep up, batch 8
+        // (18 ms for 16 ms) can.
+        let t0 = 1000 * MS;
+        f.rate = Rate {
+            last: Some(t0 - 2 * MS),
+            mean_gap: Some(2.0 * MS as f64),
+        };
+        f.offer(t0, 0).unwrap();
+        assert!(f.dispatch(t0).is_none(), "waits for more images");
+        let latest = t0 + 50 * MS - 18 * MS;
+        assert_eq!(f.wakeup(), Some(latest));
+        for i in 1..8 {
+            f.offer(t0 + 2 * MS * i, i as u32).unwrap();
+        }
+        let b = f.dispatch(t0 + 14 * MS).expect("8 queued: goes");
+        assert_eq!((b.items.len(), b.engine_batch), (8, 8));
+        f.complete(t0 + 32 * MS, 0);
+        // A lone image whose slack runs out goes with what there is.
+        f.offer(t0 + 34 * MS, 9).unwrap();
+        assert!(f.dispatch(t0 + 34 * MS).is_none());
+        let b = f.dispatch(t0 + 66 * MS).expect("slack ran out");
+        assert_eq!((b.items.len(), b.engine_batch), (1, 1));
+    }
 }

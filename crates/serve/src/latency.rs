@@ -106,7 +106,10 @@ fn interpolate(pts: &[(usize, f64)], b: usize) -> f64 {
         let slope = ((last.1 - prev.1) / (last.0 - prev.0) as f64).max(last.1 / last.0 as f64);
         return last.1 + slope * (x - last.0 as f64);
     }
-    let i = pts.iter().position(|p| p.0 >= b).expect("b is inside the points");
+    let i = pts
+        .iter()
+        .position(|p| p.0 >= b)
+        .expect("b is inside the points");
     let (lo, hi) = (pts[i - 1], pts[i]);
     lo.1 + (hi.1 - lo.1) * (x - lo.0 as f64) / (hi.0 - lo.0) as f64
 }
@@ -117,13 +120,16 @@ mod tests {
 
     #[test]
     fn interpolates_and_errs_on_the_slow_side_outside() {
-        let m = LatencyModel::seeded(&[1, 2, 4, 8, 16, 32], &[(1, 1000.0), (8, 2400.0), (32, 8000.0)]);
+        let m = LatencyModel::seeded(
+            &[1, 2, 4, 8, 16, 32],
+            &[(1, 1000.0), (8, 2400.0), (32, 8000.0)],
+        );
         assert_eq!(m.predict(1), Some(1000));
         assert_eq!(m.predict(8), Some(2400));
-        assert_eq!(m.predict(4), Some(1800)); // 1000 + 1400 * 3/7
+        assert_eq!(m.predict(4), Some(1600)); // 1000 + 1400 * 3/7
         assert_eq!(m.predict(16), Some(4266)); // 2400 + 5600 * 8/24
-        // Beyond the largest point: the per-image cost of the last segment (233/img) is
-        // below the average (250/img), so the average is used.
+                                               // Beyond the largest point: the per-image cost of the last segment (233/img) is
+                                               // below the average (250/img), so the average is used.
         assert_eq!(m.predict(64), Some(16000));
         let one = LatencyModel::seeded(&[4, 8], &[(4, 400.0)]);
         assert_eq!(one.predict(8), Some(800));

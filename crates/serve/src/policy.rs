@@ -55,7 +55,9 @@ impl FromStr for Policy {
     type Err = String;
     /// `slab`, `fixed:N` or `max_delay:N,D_us`.
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("unknown batching policy {s:?} (expected slab, fixed:N or max_delay:N,D_us)");
+        let bad = || {
+            format!("unknown batching policy {s:?} (expected slab, fixed:N or max_delay:N,D_us)")
+        };
         let positive = |v: &str| v.trim().parse::<usize>().ok().filter(|&n| n > 0);
         match s.trim().split_once(':') {
             None if s.trim() == "slab" => Ok(Policy::Slab),
@@ -90,7 +92,15 @@ mod tests {
                 delay_ns: 250_000
             }
         );
-        for bad in ["", "fixed", "fixed:0", "fixed:x", "max_delay:8", "max_delay:0,5", "lifo"] {
+        for bad in [
+            "",
+            "fixed",
+            "fixed:0",
+            "fixed:x",
+            "max_delay:8",
+            "max_delay:0,5",
+            "lifo",
+        ] {
             assert!(bad.parse::<Policy>().is_err(), "{bad}");
         }
     }

@@ -48,13 +48,18 @@ impl Profile {
         let need = |names: &[&str]| {
             find(names).ok_or_else(|| format!("header has no {} column", names.join(" or ")))
         };
-        let (model, precision, batch) = (need(&["model"])?, need(&["precision"])?, need(&["batch"])?);
+        let (model, precision, batch) =
+            (need(&["model"])?, need(&["precision"])?, need(&["batch"])?);
         let ms = need(&["latency_ms", "ms", "p50_ms"])?;
         let share = find(&["gpu_share_pct"]);
         let mut rows = Vec::new();
         for (n, line) in lines {
             let f: Vec<&str> = line.split(',').map(str::trim).collect();
-            let at = |i: usize| f.get(i).copied().ok_or_else(|| format!("line {}: too few fields", n + 1));
+            let at = |i: usize| {
+                f.get(i)
+                    .copied()
+                    .ok_or_else(|| format!("line {}: too few fields", n + 1))
+            };
             let num = |i: usize, what: &str| -> Result<f64, String> {
                 at(i)?
                     .parse::<f64>()
@@ -115,7 +120,10 @@ mod tests {
             "# comment\nmodel,precision,batch,gpu_share_pct,latency_ms\nalexnet,fp32,1,100,0.43\nalexnet,fp32,8,100,0.52\nalexnet,fp32,8,50,0.9\nvgg19,fp16,1,100,1.16\n",
         )
         .unwrap();
-        assert_eq!(p.points("alexnet", "fp32"), vec![(1, 430_000.0), (8, 520_000.0)]);
+        assert_eq!(
+            p.points("alexnet", "fp32"),
+            vec![(1, 430_000.0), (8, 520_000.0)]
+        );
         assert_eq!(p.models(), vec!["alexnet", "vgg19"]);
         let b = Profile::parse("model,backend,engine,precision,batch,runs,ms_per_batch,images_per_s,p50_ms\nresnet50_small,cpu,tract,fp32,8,200,1.5,5000,1.4\n").unwrap();
         assert_eq!(b.points("resnet50_small", "fp32"), vec![(8, 1_400_000.0)]);
@@ -124,7 +132,9 @@ mod tests {
     #[test]
     fn bad_files_name_the_line() {
         assert!(Profile::parse("").unwrap_err().contains("header"));
-        assert!(Profile::parse("model,batch,ms\n").unwrap_err().contains("precision"));
+        assert!(Profile::parse("model,batch,ms\n")
+            .unwrap_err()
+            .contains("precision"));
         let e = Profile::parse("model,precision,batch,ms\na,fp32,x,1\n").unwrap_err();
         assert!(e.contains("line 2") && e.contains("batch"), "{e}");
         let e = Profile::parse("model,precision,batch,ms\na,fp32,1\n").unwrap_err();

@@ -83,10 +83,21 @@ impl<T> Server<T> {
     pub fn poll(&mut self, now: u64, out: &mut Vec<Event<T>>) {
         for (function, f) in self.functions.iter_mut().enumerate() {
             f.expire(now, &mut self.expired);
-            out.extend(self.expired.drain(..).map(|image| Event::Expired { function, image }));
+            out.extend(
+                self.expired
+                    .drain(..)
+                    .map(|image| Event::Expired { function, image }),
+            );
             while let Some(batch) = f.dispatch(now) {
                 out.push(Event::Batch { function, batch });
             }
+            // Images a dispatch dropped as too late.
+            f.expire(now, &mut self.expired);
+            out.extend(
+                self.expired
+                    .drain(..)
+                    .map(|image| Event::Expired { function, image }),
+            );
         }
     }
 

@@ -31,7 +31,8 @@ impl Histogram {
         let octave = 63 - v.leading_zeros(); // >= 5
         let shift = octave - SUB.trailing_zeros();
         let sub = ((v >> shift) as u32) - SUB; // 0..SUB
-        (((octave - SUB.trailing_zeros() + 1) * SUB + sub) as usize).min((SUB * OCTAVES) as usize - 1)
+        (((octave - SUB.trailing_zeros() + 1) * SUB + sub) as usize)
+            .min((SUB * OCTAVES) as usize - 1)
     }
 
     /// The largest value a bucket holds.
@@ -75,7 +76,11 @@ impl Histogram {
             if seen >= rank {
                 // The last bucket also holds everything beyond the range.
                 let last = i + 1 == self.buckets.len();
-                return Some(if last { self.max } else { Self::upper(i).min(self.max) });
+                return Some(if last {
+                    self.max
+                } else {
+                    Self::upper(i).min(self.max)
+                });
             }
         }
         Some(self.max)
@@ -188,9 +193,16 @@ mod tests {
         for v in 1..=10_000u64 {
             h.record(v * 1000);
         }
-        for (q, exact) in [(0.5, 5_000_000f64), (0.99, 9_900_000.0), (1.0, 10_000_000.0)] {
+        for (q, exact) in [
+            (0.5, 5_000_000f64),
+            (0.99, 9_900_000.0),
+            (1.0, 10_000_000.0),
+        ] {
             let got = h.quantile(q).unwrap() as f64;
-            assert!(got >= exact && got <= exact * 1.035, "q{q}: {got} vs {exact}");
+            assert!(
+                got >= exact && got <= exact * 1.035,
+                "q{q}: {got} vs {exact}"
+            );
         }
         assert_eq!(h.max(), 10_000_000);
         assert_eq!(Histogram::default().quantile(0.5), None);

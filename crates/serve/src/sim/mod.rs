@@ -68,7 +68,11 @@ pub struct Outcome {
 }
 
 /// Runs `arrivals` (ascending) through the functions; `seed` drives the service jitter.
-pub fn run(functions: Vec<SimFunction>, arrivals: &[Arrival], seed: u64) -> Result<Outcome, String> {
+pub fn run(
+    functions: Vec<SimFunction>,
+    arrivals: &[Arrival],
+    seed: u64,
+) -> Result<Outcome, String> {
     let mut services: Vec<Service> = functions.iter().map(|f| f.service.clone()).collect();
     let mut server = Server::<()>::new(
         functions
@@ -85,7 +89,11 @@ pub fn run(functions: Vec<SimFunction>, arrivals: &[Arrival], seed: u64) -> Resu
     let mut now = start;
     loop {
         let wake = server.next_wakeup().map(|w| w.max(now + 1));
-        let candidates = [arrivals.get(next).map(|a| a.at), done.peek().map(|d| d.0 .0), wake];
+        let candidates = [
+            arrivals.get(next).map(|a| a.at),
+            done.peek().map(|d| d.0 .0),
+            wake,
+        ];
         let Some(t) = candidates.into_iter().flatten().min() else {
             break;
         };
@@ -108,7 +116,12 @@ pub fn run(functions: Vec<SimFunction>, arrivals: &[Arrival], seed: u64) -> Resu
             let Event::Batch { function, batch } = e else {
                 continue; // expired images are counted by their function
             };
-            let took = service_time(&mut services[function], batch.instance, batch.engine_batch, &mut rng)?;
+            let took = service_time(
+                &mut services[function],
+                batch.instance,
+                batch.engine_batch,
+                &mut rng,
+            )?;
             done.push(Reverse((now + took, function, batch.instance)));
             batches.push(Dispatched {
                 at: now,
@@ -131,7 +144,12 @@ pub fn run(functions: Vec<SimFunction>, arrivals: &[Arrival], seed: u64) -> Resu
     })
 }
 
-fn service_time(s: &mut Service, instance: usize, engine: usize, rng: &mut Rng) -> Result<u64, String> {
+fn service_time(
+    s: &mut Service,
+    instance: usize,
+    engine: usize,
+    rng: &mut Rng,
+) -> Result<u64, String> {
     match s {
         Service::Profile { truth, jitter } => {
             let base = truth
@@ -141,6 +159,8 @@ fn service_time(s: &mut Service, instance: usize, engine: usize, rng: &mut Rng) 
             let f = (1.0 + *jitter * rng.normal() as f64).clamp(0.5, 2.0);
             Ok((base as f64 * f) as u64)
         }
-        Service::Recorded(q) => q.pop_front().ok_or_else(|| "the recorded run has no more batches".to_string()),
+        Service::Recorded(q) => q
+            .pop_front()
+            .ok_or_else(|| "the recorded run has no more batches".to_string()),
     }
 }

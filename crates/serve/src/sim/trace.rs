@@ -55,7 +55,10 @@ impl Shape {
             Shape::Steps(steps) => {
                 let mut v = Vec::new();
                 for (i, &(from, rate)) in steps.iter().enumerate() {
-                    let to = steps.get(i + 1).map_or(duration_ns, |s| s.0).min(duration_ns);
+                    let to = steps
+                        .get(i + 1)
+                        .map_or(duration_ns, |s| s.0)
+                        .min(duration_ns);
                     v.extend(poisson(&mut rng, from, to, rate));
                 }
                 v
@@ -114,12 +117,22 @@ mod tests {
             rate: 0.0,
         }
         .times(3_000_000, 0);
-        assert_eq!(b, vec![0, 0, 0, 0, 1_000_000, 1_000_000, 1_000_000, 1_000_000, 2_000_000, 2_000_000, 2_000_000, 2_000_000]);
-        let s = Shape::Steps(vec![(0, 1000.0), (500_000_000, 0.0), (700_000_000, 5000.0)]).times(1_000_000_000, 3);
+        assert_eq!(
+            b,
+            vec![
+                0, 0, 0, 0, 1_000_000, 1_000_000, 1_000_000, 1_000_000, 2_000_000, 2_000_000,
+                2_000_000, 2_000_000
+            ]
+        );
+        let s = Shape::Steps(vec![(0, 1000.0), (500_000_000, 0.0), (700_000_000, 5000.0)])
+            .times(1_000_000_000, 3);
         assert!(s.iter().all(|&t| !(500_000_000..700_000_000).contains(&t)));
         let late = s.iter().filter(|&&t| t >= 700_000_000).count();
         assert!((1300..1700).contains(&late), "{late}");
         let m = merge([(2, vec![5, 1]), (1, vec![3])]);
-        assert_eq!(m.iter().map(|a| (a.at, a.model)).collect::<Vec<_>>(), vec![(1, 2), (3, 1), (5, 2)]);
+        assert_eq!(
+            m.iter().map(|a| (a.at, a.model)).collect::<Vec<_>>(),
+            vec![(1, 2), (3, 1), (5, 2)]
+        );
     }
 }
