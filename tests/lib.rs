@@ -759,9 +759,9 @@ pub fn assert_verifier_matches(report: &Value, t: &Traffic) {
     let intact_bytes: u64 = intact_fragments_bytes(t);
     eq(n(&k["bytes"]), intact_bytes, "sink.bytes");
     eq(
-        n(&k["crc_mismatch"]) + n(&k["rejected"]),
+        n(&k["crc_mismatch"]) + n(&k["unknown_model"]) + n(&k["shape_mismatch"]),
         0,
-        "sink.crc_mismatch+rejected",
+        "sink.crc_mismatch+unknown_model+shape_mismatch",
     );
     eq(
         n(&k["results_sent"]),

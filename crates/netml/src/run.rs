@@ -56,6 +56,11 @@ pub struct Args {
     /// Images per batch at most.
     #[arg(long)]
     max_batch: Option<usize>,
+    /// Serve an inference function: `ID=MODEL.onnx[,slo_ms=50][,max_batch=8][,instances=1]
+    /// [,top_k=5][,input=f32|u8][,profile=CSV][,name=NAME][,policy=slab|fixed:N|max_delay:N,D_us]`
+    /// (repeatable; `policy` goes last). Adds to the configuration's `[[functions]]`.
+    #[arg(long = "function", value_name = "ID=PATH[,key=value]")]
+    functions: Vec<String>,
     /// Do not send result messages.
     #[arg(long)]
     no_responses: bool,
@@ -122,6 +127,10 @@ impl Args {
         }
         if let Some(b) = self.max_batch {
             c.ingest.max_batch = b;
+        }
+        for f in &self.functions {
+            c.functions
+                .push(netml_pipeline::config::FunctionConfig::from_arg(f)?);
         }
         if self.no_responses {
             c.responses.enabled = false;

@@ -28,8 +28,8 @@ pub struct Config {
     pub dispatch_queue: usize,
     /// Seconds between live statistics lines (0: only at exit).
     pub stats_interval_s: f64,
-    /// Inference functions served (used from the inference issue on; model ids listed here
-    /// are the ones answered with `Ok`, others with `Rejected`; empty accepts every model).
+    /// Inference functions served; images of other models are answered `unknown_model`.
+    /// Empty: no inference, every image is gathered and answered with its CRC-32.
     pub functions: Vec<FunctionConfig>,
 }
 
@@ -94,8 +94,11 @@ pub struct VerifierConfig {
     pub max_in_flight: usize,
     /// Fragments per image at most.
     pub max_fragments: u16,
-    /// Milliseconds an image may take from its first to its last fragment.
+    /// Milliseconds an image may take from its first to its last fragment; also the late
+    /// window after an image finished.
     pub timeout_ms: u64,
+    /// Finished images remembered per rx queue for the late window (docs/protocol.md §8.2).
+    pub max_finished: usize,
 }
 
 /// The packet mempool.
@@ -162,14 +165,183 @@ impl Default for IngestSection {
     }
 }
 
-/// One inference function.
+/// One inference function (`[[functions]]`): a model served under a latency SLO.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct FunctionConfig {
     /// Name, for statistics.
     pub name: String,
     /// Model id in the fragment header.
     pub model: u8,
+    /// The ONNX model it runs.
+    pub model_file: std::path::PathBuf,
+    /// `fp32` or `fp16` (fp16 needs a GPU instance).
+    pub precision: String,
+    /// Latency objective from the image complete in the receiver to its answer, ms.
+    pub slo_ms: f64,
+    /// Largest batch (engine plans for powers of two up to it, unless `batch_sizes`).
+    pub max_batch: usize,
+    /// Engine batch sizes; empty: powers of two up to `max_batch`.
+    pub batch_sizes: Vec<usize>,
+    /// Instances (CPU worker threads, or GPUs), each running one batch at a time.
+    pub instances: usize,
+    /// `auto` (a GPU when the ingest is on one, else the CPU), `cpu` or `gpu:N`.
+    pub target: String,
+    /// Classes per answer (at most 32).
+    pub top_k: usize,
+    /// `slab`, `fixed:N` or `max_delay:N,D_us`.
+    pub policy: String,
+    /// Admission control: refuse images that cannot finish inside the SLO. Default: on for
+    /// `slab`, off for the two baselines.
+    pub admission: Option<bool>,
+    /// Latency profile CSV seeding the scheduler (`model,precision,batch,ms` columns);
+    /// without one it learns from the first batches.
+    pub profile: Option<std::path::PathBuf>,
+    /// The model's name in the profile (default: the file stem of `model_file`).
+    pub profile_model: Option<String>,
+    /// Tensor the senders send: `f32` (the model's input as it is, NCHW) or `u8` (HWC
+    /// pixels, turned into normalised f32 CHW by the gather).
+    pub input: String,
+    /// Per-channel mean for `u8` input, on the 0..1 scale.
+    pub mean: [f32; 3],
+    /// Per-channel standard deviation for `u8` input, on the 0..1 scale.
+    pub std: [f32; 3],
+    /// Most images queued (beyond it images are answered `overloaded`).
+    pub queue_limit: usize,
+}
+
+impl Default for FunctionConfig {
+    fn default() -> Self {
+        FunctionConfig {
+            name: String::new(),
+            model: 0,
+            model_file: Default::default(),
+            precision: "fp32".into(),
+            slo_ms: 50.0,
+            max_batch: 8,
+            batch_sizes: Vec::new(),
+            instances: 1,
+            target: "auto".into(),
+            top_k: 5,
+            policy: "slab".into(),
+            admission: None,
+            profile: None,
+            profile_model: None,
+            input: "f32".into(),
+            mean: [0.485, 0.456, 0.406],
+            std: [0.229, 0.224, 0.225],
+            queue_limit: 4096,
+        }
+    }
+}
+
+impl FunctionConfig {
+    /// Parses `ID=PATH[,key=value...]` (the `--function` option): keys `name`, `slo_ms`,
+    /// `max_batch`, `instances`, `policy` (with its own `:` and `,` in `max_delay:N,D`,
+    /// given last), `top_k`, `input`, `profile`.
+    pub fn from_arg(arg: &str) -> Result<FunctionConfig, String> {
+        let bad = |why: String| format!("--function {arg:?}: {why}");
+        let (id, rest) = arg
+            .split_once('=')
+            .ok_or_else(|| bad("expected ID=PATH[,key=value...]".into()))?;
+        let model: u8 = id
+            .trim()
+            .parse()
+            .map_err(|_| bad(format!("model id {id:?} is not 0..=255")))?;
+        let (path, mut opts) = match rest.split_once(',') {
+            Some((p, o)) => (p, o),
+            None => (rest, ""),
+        };
+        let mut f = FunctionConfig {
+            model,
+            model_file: path.into(),
+            ..FunctionConfig::default()
+        };
+        f.name = f.model_file.file_stem().map_or_else(
+            || format!("model{model}"),
+            |s| s.to_string_lossy().into_owned(),
+        );
+        while !opts.is_empty() {
+            let (kv, more) = match opts.split_once(',') {
+                Some((kv, more)) if !kv.starts_with("policy=") => (kv, more),
+                _ => (opts, ""),
+            };
+            opts = more;
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| bad(format!("{kv:?} is not key=value")))?;
+            let num = |v: &str| {
+                v.parse::<usize>()
+                    .map_err(|_| bad(format!("{k}={v} is not a number")))
+            };
+            match k {
+                "name" => f.name = v.into(),
+                "slo_ms" => {
+                    f.slo_ms = v
+                        .parse()
+                        .map_err(|_| bad(format!("slo_ms={v} is not a number")))?
+                }
+                "max_batch" => f.max_batch = num(v)?,
+                "instances" => f.instances = num(v)?,
+                "top_k" => f.top_k = num(v)?,
+                "policy" => f.policy = v.into(),
+                "input" => f.input = v.into(),
+                "profile" => f.profile = Some(v.into()),
+                "target" => f.target = v.into(),
+                _ => return Err(bad(format!("unknown key {k:?}"))),
+            }
+        }
+        f.check().map_err(bad)?;
+        Ok(f)
+    }
+
+    /// Checks values that parse but cannot work.
+    pub fn check(&self) -> Result<(), String> {
+        let n = &self.name;
+        if self.model_file.as_os_str().is_empty() {
+            return Err(format!("function {n:?}: model_file is missing"));
+        }
+        if !(self.slo_ms > 0.0 && self.slo_ms.is_finite()) {
+            return Err(format!("function {n:?}: slo_ms must be positive"));
+        }
+        if self.max_batch == 0 || self.instances == 0 || self.queue_limit == 0 {
+            return Err(format!(
+                "function {n:?}: max_batch, instances and queue_limit must be at least 1"
+            ));
+        }
+        if self.top_k > netml_wire::result::MAX_TOP_K {
+            return Err(format!(
+                "function {n:?}: top_k is at most {}",
+                netml_wire::result::MAX_TOP_K
+            ));
+        }
+        if !matches!(self.input.as_str(), "f32" | "u8") {
+            return Err(format!(
+                "function {n:?}: input must be f32 or u8, not {:?}",
+                self.input
+            ));
+        }
+        if self.std.iter().any(|&s| s <= 0.0) {
+            return Err(format!("function {n:?}: std must be positive"));
+        }
+        self.policy().map(|_| ())
+    }
+
+    /// The batching policy.
+    pub fn policy(&self) -> Result<netml_serve::Policy, String> {
+        self.policy
+            .parse()
+            .map_err(|e| format!("function {:?}: {e}", self.name))
+    }
+
+    /// Engine batch sizes.
+    pub fn engine_batches(&self) -> Vec<usize> {
+        if self.batch_sizes.is_empty() {
+            netml_serve::FunctionSpec::default_batch_sizes(self.max_batch)
+        } else {
+            self.batch_sizes.clone()
+        }
+    }
 }
 
 impl Default for Config {
@@ -240,6 +412,7 @@ impl Default for VerifierConfig {
             max_in_flight: d.max_in_flight,
             max_fragments: d.max_fragments,
             timeout_ms: d.timeout_ns / 1_000_000,
+            max_finished: d.max_finished,
         }
     }
 }
@@ -260,7 +433,7 @@ impl VerifierConfig {
             max_in_flight: self.max_in_flight,
             max_fragments: self.max_fragments,
             timeout_ns: self.timeout_ms.saturating_mul(1_000_000),
-            recent: netml_verify::Config::default().recent,
+            max_finished: self.max_finished,
         }
     }
 }
@@ -301,6 +474,13 @@ impl Config {
             return Err("dispatch_queue must be at least 1".into());
         }
         self.ingest.mode()?;
+        let mut models = [false; 256];
+        for f in &self.functions {
+            f.check()?;
+            if std::mem::replace(&mut models[f.model as usize], true) {
+                return Err(format!("two functions serve model {}", f.model));
+            }
+        }
         let i = &self.ingest;
         if i.max_batch == 0 || i.slots == 0 || i.max_image_bytes == 0 {
             return Err(

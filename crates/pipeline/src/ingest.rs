@@ -7,20 +7,18 @@ use netml_gpu::{Ingest, IngestConfig, Target};
 /// slots, so that a batch never waits for an entry.
 const RING_ENTRIES: u32 = 64;
 
-/// The opened ingest and what has to live as long as it.
-pub struct OpenedIngest {
-    /// The ingest itself (moved into the gather stage).
-    pub ingest: Box<dyn Ingest>,
-    /// Where it runs.
+/// Where the ingests run and the packet memory registered for it (dropped after them).
+pub struct Prepared {
+    /// Where every ingest of this pipeline runs.
     pub target: Target,
-    /// Packet memory registered with the GPU (empty on the host); dropped after the ingest.
+    /// Packet memory registered with the GPU (empty on the host).
     pub registrations: Vec<netml_gpu::cuda::Registered>,
 }
 
-/// Chooses the target, registers the DPDK memory segments with the GPU (so that fragment
-/// pointers are valid on the device as they are) and opens the ingest.
-pub fn open(cfg: &IngestSection) -> Result<OpenedIngest, String> {
-    let mode = cfg.mode()?;
+/// Chooses the target and registers the DPDK memory segments with the GPU (so that fragment
+/// pointers are valid on the device as they are).
+pub fn prepare(cfg: &IngestSection) -> Result<Prepared, String> {
+    cfg.mode()?;
     let target = match cfg.target {
         IngestTarget::Host => Target::Host,
         IngestTarget::Gpu => match netml_gpu::cuda::discover() {
@@ -33,6 +31,25 @@ pub fn open(cfg: &IngestSection) -> Result<OpenedIngest, String> {
             None => Target::Host,
         },
     };
+    let registrations = match target {
+        Target::Host => Vec::new(),
+        Target::Gpu(ordinal) => register_packet_memory(ordinal)?,
+    };
+    Ok(Prepared {
+        target,
+        registrations,
+    })
+}
+
+/// Opens one ingest on `target`: `slots` batch slots of `slot_bytes` (one inference
+/// function's, or the whole receiver's when it serves none).
+pub fn open(
+    cfg: &IngestSection,
+    target: Target,
+    slots: usize,
+    slot_bytes: usize,
+) -> Result<Box<dyn Ingest>, String> {
+    let mode = cfg.mode()?;
     let blocks = match (cfg.blocks, target) {
         (0, Target::Host) => 1,
         (0, Target::Gpu(_)) => 8,
@@ -40,28 +57,17 @@ pub fn open(cfg: &IngestSection) -> Result<OpenedIngest, String> {
     };
     let icfg = IngestConfig {
         mode,
-        slots: cfg.slots,
-        slot_bytes: cfg.max_batch * cfg.max_image_bytes,
+        slots,
+        slot_bytes,
         blocks,
         ring_entries: RING_ENTRIES,
-    };
-    let registrations = match target {
-        Target::Host => Vec::new(),
-        Target::Gpu(ordinal) => register_packet_memory(ordinal)?,
     };
     let ingest = netml_gpu::open(&icfg, target)
         .map_err(|e| format!("opening the {mode} ingest on {target}: {e}"))?;
     tracing::info!(
-        "ingest: {mode} on {target}, {} slots of {} images x {} B, {blocks} gather blocks",
-        cfg.slots,
-        cfg.max_batch,
-        cfg.max_image_bytes
+        "ingest: {mode} on {target}, {slots} slots of {slot_bytes} B, {blocks} gather blocks"
     );
-    Ok(OpenedIngest {
-        ingest,
-        target,
-        registrations,
-    })
+    Ok(ingest)
 }
 
 /// Registers every DPDK memory segment (where all mbufs live) with GPU `ordinal`.

@@ -104,9 +104,12 @@ impl Pipeline {
                 .map_err(|e| format!("chain port {}: {e}", p.name()))?;
         }
         let mempool_in_use_at_start = pool.in_use();
-        // Before any thread starts: on a GPU this registers the packet memory just created.
-        let opened = ingest::open(&cfg.ingest)?;
-        let ingest_target = opened.target;
+        // Before any thread starts: on a GPU this registers the packet memory just created;
+        // every engine is loaded and every ingest opened here, so a model that fails to load
+        // stops the start with its function named.
+        let prepared = ingest::prepare(&cfg.ingest)?;
+        let ingest_target = prepared.target;
+        let (server, lanes) = sink::open::open(cfg, ingest_target)?;
 
         let shared = Arc::new(Shared::new(queues as usize));
         let running = Arc::new(AtomicBool::new(true));
@@ -155,24 +158,27 @@ impl Pipeline {
             workers.push(handle);
         }
         drop(tx);
+        let txq = if cfg.responses.enabled {
+            Some(
+                rx_port
+                    .tx_queue(tx_queues - 1)
+                    .map_err(|e| format!("result tx queue: {e}"))?,
+            )
+        } else {
+            None
+        };
         let sink = Sink {
             input: rx,
-            txq: if cfg.responses.enabled {
-                Some(
-                    rx_port
-                        .tx_queue(tx_queues - 1)
-                        .map_err(|e| format!("result tx queue: {e}"))?,
-                )
-            } else {
-                None
+            replies: sink::Replies {
+                txq,
+                pool: pool.clone(),
+                clock,
+                out: Vec::with_capacity(64),
             },
-            pool: pool.clone(),
-            models: cfg.functions.iter().map(|f| f.model).collect(),
             shared: shared.clone(),
             clock,
-            ingest: opened.ingest,
-            max_batch: cfg.ingest.max_batch,
-            max_image_bytes: cfg.ingest.max_image_bytes,
+            server,
+            lanes,
             check_crc: cfg.ingest.check_crc,
         };
         let sink = std::thread::Builder::new()
@@ -192,7 +198,7 @@ impl Pipeline {
             workers,
             sink: Some(sink),
             ingest_target,
-            _registrations: opened.registrations,
+            _registrations: prepared.registrations,
             mempool_in_use_at_start,
             started: std::time::Instant::now(),
         })

@@ -1,7 +1,7 @@
 //! What the pipeline tells its operator: a live line per interval and a final report
 //! (text or JSON).
 
-use crate::stats::{SinkCounters, Snapshot, WorkerCounters};
+use crate::stats::{FunctionSnapshot, SinkCounters, Snapshot, WorkerCounters};
 use crate::Pipeline;
 use netml_dpdk::{Port, PortStats};
 use serde_json::{json, Map, Value};
@@ -39,6 +39,8 @@ pub struct Report {
     pub total: WorkerCounters,
     /// The gather/result stage.
     pub sink: SinkCounters,
+    /// Per inference function.
+    pub functions: Vec<FunctionSnapshot>,
     /// Where the ingest ran (`host` or `gpuN`).
     pub ingest_target: String,
     /// Mempool size.
@@ -60,6 +62,7 @@ impl Report {
             total: snap.total(),
             workers: snap.workers,
             sink: snap.sink,
+            functions: snap.functions.clone(),
             ingest_target: p.ingest_target().to_string(),
             mempool_capacity: p.mempool().capacity(),
             mempool_in_use_at_start: p.mempool_in_use_at_start(),
@@ -87,6 +90,7 @@ impl Report {
             "total": worker_json(&self.total),
             "workers": self.workers.iter().map(worker_json).collect::<Vec<_>>(),
             "sink": sink_json(&self.sink),
+            "functions": self.functions.iter().map(function_json).collect::<Vec<_>>(),
             "ingest_target": self.ingest_target,
             "mempool": {
                 "capacity": self.mempool_capacity,
@@ -96,7 +100,9 @@ impl Report {
         })
     }
 
-    /// The report as text.
+    /// The report as text: one line per JSON section, with the JSON's counter names
+    /// (`rx:` and `verifier:` are `total.rx` and `total.verifier`, `chain:` the other
+    /// counters of `total`, `sink:` is `sink`, `mempool:` is `mempool`).
     pub fn to_text(&self) -> String {
         let mut s = String::new();
         let t = &self.total;
@@ -113,7 +119,7 @@ impl Report {
         let _ = writeln!(s, "verifier: {}", pairs(&t.verifier.fields()));
         let _ = writeln!(
             s,
-            "chain:    forwarded={} dropped={} tx_full={}; backpressure: images={} fragments={}",
+            "chain:    chain_forwarded={} chain_dropped={} chain_tx_full={} backpressure_images={} backpressure_fragments={}",
             t.chain_forwarded,
             t.chain_dropped,
             t.chain_tx_full,
@@ -130,12 +136,14 @@ impl Report {
         };
         let _ = writeln!(
             s,
-            "gather:   images={} bytes={} batches={} crc_mismatch={} rejected={} oversize={} failed={} stalls={} results_sent={} results_dropped={} submit_per_image={:.1}us on {}",
-            k.images, k.bytes, k.batches, k.crc_mismatch, k.rejected, k.oversize, k.ingest_failed,
-            k.ingest_stalls, k.results_sent, k.results_dropped,
+            "sink:     {} submit_per_image={:.1}us on {}",
+            pairs(&k.fields()[..15]),
             per_image(k.gather_ns),
             self.ingest_target
         );
+        for f in &self.functions {
+            let _ = writeln!(s, "function: {}", function_text(f));
+        }
         let _ = writeln!(
             s,
             "cpu:      rx workers {:.1} ms ({:.1}us per image), gather thread {:.1} ms ({:.1}us per image){}",
@@ -191,11 +199,45 @@ fn worker_json(w: &WorkerCounters) -> Value {
 }
 
 fn sink_json(k: &SinkCounters) -> Value {
+    obj(&k.fields())
+}
+
+/// Milliseconds with two decimals, from ns.
+fn ms(ns: u64) -> f64 {
+    (ns as f64 / 1e4).round() / 100.0
+}
+
+fn function_text(f: &FunctionSnapshot) -> String {
+    let st = &f.stats;
+    let q = |p| {
+        st.latency
+            .quantile(p)
+            .map_or("-".to_string(), |v| format!("{:.2}", ms(v)))
+    };
+    format!(
+        "{} (model {}, {}, slo {} ms) offered={} admitted={} answered={} within_slo={} attainment={:.4} shed_admission={} shed_queue_full={} shed_expired={} failed={} batches={} mean_batch={:.1} p50={}ms p99={}ms prediction_error={:.1}% instances={} queued={}",
+        f.name, f.model, f.policy, ms(f.slo_ns), st.offered, st.admitted, st.answered, st.within_slo,
+        st.attainment(), st.shed_admission, st.shed_queue_full, st.shed_expired, st.failed, st.batches,
+        st.mean_batch(), q(0.5), q(0.99), st.mean_prediction_error() * 100.0, f.instances, f.queued
+    )
+}
+
+/// One function as JSON: its counters, latency percentiles and last batching decision.
+pub fn function_json(f: &FunctionSnapshot) -> Value {
+    let st = &f.stats;
+    let d = &st.last;
     json!({
-        "images": k.images, "bytes": k.bytes, "crc_mismatch": k.crc_mismatch, "rejected": k.rejected,
-        "results_sent": k.results_sent, "results_dropped": k.results_dropped, "gather_ns": k.gather_ns,
-        "batches": k.batches, "oversize": k.oversize, "ingest_failed": k.ingest_failed,
-        "ingest_stalls": k.ingest_stalls, "cpu_ns": k.cpu_ns,
+        "name": f.name, "model": f.model, "policy": f.policy, "slo_ms": ms(f.slo_ns),
+        "offered": st.offered, "admitted": st.admitted, "answered": st.answered,
+        "within_slo": st.within_slo, "attainment": st.attainment(),
+        "shed_admission": st.shed_admission, "shed_queue_full": st.shed_queue_full,
+        "shed_expired": st.shed_expired, "failed": st.failed, "batches": st.batches,
+        "mean_batch": st.mean_batch(),
+        "batch_sizes": st.batch_sizes.iter().enumerate().filter(|(_, n)| **n > 0).map(|(b, n)| json!([b, n])).collect::<Vec<_>>(),
+        "latency_ms": {"p50": st.latency.quantile(0.5).map(ms), "p99": st.latency.quantile(0.99).map(ms), "max": ms(st.latency.max())},
+        "prediction_error": st.mean_prediction_error(),
+        "last_decision": {"images": d.images, "engine_batch": d.engine_batch, "predicted_ms": ms(d.predicted_ns), "measured_ms": ms(d.measured_ns), "slack_ms": d.slack_ns as f64 / 1e6},
+        "instances": f.instances, "queued": f.queued,
     })
 }
 
@@ -241,5 +283,31 @@ pub fn live_line(
         c.backpressure_images,
         rate(prev.sink.results_sent, cur.sink.results_sent),
         mempool_in_use,
-    )
+    ) + &live_functions(dt, prev, cur)
+}
+
+/// Per function: answered/s, mean batch over the interval, queue, attainment so far.
+fn live_functions(dt: f64, prev: &Snapshot, cur: &Snapshot) -> String {
+    let mut s = String::new();
+    for f in &cur.functions {
+        let before = prev
+            .functions
+            .iter()
+            .find(|p| p.model == f.model)
+            .map(|p| &p.stats);
+        let (answered, batches, images) =
+            before.map_or((0, 0, 0), |b| (b.answered, b.batches, b.batched_images));
+        let st = &f.stats;
+        let batch = (st.batched_images - images) as f64 / (st.batches - batches).max(1) as f64;
+        let _ = write!(
+            s,
+            " | {} {:.0}/s batch {batch:.1} queue {} shed {} slo {:.1}%",
+            f.name,
+            (st.answered - answered) as f64 / dt,
+            f.queued,
+            st.shed(),
+            st.attainment() * 100.0
+        );
+    }
+    s
 }

@@ -42,8 +42,21 @@ pub struct SinkCounters {
     pub bytes: u64,
     /// Images whose gathered bytes do not match the sender's CRC-32.
     pub crc_mismatch: u64,
-    /// Images for a model no inference function serves (answered `Rejected`).
-    pub rejected: u64,
+    /// Answered `ok` (top-k classes, or the CRC-32 on a receiver serving no function).
+    pub ok: u64,
+    /// Answered `unknown_model`: no inference function serves the image's model.
+    pub unknown_model: u64,
+    /// Answered `shape_mismatch`: the tensor cannot feed the model (or exceeds the slot).
+    pub shape_mismatch: u64,
+    /// Answered `overloaded`: refused by admission control, a full function queue, or
+    /// dropped from the queue when it could no longer finish inside its SLO.
+    pub overloaded: u64,
+    /// Answered `failed`: ingest failure, engine failure or stall, no instance left.
+    pub failed: u64,
+    /// Answered `incomplete`: the verifier evicted the image before it was complete.
+    pub incomplete: u64,
+    /// Instances taken out of rotation (engine failed or stalled).
+    pub instances_lost: u64,
     /// Result messages sent.
     pub results_sent: u64,
     /// Result messages dropped (tx queue full or no mbuf).
@@ -53,15 +66,48 @@ pub struct SinkCounters {
     pub gather_ns: u64,
     /// Batches submitted to the ingest.
     pub batches: u64,
-    /// Images larger than `ingest.max_image_bytes` (answered `Rejected`, not ingested).
-    pub oversize: u64,
-    /// Images lost to an ingest failure (answered `Failed`).
+    /// Of the `failed` images, those lost to an ingest failure.
     pub ingest_failed: u64,
     /// Times the ingest watchdog reported a batch without progress.
     pub ingest_stalls: u64,
     /// CPU time of the gather/result thread (`CLOCK_THREAD_CPUTIME_ID`) when it last
     /// published: everything it spends, not only in `submit` (`gather_ns`).
     pub cpu_ns: u64,
+}
+
+impl SinkCounters {
+    /// Every counter with its report name, statuses first.
+    pub fn fields(&self) -> [(&'static str, u64); 17] {
+        [
+            ("ok", self.ok),
+            ("unknown_model", self.unknown_model),
+            ("shape_mismatch", self.shape_mismatch),
+            ("overloaded", self.overloaded),
+            ("failed", self.failed),
+            ("incomplete", self.incomplete),
+            ("images", self.images),
+            ("bytes", self.bytes),
+            ("batches", self.batches),
+            ("crc_mismatch", self.crc_mismatch),
+            ("ingest_failed", self.ingest_failed),
+            ("ingest_stalls", self.ingest_stalls),
+            ("instances_lost", self.instances_lost),
+            ("results_sent", self.results_sent),
+            ("results_dropped", self.results_dropped),
+            ("gather_ns", self.gather_ns),
+            ("cpu_ns", self.cpu_ns),
+        ]
+    }
+
+    /// Images answered, every status.
+    pub fn answered(&self) -> u64 {
+        self.ok
+            + self.unknown_model
+            + self.shape_mismatch
+            + self.overloaded
+            + self.failed
+            + self.incomplete
+    }
 }
 
 /// CPU time the calling thread has used, in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`). A
@@ -80,12 +126,33 @@ pub fn thread_cpu_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// One inference function's state, as the serving stage last published it.
+#[derive(Debug, Clone)]
+pub struct FunctionSnapshot {
+    /// Name.
+    pub name: String,
+    /// Model id.
+    pub model: u8,
+    /// Latency objective, ns.
+    pub slo_ns: u64,
+    /// Batching policy.
+    pub policy: String,
+    /// Images queued now.
+    pub queued: usize,
+    /// Instances in rotation.
+    pub instances: usize,
+    /// Its counters, latency distribution and last batching decision.
+    pub stats: netml_serve::FunctionStats,
+}
+
 /// Everything the threads publish.
 pub struct Shared {
     /// One entry per rx worker.
     pub workers: Vec<Mutex<WorkerCounters>>,
     /// The gather/result stage.
     pub sink: Mutex<SinkCounters>,
+    /// Per inference function, published every 100 ms.
+    pub functions: Mutex<Vec<FunctionSnapshot>>,
 }
 
 impl Shared {
@@ -96,6 +163,7 @@ impl Shared {
                 .map(|_| Mutex::new(WorkerCounters::default()))
                 .collect(),
             sink: Mutex::new(SinkCounters::default()),
+            functions: Mutex::new(Vec::new()),
         }
     }
 
@@ -110,6 +178,7 @@ impl Shared {
             at: Instant::now(),
             workers,
             sink: *self.sink.lock().expect("stats lock"),
+            functions: self.functions.lock().expect("stats lock").clone(),
         }
     }
 }
@@ -123,6 +192,8 @@ pub struct Snapshot {
     pub workers: Vec<WorkerCounters>,
     /// Gather/result stage.
     pub sink: SinkCounters,
+    /// Per inference function.
+    pub functions: Vec<FunctionSnapshot>,
 }
 
 impl Snapshot {

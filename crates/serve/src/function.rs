@@ -217,8 +217,14 @@ impl<T> Function<T> {
 
     /// Offers an image that arrived at `now`: queued, or handed back with the reason.
     pub fn offer(&mut self, now: u64, item: T) -> Result<(), Refused<T>> {
+        self.offer_arrived(now, now, item)
+    }
+
+    /// Offers at `now` an image that arrived (its SLO started) at `arrival` <= `now`.
+    pub fn offer_arrived(&mut self, now: u64, arrival: u64, item: T) -> Result<(), Refused<T>> {
+        let arrival = arrival.min(now);
         self.stats.offered += 1;
-        self.rate.arrived(now);
+        self.rate.arrived(arrival);
         let refuse = |reason, item| Err(Refused { reason, item });
         if self.healthy_instances() == 0 {
             self.stats.failed += 1;
@@ -228,7 +234,7 @@ impl<T> Function<T> {
             self.stats.shed_queue_full += 1;
             return refuse(Refusal::QueueFull, item);
         }
-        let deadline = now.saturating_add(self.spec.slo_ns);
+        let deadline = arrival.saturating_add(self.spec.slo_ns);
         if self.spec.admission
             && self
                 .predict_completion(now, self.queue.len())
@@ -239,7 +245,7 @@ impl<T> Function<T> {
         }
         self.stats.admitted += 1;
         self.queue.push_back(Queued {
-            arrival: now,
+            arrival,
             deadline,
             item,
         });
@@ -554,6 +560,25 @@ impl<T> Function<T> {
         }
         self.stats.failed += self.queue.len() as u64;
         self.queue.drain(..).collect()
+    }
+
+    /// Nothing queued and no batch running.
+    pub fn idle(&self) -> bool {
+        self.queue.is_empty()
+            && self.dropped.is_empty()
+            && self.instances.iter().all(|i| i.running.is_none())
+    }
+
+    /// The running batch on `instance` ended without a result (its ingest failed): frees the
+    /// instance, learns nothing, counts its images failed.
+    pub fn abort(&mut self, instance: usize) {
+        if let Some(r) = self
+            .instances
+            .get_mut(instance)
+            .and_then(|i| i.running.take())
+        {
+            self.stats.failed += r.arrivals.len() as u64;
+        }
     }
 
     /// Whether `instance` runs a batch now.

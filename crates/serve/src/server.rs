@@ -52,6 +52,15 @@ impl<T> Server<T> {
         })
     }
 
+    /// One function that takes every model (a receiver that gathers without inference).
+    pub fn catch_all(function: Function<T>) -> Server<T> {
+        Server {
+            functions: vec![function],
+            by_model: [Some(0); 256],
+            expired: Vec::new(),
+        }
+    }
+
     /// The functions, in configuration order.
     pub fn functions(&self) -> &[Function<T>] {
         &self.functions
@@ -69,13 +78,26 @@ impl<T> Server<T> {
 
     /// Offers an image of `model` that arrived at `now`; returns its function's index.
     pub fn offer(&mut self, now: u64, model: u8, item: T) -> Result<usize, Refused<T>> {
+        self.offer_arrived(now, now, model, item)
+    }
+
+    /// Offers at `now` an image of `model` that arrived at `arrival`.
+    pub fn offer_arrived(
+        &mut self,
+        now: u64,
+        arrival: u64,
+        model: u8,
+        item: T,
+    ) -> Result<usize, Refused<T>> {
         let Some(f) = self.route(model) else {
             return Err(Refused {
                 reason: Refusal::UnknownModel,
                 item,
             });
         };
-        self.functions[f].offer(now, item).map(|()| f)
+        self.functions[f]
+            .offer_arrived(now, arrival, item)
+            .map(|()| f)
     }
 
     /// Everything due at `now`: expired images first, then every batch that the policies
@@ -109,5 +131,10 @@ impl<T> Server<T> {
     /// The batch of `function` on `instance` finished at `now`; returns its measured latency.
     pub fn complete(&mut self, now: u64, function: usize, instance: usize) -> u64 {
         self.functions[function].complete(now, instance)
+    }
+
+    /// Every function is idle: nothing queued, no batch running.
+    pub fn idle(&self) -> bool {
+        self.functions.iter().all(Function::idle)
     }
 }

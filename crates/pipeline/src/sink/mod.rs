@@ -1,96 +1,117 @@
-//! The gather and result stage: complete images become batches in the ingest's slots, and
-//! every image is answered.
+//! The serving stage: complete images are routed to their inference function, admitted (or
+//! answered at once), batched by the function's policy into its instances' ingest slots,
+//! run in place by its engines, and answered.
 //!
 //! ```text
-//! dispatch queue -> admit (model served? fits a slot?) -> batch of up to max_batch images
-//!   -> Ingest::submit(slot)   [netml: doorbell; launch: one launch; cpu-copy: memcpy + DMA]
-//!   -> poll, oldest first     -> mbufs back to the pool -> read back + CRC -> result messages
+//! dispatch queue -> route (model) -> fits the model? -> Server::offer (admission)
+//!   Server::poll -> batch for a free instance -> Ingest::submit(instance's slot)
+//!   -> poll gather -> mbufs back to the pool -> engine reads the slot in place
+//!   -> poll engine -> top-k -> result messages
 //! ```
 //!
-//! A batch is whatever is queued when a slot is free, up to `max_batch` images, image `i` at
-//! byte `i * max_image_bytes` of its slot. The mbufs of a batch stay held until the ingest
-//! says its payloads are in the slot; nothing is copied by this thread except in `cpu-copy`
-//! mode, where that copy is the point of the comparison.
+//! A receiver that serves no function has one gather-only lane that takes every model:
+//! batches of what is queued, answered with the CRC-32 of the tensor as gathered.
 
-mod batch;
+mod lane;
+pub(crate) mod open;
 mod reply;
 
 use crate::clock::Clock;
-use crate::stats::{Shared, SinkCounters};
-use crate::worker::Complete;
-use batch::InFlight;
+use crate::stats::{FunctionSnapshot, Shared, SinkCounters};
+use crate::worker::{Complete, Held};
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
-use netml_dpdk::{Mbuf, Mempool, TxQueue};
-use netml_gpu::Ingest;
-use std::collections::VecDeque;
+use lane::Lane;
+use netml_serve::{Event, Refusal, Server};
+use netml_verify::Image;
+use netml_wire::result::Status;
+use reply::Answer;
+pub(crate) use reply::Replies;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// The gather/result stage.
-pub struct Sink {
-    /// Complete images from the rx workers.
-    pub input: Receiver<Complete>,
-    /// Queue that results leave by (`None`: results are not sent).
-    pub txq: Option<TxQueue>,
-    /// Pool for result frames.
-    pub pool: Mempool,
-    /// Model ids that are served; empty serves all.
-    pub models: Vec<u8>,
-    /// Published counters.
-    pub shared: Arc<Shared>,
-    /// Time base.
-    pub clock: Clock,
-    /// Where batches are gathered (GPU or host, one of the three modes).
-    pub ingest: Box<dyn Ingest>,
-    /// Images per batch at most.
-    pub max_batch: usize,
-    /// Byte stride of the images in a slot; larger images are rejected.
-    pub max_image_bytes: usize,
-    /// Read every batch back and check the images' CRC-32.
-    pub check_crc: bool,
+/// An image queued for its function: its packets (held until gathered) and its answer.
+pub(crate) struct Admitted {
+    image: Image<Held>,
+    answer: Answer,
 }
 
-/// What the loop carries between iterations.
-struct State {
-    c: SinkCounters,
-    /// Slots without a batch in flight.
-    free: VecDeque<usize>,
-    /// Submitted batches, oldest first (tickets complete in this order).
-    in_flight: VecDeque<InFlight>,
-    /// Result frames waiting for a tx burst.
-    out: Vec<Mbuf>,
-    /// Read-back buffer for the CRC check.
-    readback: Vec<u8>,
-    /// Every worker has exited and the queue is drained.
-    disconnected: bool,
+/// Images taken from the dispatch queue per loop turn at most (the rest wait a turn, so
+/// that batches in flight keep being polled).
+const RECEIVE_BURST: usize = 256;
+/// How often the per-function statistics are published.
+const FUNCTION_STATS_EVERY: Duration = Duration::from_millis(100);
+
+/// The serving stage.
+pub struct Sink {
+    /// Complete images from the rx workers.
+    pub(crate) input: Receiver<Complete>,
+    pub(crate) replies: Replies,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) clock: Clock,
+    pub(crate) server: Server<Admitted>,
+    pub(crate) lanes: Vec<Lane>,
+    /// Read every batch back and check the images' CRC-32 (not for converted input).
+    pub(crate) check_crc: bool,
 }
 
 impl Sink {
-    /// Runs until every worker has exited, the queue is drained and every batch answered.
+    /// Runs until every worker has exited, the queue is drained and every image answered.
     pub fn run(mut self) {
-        let mut st = State {
-            c: SinkCounters::default(),
-            free: (0..self.ingest.slots()).collect(),
-            in_flight: VecDeque::new(),
-            out: Vec::with_capacity(reply::TX_BURST),
-            readback: Vec::new(),
-            disconnected: false,
-        };
+        let mut c = SinkCounters::default();
+        let mut events = Vec::new();
+        let mut disconnected = false;
         let mut idle_spins = 0u32;
+        let mut published = Instant::now();
         loop {
-            let retired = self.retire(&mut st);
-            let submitted = !st.disconnected && !st.free.is_empty() && self.next_batch(&mut st);
-            if st.disconnected && st.in_flight.is_empty() {
+            let mut worked = self.receive(&mut c, &mut disconnected);
+            let now = self.clock.now_ns();
+            self.server.poll(now, &mut events);
+            for e in events.drain(..) {
+                worked = true;
+                match e {
+                    Event::Batch { function, batch } => self.lanes[function].start(
+                        function,
+                        batch,
+                        &mut self.server,
+                        &mut self.replies,
+                        &mut c,
+                        &self.clock,
+                    ),
+                    Event::Expired { image, .. } => {
+                        self.replies
+                            .reply(&mut c, image.item.answer, Status::Overloaded)
+                    }
+                }
+            }
+            for (f, lane) in self.lanes.iter_mut().enumerate() {
+                worked |= lane.progress(
+                    f,
+                    &mut self.server,
+                    &mut self.replies,
+                    &mut c,
+                    self.check_crc,
+                );
+            }
+            let idle = self.server.idle() && self.lanes.iter().all(Lane::idle);
+            if disconnected && idle {
                 break;
             }
-            if st.out.len() >= reply::TX_BURST || (!submitted && !st.out.is_empty()) {
-                self.flush(&mut st);
+            if self.replies.out.len() >= reply::TX_BURST
+                || (!worked && !self.replies.out.is_empty())
+            {
+                self.replies.flush(&mut c);
             }
-            if retired || submitted {
+            if published.elapsed() >= FUNCTION_STATS_EVERY {
+                self.publish_functions();
+                published = Instant::now();
+            }
+            if worked {
                 idle_spins = 0;
-                self.publish(&st);
-            } else if !st.in_flight.is_empty() {
-                // Waiting for the ingest: spin briefly, then let other threads run.
+                self.publish(&c);
+            } else if idle && !disconnected {
+                self.wait_for_images(&mut c, &mut disconnected);
+            } else {
+                // Batches in flight or a policy waiting: spin briefly, then let others run.
                 idle_spins = idle_spins.saturating_add(1);
                 if idle_spins < 256 {
                     std::hint::spin_loop();
@@ -99,62 +120,89 @@ impl Sink {
                 }
             }
         }
-        self.flush(&mut st);
-        self.publish(&st);
+        self.replies.flush(&mut c);
+        self.publish(&c);
+        self.publish_functions();
+        for lane in &mut self.lanes {
+            lane.forget_lost();
+        }
     }
 
-    /// Takes what is queued (waiting a little when nothing is in flight) and submits it as
-    /// one batch. True when a batch was submitted.
-    fn next_batch(&mut self, st: &mut State) -> bool {
-        let first = if st.in_flight.is_empty() {
-            // Results still queued go out before this thread blocks: otherwise the last
-            // batch's answers would wait for the next image to arrive.
-            if !st.out.is_empty() {
-                self.flush(st);
-            }
-            match self.input.recv_timeout(Duration::from_millis(20)) {
-                Ok(c) => c,
-                Err(RecvTimeoutError::Timeout) => {
-                    self.publish(st);
-                    return false;
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    st.disconnected = true;
-                    return false;
-                }
-            }
-        } else {
+    /// Admits what is queued (up to a burst). True when anything arrived.
+    fn receive(&mut self, c: &mut SinkCounters, disconnected: &mut bool) -> bool {
+        for n in 0..RECEIVE_BURST {
             match self.input.try_recv() {
-                Ok(c) => c,
-                Err(TryRecvError::Empty) => return false,
+                Ok(done) => self.admit(c, done),
+                Err(TryRecvError::Empty) => return n > 0,
                 Err(TryRecvError::Disconnected) => {
-                    st.disconnected = true;
-                    return false;
-                }
-            }
-        };
-        let mut images = Vec::with_capacity(self.max_batch);
-        self.admit(st, first, &mut images);
-        while images.len() < self.max_batch {
-            match self.input.try_recv() {
-                Ok(c) => self.admit(st, c, &mut images),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    st.disconnected = true;
-                    break;
+                    *disconnected = true;
+                    return n > 0;
                 }
             }
         }
-        if images.is_empty() {
-            return false;
-        }
-        self.submit(st, images);
         true
     }
 
-    fn publish(&self, st: &State) {
-        let mut c = st.c;
+    /// Nothing to do: blocks for the next image (briefly, so statistics stay live).
+    fn wait_for_images(&mut self, c: &mut SinkCounters, disconnected: &mut bool) {
+        self.publish(c);
+        match self.input.recv_timeout(Duration::from_millis(20)) {
+            Ok(done) => self.admit(c, done),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => *disconnected = true,
+        }
+    }
+
+    /// Routes one complete image: queued for its function, or answered at once.
+    fn admit(&mut self, c: &mut SinkCounters, done: Complete) {
+        let image = done.image;
+        let answer = Answer::new(&image);
+        let Some(f) = self.server.route(image.key.model) else {
+            drop(image);
+            return self.replies.reply(c, answer, Status::UnknownModel);
+        };
+        let lane = &self.lanes[f];
+        if !lane.accepts.fits(&image, lane.stride) {
+            drop(image);
+            return self.replies.reply(c, answer, Status::ShapeMismatch);
+        }
+        let (now, arrival) = (self.clock.now_ns(), image.completed_at);
+        if let Err(refused) =
+            self.server
+                .offer_arrived(now, arrival, image.key.model, Admitted { image, answer })
+        {
+            let status = match refused.reason {
+                Refusal::Overloaded | Refusal::QueueFull => Status::Overloaded,
+                Refusal::Unavailable => Status::Failed,
+                Refusal::UnknownModel => Status::UnknownModel,
+            };
+            let Admitted { image, answer } = refused.item;
+            drop(image);
+            self.replies.reply(c, answer, status);
+        }
+    }
+
+    fn publish(&self, c: &SinkCounters) {
+        let mut c = *c;
         c.cpu_ns = crate::stats::thread_cpu_ns();
         *self.shared.sink.lock().expect("stats lock") = c;
+    }
+
+    fn publish_functions(&self) {
+        let v: Vec<FunctionSnapshot> = self
+            .server
+            .functions()
+            .iter()
+            .map(|f| FunctionSnapshot {
+                name: f.spec().name.clone(),
+                model: f.spec().model,
+                slo_ns: f.spec().slo_ns,
+                policy: f.spec().policy.to_string(),
+                queued: f.queued(),
+                instances: f.healthy_instances(),
+                stats: f.stats().clone(),
+            })
+            .collect();
+        *self.shared.functions.lock().expect("stats lock") = v;
     }
 }

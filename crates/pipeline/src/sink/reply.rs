@@ -1,8 +1,9 @@
 //! Result messages: one per image, sent back to its sender out of the port it came in on.
 
-use super::{Sink, State};
+use crate::clock::Clock;
+use crate::stats::SinkCounters;
 use crate::worker::Held;
-use netml_dpdk::Mbuf;
+use netml_dpdk::{Mbuf, Mempool, TxQueue};
 use netml_verify::{Image, ImageKey};
 use netml_wire::frame::{self, Endpoints};
 use netml_wire::result::{self, Stage, Status, STAGES};
@@ -11,7 +12,7 @@ use netml_wire::result::{self, Stage, Status, STAGES};
 pub(super) const TX_BURST: usize = 32;
 
 /// What an image's result message will say.
-pub(super) struct Answer {
+pub(crate) struct Answer {
     key: ImageKey,
     /// Where the reply goes (the reverse of fragment 0's addresses).
     reply_to: Option<Endpoints>,
@@ -22,16 +23,19 @@ pub(super) struct Answer {
     pub(super) sender_crc: u32,
     sender_timestamp: u64,
     first: u64,
-    completed: u64,
-    dispatched: u64,
+    pub(super) completed: u64,
+    pub(super) dispatched: u64,
     pub(super) ingested: u64,
+    pub(super) inferred: u64,
     /// Tensor bytes.
     pub(super) len: usize,
+    /// Best classes, best first.
+    pub(super) top_k: Vec<(u32, f32)>,
 }
 
 impl Answer {
     /// Reads what the answer needs from the image, before its mbufs are freed.
-    pub(super) fn new(image: &Image<Held>, dispatched: u64) -> Answer {
+    pub(super) fn new(image: &Image<Held>) -> Answer {
         let reply_to = image
             .fragments
             .first()
@@ -46,16 +50,37 @@ impl Answer {
             sender_timestamp: image.descriptor.timestamp,
             first: image.first_arrival,
             completed: image.completed_at,
-            dispatched,
+            dispatched: 0,
             ingested: 0,
+            inferred: 0,
             len: image.total_bytes as usize,
+            top_k: Vec::new(),
         }
     }
 }
 
-impl Sink {
-    /// Queues the result message of one image.
-    pub(super) fn reply(&mut self, st: &mut State, a: Answer) {
+/// Where result frames go, and the frames waiting for a burst.
+pub(crate) struct Replies {
+    /// Queue that results leave by (`None`: results are not sent).
+    pub(crate) txq: Option<TxQueue>,
+    /// Pool for result frames.
+    pub(crate) pool: Mempool,
+    pub(crate) clock: Clock,
+    pub(crate) out: Vec<Mbuf>,
+}
+
+impl Replies {
+    /// Counts the image's outcome (one status counter per image) and queues its message.
+    pub(super) fn reply(&mut self, c: &mut SinkCounters, mut a: Answer, status: Status) {
+        a.status = status;
+        *match status {
+            Status::Ok => &mut c.ok,
+            Status::Overloaded => &mut c.overloaded,
+            Status::UnknownModel => &mut c.unknown_model,
+            Status::Failed => &mut c.failed,
+            Status::ShapeMismatch => &mut c.shape_mismatch,
+            Status::Incomplete => &mut c.incomplete,
+        } += 1;
         let (Some(ep), Some(_)) = (a.reply_to, self.txq.as_ref()) else {
             return;
         };
@@ -64,6 +89,7 @@ impl Sink {
         stages[Stage::RxComplete as usize] = a.completed;
         stages[Stage::Dispatched as usize] = a.dispatched;
         stages[Stage::Ingested as usize] = a.ingested;
+        stages[Stage::Inferred as usize] = a.inferred;
         stages[Stage::Sent as usize] = self.clock.now_ns();
         let msg = result::Repr {
             model: a.key.model,
@@ -73,29 +99,29 @@ impl Sink {
             crc32: a.crc32,
             sender_timestamp: a.sender_timestamp,
             stages,
-            top_k: Vec::new(),
+            top_k: a.top_k,
         };
         let frame = ep.build(msg.buffer_len(), |b| msg.emit(b));
         match Mbuf::from_bytes(&self.pool, &frame) {
-            Ok(m) => st.out.push(m),
-            Err(_) => st.c.results_dropped += 1,
+            Ok(m) => self.out.push(m),
+            Err(_) => c.results_dropped += 1,
         }
     }
 
     /// Sends the queued result frames; what the tx queue will not take is dropped (counted).
-    pub(super) fn flush(&mut self, st: &mut State) {
+    pub(super) fn flush(&mut self, c: &mut SinkCounters) {
         let Some(txq) = self.txq.as_mut() else {
-            st.out.clear();
+            self.out.clear();
             return;
         };
         // A full queue gets a few chances before results are dropped.
         for _ in 0..64 {
-            if st.out.is_empty() {
+            if self.out.is_empty() {
                 break;
             }
-            st.c.results_sent += txq.tx_burst(&mut st.out) as u64;
+            c.results_sent += txq.tx_burst(&mut self.out) as u64;
         }
-        st.c.results_dropped += st.out.len() as u64;
-        Mbuf::free_bulk(&mut st.out);
+        c.results_dropped += self.out.len() as u64;
+        Mbuf::free_bulk(&mut self.out);
     }
 }

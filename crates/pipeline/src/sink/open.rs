@@ -1,0 +1,186 @@
+//! Building the serving stage from the configuration: one lane per inference function
+//! (engines loaded, ingest opened, scheduler seeded) before any packet flows, so that a
+//! model that fails to load stops `netml run` at start with its function and file named.
+
+use super::lane::{Accepts, Instance, Lane};
+use super::Admitted;
+use crate::config::{Config, FunctionConfig};
+use crate::ingest;
+use netml_gpu::{Normalize, Target, MAX_CHANNELS};
+use netml_infer::{Backend, Engine, Precision};
+use netml_serve::exec::CpuInstance;
+use netml_serve::{Function, FunctionSpec, LatencyModel, Policy, Profile, Server};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The scheduler and the lanes of a pipeline.
+pub(crate) fn open(cfg: &Config, target: Target) -> Result<(Server<Admitted>, Vec<Lane>), String> {
+    if cfg.functions.is_empty() {
+        return gather_only(cfg, target);
+    }
+    let mut functions = Vec::new();
+    let mut lanes = Vec::new();
+    for f in &cfg.functions {
+        let (function, lane) = open_function(cfg, f, target)?;
+        functions.push(function);
+        lanes.push(lane);
+    }
+    Ok((Server::new(functions)?, lanes))
+}
+
+/// No function: every model is gathered in batches of what is queued and answered with its
+/// CRC-32; each slot is an "instance" so that several batches are in flight.
+fn gather_only(cfg: &Config, target: Target) -> Result<(Server<Admitted>, Vec<Lane>), String> {
+    let i = &cfg.ingest;
+    let spec = FunctionSpec {
+        name: "gather".into(),
+        model: 0,
+        slo_ns: u64::MAX / 4,
+        batch_sizes: vec![i.max_batch],
+        policy: Policy::MaxDelay {
+            max: i.max_batch,
+            delay_ns: 0,
+        },
+        admission: false,
+        queue_limit: cfg.dispatch_queue.max(1),
+    };
+    let function = Function::new(
+        spec,
+        (0..i.slots)
+            .map(|_| LatencyModel::new(&[i.max_batch]))
+            .collect(),
+    );
+    let lane = Lane {
+        ingest: ingest::open(i, target, i.slots, i.max_batch * i.max_image_bytes)?,
+        stride: i.max_image_bytes,
+        accepts: Accepts::Any,
+        instances: (0..i.slots).map(|_| Instance::new(None)).collect(),
+        stall_after: Duration::MAX,
+    };
+    Ok((Server::catch_all(function), vec![lane]))
+}
+
+fn open_function(
+    cfg: &Config,
+    f: &FunctionConfig,
+    target: Target,
+) -> Result<(Function<Admitted>, Lane), String> {
+    let name = &f.name;
+    let file = f.model_file.display();
+    let precision: Precision = f
+        .precision
+        .parse()
+        .map_err(|e| format!("function {name:?}: {e}"))?;
+    let backend = match (f.target.as_str(), target) {
+        ("cpu", _) | ("auto", _) => Backend::Cpu,
+        (t, _) => {
+            return Err(format!(
+                "function {name:?}: target {t:?}: GPU instances are not wired into `netml run` yet (use target = \"cpu\")"
+            ))
+        }
+    };
+    let sizes = {
+        let mut s = f.engine_batches();
+        if let Some(b) = f.policy()?.required_batch() {
+            s.push(b);
+        }
+        s.sort_unstable();
+        s.dedup();
+        s
+    };
+    let mut instances = Vec::with_capacity(f.instances);
+    let mut shape: Vec<usize> = Vec::new();
+    for k in 0..f.instances {
+        let mut engines: BTreeMap<usize, Box<dyn Engine>> = BTreeMap::new();
+        for &b in &sizes {
+            let e = netml_infer::open(&f.model_file, backend, b, precision)
+                .map_err(|e| format!("function {name:?}: loading {file} for batch {b}: {e}"))?;
+            shape = e.input_shape().to_vec();
+            engines.insert(b, e);
+        }
+        let worker = CpuInstance::spawn(&format!("netml-if-{}-{k}", f.model), engines, f.top_k)?;
+        instances.push(Instance::new(Some(worker)));
+    }
+    let [c, h, w] = shape[..] else {
+        return Err(format!(
+            "function {name:?}: {file} takes {shape:?} per image; only C x H x W images are served"
+        ));
+    };
+    let chw = [c as u32, h as u32, w as u32];
+    let accepts = match f.input.as_str() {
+        "u8" => {
+            if c > MAX_CHANNELS {
+                return Err(format!(
+                    "function {name:?}: u8 input supports at most {MAX_CHANNELS} channels"
+                ));
+            }
+            let (mut mean, mut std) = ([0f32; MAX_CHANNELS], [1f32; MAX_CHANNELS]);
+            for ch in 0..c {
+                mean[ch] = f.mean[ch.min(2)];
+                std[ch] = f.std[ch.min(2)];
+            }
+            Accepts::U8 {
+                normalize: Normalize {
+                    channels: chw[0],
+                    height: chw[1],
+                    width: chw[2],
+                    mean,
+                    std,
+                },
+            }
+        }
+        _ => Accepts::F32 { chw },
+    };
+    let stride = c * h * w * 4;
+    let max_batch = *sizes.last().expect("at least one batch size");
+    let ingest = ingest::open(&cfg.ingest, target, f.instances, max_batch * stride)
+        .map_err(|e| format!("function {name:?}: {e}"))?;
+    let policy = f.policy()?;
+    let spec = FunctionSpec {
+        name: name.clone(),
+        model: f.model,
+        slo_ns: (f.slo_ms * 1e6) as u64,
+        batch_sizes: sizes.clone(),
+        policy,
+        admission: f.admission.unwrap_or(policy.admission_by_default()),
+        queue_limit: f.queue_limit,
+    };
+    let seed = seed_model(f, &sizes, precision)?;
+    let function = Function::new(spec, (0..f.instances).map(|_| seed.clone()).collect());
+    let slo = Duration::from_nanos((f.slo_ms * 1e6) as u64);
+    let lane = Lane {
+        ingest,
+        stride,
+        accepts,
+        instances,
+        stall_after: (slo * 20).max(Duration::from_secs(2)),
+    };
+    Ok((function, lane))
+}
+
+/// The scheduler's starting latency model: the profile's rows for this model, or blank.
+fn seed_model(
+    f: &FunctionConfig,
+    sizes: &[usize],
+    precision: Precision,
+) -> Result<LatencyModel, String> {
+    let Some(path) = &f.profile else {
+        return Ok(LatencyModel::new(sizes));
+    };
+    let profile = Profile::load(path).map_err(|e| format!("function {:?}: profile {e}", f.name))?;
+    let model = f.profile_model.clone().unwrap_or_else(|| {
+        f.model_file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
+    let points = profile.points(&model, &precision.to_string());
+    if points.is_empty() {
+        tracing::warn!(
+            "function {:?}: profile {} has no rows for {model} {precision}; learning from scratch",
+            f.name,
+            path.display()
+        );
+    }
+    Ok(LatencyModel::seeded(sizes, &points))
+}
