@@ -17,6 +17,13 @@ can add deliberate faults that a receiver must count:
   --corrupt K   K extra copies of fragments with one bit of the fragment header flipped (the
                 UDP checksum is computed after the flip, so only the fragment header
                 checksum can catch it): the receiver drops them as `checksum` (§8.1).
+  --restart K   then the sender "restarts": its first K images are sent again with the same
+                identity, a new tensor and a new descriptor timestamp, each in --order. By
+                §7 each is a new incarnation of its id: fragments sent before its fragment 0
+                are `late` (they carry no timestamp), fragment 0 and the rest are accepted,
+                and it completes iff fragment 0 came first (otherwise it is evicted).
+  --replay K    then the next K images are sent again byte for byte (the same timestamp):
+                all their fragments are `late` (§7, §8.2).
 
 It prints a JSON summary of what it wrote to stdout: frames, images, duplicates,
 corrupted frames, per-image identity and CRC-32, and the counters a receiver that follows
@@ -329,16 +336,10 @@ def build_traffic(a):
         raise SystemExit("model ids are 0..=255")
 
     rng = random.Random(a.seed)
-    next_id = {}  # (flow, model) -> next image id: consecutive per flow and model (§7)
-    images = []
-    for i in range(a.images):
-        flow = i % a.flows
-        model = models[i % len(models)]
-        image_id = next_id.get((flow, model), a.first_image) & 0xFFFFFFFF
-        next_id[(flow, model)] = image_id + 1
+
+    def make_image(flow, model, image_id, ts, restart=False):
         tensor = raw if raw is not None else random_tensor(rng, shape, a.dtype)
         c = crc32(tensor)
-        ts = a.t0_ns + i * 1000
         desc = descriptor(dtype_code, layout, shape, ts, c)
         payloads = fragment_payloads(tensor, a.frag_size, model, image_id, desc)
         order = list(range(len(payloads)))
@@ -346,71 +347,102 @@ def build_traffic(a):
             order.reverse()
         elif a.order == "shuffle":
             rng.shuffle(order)
-        images.append(
-            {
-                "flow": flow,
-                "model": model,
-                "image": image_id,
-                "crc32": c,
-                "sender_timestamp": ts,
-                "total_bytes": len(tensor),
-                "shape": shape,
-                "payloads": payloads,
-                "order": order,
-            }
-        )
+        return {
+            "flow": flow,
+            "model": model,
+            "image": image_id,
+            "crc32": c,
+            "sender_timestamp": ts,
+            "total_bytes": len(tensor),
+            "shape": shape,
+            "payloads": payloads,
+            "order": order,
+            "restart": restart,
+        }
 
-    # Faults, chosen by a separate seeded generator: (image, position in its send order).
+    next_id = {}  # (flow, model) -> next image id: consecutive per flow and model (§7)
+    images = []
+    for i in range(a.images):
+        flow = i % a.flows
+        model = models[i % len(models)]
+        image_id = next_id.get((flow, model), a.first_image) & 0xFFFFFFFF
+        next_id[(flow, model)] = image_id + 1
+        images.append(make_image(flow, model, image_id, a.t0_ns + i * 1000))
+    originals = len(images)
+    if a.restart + a.replay > originals:
+        raise SystemExit("--restart + --replay: at most --images")
+    # The sender restarts (§7): the first --restart images again, same identity, a new tensor
+    # and a new descriptor timestamp (a new incarnation), fragments in the --order of the run.
+    for j in range(a.restart):
+        im = images[j]
+        ts = a.t0_ns + (originals + j) * 1000
+        images.append(make_image(im["flow"], im["model"], im["image"], ts, restart=True))
+
+    # Faults, chosen by a separate seeded generator: (image, position in its send order),
+    # among the first images only.
+    firsts = images[:originals]
     frng = random.Random(a.seed ^ 0x5EED)
-    in_flight = [(i, p) for i, im in enumerate(images) for p in range(len(im["order"]) - 1)]
+    in_flight = [(i, p) for i, im in enumerate(firsts) for p in range(len(im["order"]) - 1)]
     if a.dup > len(in_flight):
         raise SystemExit(
             f"--dup {a.dup}: only {len(in_flight)} fragments are sent before their image's "
             "last one (single-fragment images cannot get an in-flight duplicate)"
         )
     dups = set(frng.sample(in_flight, a.dup))
-    if a.late_dup > len(images):
+    if a.late_dup > len(firsts):
         raise SystemExit("--late-dup: at most one per image")
-    late = set(frng.sample(range(len(images)), a.late_dup))
-    every = [(i, p) for i, im in enumerate(images) for p in range(len(im["order"]))]
+    late = set(frng.sample(range(len(firsts)), a.late_dup))
+    every = [(i, p) for i, im in enumerate(firsts) for p in range(len(im["order"]))]
     if a.corrupt > len(every):
         raise SystemExit("--corrupt: at most one per fragment")
     corrupt = set(frng.sample(every, a.corrupt))
 
-    # Per image, its frames in send order (faults included).
+    # Per image, its frames in send order (faults included): (image index, kind, index, payload).
     per_image = []
     k_flip = 0
     for i, im in enumerate(images):
+        if im["restart"]:
+            per_image.append([(i, "restart", idx, im["payloads"][idx]) for idx in im["order"]])
+            continue
         seq = []
         for p, idx in enumerate(im["order"]):
             pl = im["payloads"][idx]
-            seq.append(("fragment", idx, pl))
+            seq.append((i, "fragment", idx, pl))
             if (i, p) in corrupt:
-                seq.append(("corrupted", idx, flip_header_bit(pl, k_flip)))
+                seq.append((i, "corrupted", idx, flip_header_bit(pl, k_flip)))
                 k_flip += 1
             if (i, p) in dups:
-                seq.append(("duplicate", idx, pl))
+                seq.append((i, "duplicate", idx, pl))
         if i in late:
             idx = im["order"][0]
-            seq.append(("late_duplicate", idx, im["payloads"][idx]))
+            seq.append((i, "late_duplicate", idx, im["payloads"][idx]))
         per_image.append(seq)
+    # --replay: the images after the restarted ones are sent again byte for byte (the same
+    # timestamp) once everything else of their flow was sent: every fragment is late (§7).
+    for i in range(a.restart, a.restart + a.replay):
+        im = images[i]
+        per_image.append([(i, "replay", idx, im["payloads"][idx]) for idx in im["order"]])
 
-    # Interleave: one image per flow in flight, flows served round robin frame by frame.
-    queues = [[i for i in range(len(images)) if images[i]["flow"] == f] for f in range(a.flows)]
-    pos = [0] * a.flows
-    cursor = [0] * len(images)
+    # Interleave: one image per flow in flight, flows served round robin frame by frame. A
+    # flow's restarted images and replays come after all of its first images.
+    queues = [[seq for seq in per_image if images[seq[0][0]]["flow"] == f] for f in range(a.flows)]
     sends = []
-    while any(pos[f] < len(queues[f]) for f in range(a.flows)):
-        for f in range(a.flows):
-            if pos[f] >= len(queues[f]):
-                continue
-            i = queues[f][pos[f]]
-            kind, idx, pl = per_image[i][cursor[i]]
-            sends.append((i, kind, idx, pl))
-            cursor[i] += 1
-            if cursor[i] == len(per_image[i]):
-                pos[f] += 1
+    while any(queues):
+        for q in queues:
+            if q:
+                sends.append(q[0].pop(0))
+                if not q[0]:
+                    q.pop(0)
     return images, sends
+
+
+def expected_restart(im):
+    """What §7 and §8.2 say becomes of a restarted image's fragments, sent in im["order"]
+    while the first image with its identity is remembered: those before fragment 0 cannot be
+    told from stragglers (no timestamp) and are late; fragment 0, with its new timestamp,
+    opens a new incarnation that takes the rest. It completes iff fragment 0 came first."""
+    before = im["order"].index(0)
+    return {"late": before, "accepted": len(im["order"]) - before, "completes": before == 0}
 
 
 def main():
@@ -456,6 +488,10 @@ def main():
     f.add_argument("--dup", type=int, default=0, help="fragments duplicated while their image is in flight")
     f.add_argument("--late-dup", type=int, default=0, help="fragments resent after their image completed")
     f.add_argument("--corrupt", type=int, default=0, help="extra fragment copies with a header bit flipped")
+    f.add_argument("--restart", type=int, default=0,
+                   help="then restart: the first K images again, same ids, new tensors and timestamps (§7)")
+    f.add_argument("--replay", type=int, default=0,
+                   help="then the next K images again byte for byte, same timestamps: all late (§7)")
     r = ap.add_argument_group("results")
     r.add_argument("--expect", type=int, default=0, help="result messages to wait for")
     r.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for results")
@@ -500,7 +536,7 @@ def main():
 
     images, sends = build_traffic(a)
     src_of = lambda im: (src_ip, first_port + im["flow"])  # noqa: E731
-    counts = {"fragment": 0, "duplicate": 0, "late_duplicate": 0, "corrupted": 0}
+    counts = {k: 0 for k in ("fragment", "duplicate", "late_duplicate", "corrupted", "restart", "replay")}
     results = None
     if a.pcap:
         w = PcapWriter(a.pcap)
@@ -543,18 +579,30 @@ def main():
         if a.expect:
             results = receive_results(socks, a.expect, a.timeout)
 
-    fragments = sum(len(im["payloads"]) for im in images)
+    firsts = [im for im in images if not im["restart"]]
+    fragments = sum(len(im["payloads"]) for im in firsts)
     assert counts["fragment"] == fragments
+    # Per image: what a receiver that follows §7 and §8.2 makes of it.
+    for im in images:
+        if im["restart"]:
+            im["expect"] = expected_restart(im)
+        else:
+            n = len(im["payloads"])
+            im["expect"] = {"late": 0, "accepted": n, "completes": True}
+    done = [im for im in images if im["expect"]["completes"]]
+    evicted = [im for im in images if not im["expect"]["completes"]]
     summary = {
         "protocol_version": VERSION,
         "output": "pcap" if a.pcap else "udp",
         "frames": len(sends),
         "fragments": fragments,
-        "images": len(images),
+        "images": len(firsts),
         "duplicates": counts["duplicate"],
         "late_duplicates": counts["late_duplicate"],
         "corrupted": counts["corrupted"],
-        "bytes": sum(im["total_bytes"] for im in images),
+        "restarted": counts["restart"],
+        "replayed": counts["replay"],
+        "bytes": sum(im["total_bytes"] for im in done),
         "frag_size": a.frag_size,
         "flows": a.flows,
         "dtype": a.dtype,
@@ -562,7 +610,8 @@ def main():
         "order": a.order,
         "vlan_tags": len(vlans),
         # What a receiver that follows docs/protocol.md §8 counts for this traffic, using
-        # the spec's names for the outcomes.
+        # the spec's names for the outcomes (and netml's for the evictions, which the spec
+        # describes without naming: §7).
         "expect": {
             "frames": len(sends),
             "fragment": len(sends) - counts["corrupted"],
@@ -571,13 +620,21 @@ def main():
             "unrecognized": 0,
             "malformed": 0,
             "other": 0,
-            "accepted": fragments,
+            "accepted": sum(im["expect"]["accepted"] for im in images),
             "duplicate": counts["duplicate"],
-            "late": counts["late_duplicate"],
+            "late": counts["late_duplicate"] + counts["replay"]
+            + sum(im["expect"]["late"] for im in images),
             "out_of_range": 0,
             "inconsistent": 0,
-            "images_completed": len(images),
+            "images_completed": len(done),
+            "fragments_completed": sum(len(im["payloads"]) for im in done),
+            # Restarted images whose fragment 0 did not come first: evicted on timeout (or
+            # at the end of the capture) with the fragments they took.
+            "evicted": len(evicted),
+            "fragments_evicted": sum(im["expect"]["accepted"] for im in evicted),
         },
+        # Every image sent, the restarted ones again; `completes`: whether a receiver
+        # completes (and answers) it.
         "image_list": [
             {
                 "source": sources[im["flow"]],
@@ -588,6 +645,8 @@ def main():
                 "crc32": im["crc32"],
                 "crc32_hex": f"{im['crc32']:08x}",
                 "sender_timestamp": im["sender_timestamp"],
+                "restart": im["restart"],
+                "completes": im["expect"]["completes"],
             }
             for im in images
         ],

@@ -27,6 +27,10 @@ pub struct Args {
     /// Most fragments per image.
     #[arg(long, default_value_t = 4096)]
     max_fragments: u16,
+    /// Most finished images remembered for the late window (`--timeout-ms`); beyond it the
+    /// oldest are forgotten early (counted as forgotten_early).
+    #[arg(long, default_value_t = Config::DEFAULT_MAX_FINISHED)]
+    max_finished: usize,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -90,7 +94,7 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
         max_in_flight: a.max_in_flight,
         max_fragments: a.max_fragments,
         timeout_ns: a.timeout_ms.saturating_mul(1_000_000),
-        recent: Config::default().recent,
+        max_finished: a.max_finished,
     };
     let mut verifier = Verifier::new(cfg);
     let mut rx = RxCounters::default();

@@ -17,12 +17,23 @@ fn endpoints(port: u16) -> Endpoints {
     }
 }
 
-/// Frames of one image of `len` bytes (u8 tensor) in 64-byte fragments.
+/// Frames of one image of `len` bytes (u8 tensor, model 2, sender timestamp 42) in 64-byte
+/// fragments.
 fn image_frames(ep: &Endpoints, image: u32, len: usize) -> (Vec<Vec<u8>>, u32) {
+    timed_image_frames(ep, image, len, 42)
+}
+
+/// The same with another sender timestamp.
+fn timed_image_frames(
+    ep: &Endpoints,
+    image: u32,
+    len: usize,
+    timestamp: u64,
+) -> (Vec<Vec<u8>>, u32) {
     let data: Vec<u8> = (0..len).map(|i| (i * 7 + image as usize) as u8).collect();
     let crc = checksum::tensor_crc32([&data[..]]);
     let count = fragment::fragment_count(len as u64, 64) as u16;
-    let desc = DescriptorRepr::new(Dtype::U8, Layout::Plain, &[len as u32], 42, crc);
+    let desc = DescriptorRepr::new(Dtype::U8, Layout::Plain, &[len as u32], timestamp, crc);
     let frames = (0..count)
         .map(|index| {
             let h = fragment::Repr {
@@ -43,6 +54,133 @@ fn image_frames(ep: &Endpoints, image: u32, len: usize) -> (Vec<Vec<u8>>, u32) {
         })
         .collect();
     (frames, crc)
+}
+
+const T0: u64 = 1_700_000_000_000_000_000;
+const MS: u64 = 1_000_000;
+
+/// Writes `(capture time, frame)` records to DIR/NAME.pcap and runs `netml verify-pcap
+/// --json ARGS` on it.
+fn verify(frames: &[(u64, Vec<u8>)], args: &[&str]) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("capture.pcap");
+    let mut w = pcap::Writer::new(std::fs::File::create(&path).unwrap()).unwrap();
+    for (t, f) in frames {
+        w.write(*t, f).unwrap();
+    }
+    w.into_inner().unwrap();
+    let out = common::netml()
+        .args(["verify-pcap", "--json"])
+        .args(args)
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The verifier counters that the late window and new incarnations decide.
+fn late_counters(doc: &Value) -> [u64; 7] {
+    let v = &doc["verifier"];
+    [
+        "accepted",
+        "late",
+        "images_completed",
+        "evicted_timeout",
+        "fragments_evicted",
+        "forgotten_early",
+        "duplicate",
+    ]
+    .map(|k| v[k].as_u64().unwrap())
+}
+
+/// docs/protocol.md §7 on four flows that reuse an image id (3 fragments) within the late
+/// window: a fragment 0 with a new timestamp starts a new incarnation (also after an
+/// eviction); the same timestamp, or fragments before fragment 0, are late.
+#[test]
+fn reused_image_ids_follow_the_new_incarnation_rule() {
+    let id = 0xFFFF_FFFF;
+    let flow = |port: u16| Endpoints {
+        src: format!("10.0.1.1:{port}").parse().unwrap(),
+        ..endpoints(port)
+    };
+    let (a, b, c, d) = (flow(40100), flow(40101), flow(40102), flow(40103));
+    let img = |ep: &Endpoints, ts: u64| timed_image_frames(ep, id, 150, ts).0;
+    let mut frames = Vec::new();
+    let mut at = |t: u64, fs: Vec<Vec<u8>>| frames.extend(fs.into_iter().map(|f| (t, f)));
+    at(T0, img(&a, 7));
+    at(T0, img(&b, 7));
+    at(T0, img(&c, 7));
+    at(T0, img(&d, 7)[..2].to_vec()); // fragment 2 lost: evicted at T0 + 500 ms
+                                      // 100 ms later: a new timestamp, fragment 0 first (completes); the same timestamp
+                                      // (late); a new timestamp but fragments 1 and 2 first (late; 0 opens an image that
+                                      // cannot complete and is evicted at T0 + 600 ms).
+    at(T0 + 100 * MS, img(&a, 8));
+    at(T0 + 100 * MS, img(&b, 7));
+    let mut c2 = img(&c, 8);
+    c2.rotate_left(1);
+    at(T0 + 100 * MS, c2);
+    // 100 ms after its eviction, flow d resends with a new timestamp: a new image.
+    at(T0 + 600 * MS, img(&d, 8));
+
+    let doc = verify(&frames, &[]);
+    // accepted, late, images_completed, evicted_timeout, fragments_evicted,
+    // forgotten_early, duplicate
+    assert_eq!(late_counters(&doc), [18, 5, 5, 2, 3, 0, 0], "{doc:#}");
+    let mut got: Vec<(String, u64)> = doc["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            assert_eq!(i["image"], id);
+            assert_eq!(i["crc_ok"], true);
+            let src = i["source"].as_str().unwrap().to_string();
+            (src, i["sender_timestamp_ns"].as_u64().unwrap())
+        })
+        .collect();
+    got.sort();
+    let want: Vec<(String, u64)> = [
+        ("10.0.1.1:40100", 7),
+        ("10.0.1.1:40100", 8),
+        ("10.0.1.1:40101", 7),
+        ("10.0.1.1:40102", 7),
+        ("10.0.1.1:40103", 8),
+    ]
+    .map(|(s, t)| (s.to_string(), t))
+    .to_vec();
+    assert_eq!(got, want);
+}
+
+/// 4,200 single-fragment images 50 us apart (20k images/s), then copies of the 1st and the
+/// 101st 210 ms after the first completed: late by the time-based window. With
+/// `--max-finished 1000` the oldest are forgotten early, counted, and the copies open new
+/// images.
+#[test]
+fn the_late_window_holds_at_20k_images_per_second() {
+    let ep = endpoints(40000);
+    let mut frames = Vec::new();
+    let mut copies = Vec::new();
+    for i in 0..4200u32 {
+        let f = image_frames(&ep, i, 64).0.remove(0);
+        if i == 0 || i == 100 {
+            copies.push((T0 + 210 * MS, f.clone()));
+        }
+        frames.push((T0 + i as u64 * 50_000, f));
+    }
+    frames.extend(copies);
+    let doc = verify(&frames, &["--no-images"]);
+    assert_eq!(late_counters(&doc), [4200, 2, 4200, 0, 0, 0, 0], "{doc:#}");
+    let doc = verify(&frames, &["--no-images", "--max-finished", "1000"]);
+    assert_eq!(
+        late_counters(&doc),
+        [4202, 0, 4202, 0, 0, 3202, 0],
+        "{doc:#}"
+    );
 }
 
 #[test]

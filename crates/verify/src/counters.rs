@@ -40,6 +40,10 @@ pub struct Counters {
     pub evicted_timeout: u64,
     /// Fragments freed with evicted images.
     pub fragments_evicted: u64,
+    /// Finished images forgotten before their late window ended, because `max_finished`
+    /// images finished within one window: a straggler of one opens a new image (which is
+    /// then evicted) instead of counting as `late`.
+    pub forgotten_early: u64,
 }
 
 impl Counters {
@@ -74,10 +78,11 @@ impl Counters {
         self.evicted_pressure += o.evicted_pressure;
         self.evicted_timeout += o.evicted_timeout;
         self.fragments_evicted += o.fragments_evicted;
+        self.forgotten_early += o.forgotten_early;
     }
 
     /// Name/value pairs in a fixed order, for tables and JSON.
-    pub fn fields(&self) -> [(&'static str, u64); 10] {
+    pub fn fields(&self) -> [(&'static str, u64); 11] {
         [
             ("accepted", self.accepted),
             ("duplicate", self.duplicate),
@@ -89,6 +94,7 @@ impl Counters {
             ("evicted_pressure", self.evicted_pressure),
             ("evicted_timeout", self.evicted_timeout),
             ("fragments_evicted", self.fragments_evicted),
+            ("forgotten_early", self.forgotten_early),
         ]
     }
 }

@@ -26,11 +26,20 @@ pub struct Config {
     /// Most fragments one image may have (bounds the memory of a slot).
     pub max_fragments: u16,
     /// An image not complete this long after its first fragment is evicted by
-    /// [`Verifier::expire`].
+    /// [`Verifier::expire`]. Also the late window: fragments of an image that finished
+    /// (completed or was evicted) less than this long ago are `late`.
     pub timeout_ns: u64,
-    /// How many finished images are remembered to recognise late fragments (for
-    /// `timeout_ns` after they finished).
-    pub recent: usize,
+    /// Most finished images remembered for the late window: the whole window is held up to
+    /// `max_finished / timeout` finished images per second; beyond that the oldest are
+    /// forgotten early ([`Counters::forgotten_early`](crate::Counters::forgotten_early)).
+    /// Allocated when the verifier is created: 178 bytes per image.
+    pub max_finished: usize,
+}
+
+impl Config {
+    /// The default `max_finished`: 131,072 images (23 MB), the whole 500 ms window up to
+    /// 262k images/s on one rx queue, 8x what one rx core completes of 588-fragment images.
+    pub const DEFAULT_MAX_FINISHED: usize = 1 << 17;
 }
 
 impl Default for Config {
@@ -39,7 +48,7 @@ impl Default for Config {
             max_in_flight: 256,
             max_fragments: 4096,
             timeout_ns: 500_000_000,
-            recent: 4096,
+            max_finished: Self::DEFAULT_MAX_FINISHED,
         }
     }
 }
@@ -209,7 +218,7 @@ impl<H> Verifier<H> {
             oldest: NIL,
             newest: NIL,
             last: None,
-            recent: Recent::new(cfg.recent, cfg.timeout_ns),
+            recent: Recent::new(cfg.max_finished, cfg.timeout_ns),
             held: 0,
             counters: Counters::default(),
             cfg,
@@ -262,6 +271,8 @@ impl<H> Verifier<H> {
             _ => match self.index.get(&key) {
                 Some(&s) => s,
                 None => {
+                    // Not in flight: late if it finished recently, unless this is fragment
+                    // 0 of a new incarnation (another sender timestamp, docs/protocol.md §7).
                     let ts = h.descriptor.map(|d| d.timestamp);
                     if self.recent.is_late(&key, now, ts) {
                         return self.drop_fragment(Drop::Late);
@@ -360,8 +371,12 @@ impl<H> Verifier<H> {
     fn retire(&mut self, slot: u32, now: u64) {
         let s = &self.slots[slot as usize];
         let key = s.key;
-        self.recent
-            .insert(key, now, s.descriptor.map(|d| d.timestamp));
+        if self
+            .recent
+            .insert(key, now, s.descriptor.map(|d| d.timestamp))
+        {
+            self.counters.forgotten_early += 1;
+        }
         self.index.remove(&key);
         if self.last.is_some_and(|(_, l)| l == slot) {
             self.last = None;

@@ -51,7 +51,7 @@ proptest! {
     fn exactly_one_image_iff_all_fragments_arrive_in_time(c in case()) {
         let ledger = SharedLedger::default();
         let timeout = 1_000;
-        let mut v = Verifier::new(Config { max_in_flight: 2, max_fragments: 4096, timeout_ns: timeout, recent: 8 });
+        let mut v = Verifier::new(Config { max_in_flight: 2, max_fragments: 4096, timeout_ns: timeout, max_finished: 8 });
         let data = tensor(c.len, c.len as u8);
         let originals = fragments(&ledger, 7, 3, &data, c.frag_size);
         let mut wire = Vec::new();

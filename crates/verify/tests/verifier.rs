@@ -8,7 +8,7 @@ fn cfg() -> Config {
         max_in_flight: 4,
         max_fragments: 64,
         timeout_ns: 1_000,
-        recent: 16,
+        max_finished: 16,
     }
 }
 
@@ -122,24 +122,6 @@ fn late_duplicate_after_completion_is_late_not_a_new_image() {
     assert_eq!(v.expire(6_000), 1);
     check_invariants(&v, &ledger, 4, 0);
     assert_eq!(alive(&ledger), 0);
-}
-
-#[test]
-fn restarted_sender_reusing_an_id_is_a_new_image() {
-    let ledger = SharedLedger::default();
-    let mut v = Verifier::new(cfg());
-    for f in fragments(&ledger, 1, 0, &tensor(100, 3), 64) {
-        v.push(f, 0);
-    }
-    let mut again = fragments(&ledger, 1, 0, &tensor(100, 4), 64);
-    for f in &mut again {
-        if let Some(d) = f.header.descriptor.as_mut() {
-            d.timestamp += 1;
-        }
-    }
-    let mut out = again.into_iter().map(|f| v.push(f, 1));
-    assert!(matches!(out.next(), Some(Push::Accepted)));
-    assert!(matches!(out.next(), Some(Push::Complete(_))));
 }
 
 #[test]
