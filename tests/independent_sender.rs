@@ -11,7 +11,8 @@
 //!   every image is reassembled with the script's CRC-32;
 //! - the same kind of capture replayed by tcpreplay into a veth pair that `netml run` reads
 //!   with the af_packet PMD: the report's counters are exact, the mempool is balanced, and
-//!   the script, listening in the namespace, gets one `ok` result per image with its CRC-32.
+//!   the script, listening in the namespace, gets one `ok` result per image with its CRC-32
+//!   (and `arrived` 0, §9).
 //!
 //! Skipped (with a message) without python3; the veth part also without root or `ip netns`.
 
@@ -580,6 +581,7 @@ fn veth_replay_of_the_independent_capture() {
             .unwrap_or_else(|| panic!("result for an image not sent: {r}\n{}", ctx()));
         assert!(seen.insert(key.clone()), "{key:?} answered twice");
         assert_eq!(r["status"], "ok", "{r}");
+        assert_eq!(n(&r["arrived"]), 0, "arrived is 0 but for incomplete (§9): {r}");
         assert_eq!(r["from"], "10.0.0.2:9000", "{r}");
         assert_eq!(n(&r["crc32"]), n(&w["crc32"]), "CRC-32 of {key:?}: {r}");
     }

@@ -30,7 +30,8 @@ corrupted frames, per-image identity and CRC-32, and the counters a receiver tha
 the specification must report for this traffic ("expect").
 
 --recv-results HOST:PORT waits for result messages (§9) on PORT .. PORT+flows-1 and prints
-them as JSON; --self-test checks this implementation against the worked example of §10.
+them as JSON (model, image, status name, arrived, crc32, sender_timestamp, stages, top_k);
+--self-test checks this implementation against the worked example of §10.
 """
 
 import argparse
@@ -53,7 +54,15 @@ RESULT_LEN = 72
 
 DTYPES = {"u8": (1, 1), "f16": (2, 2), "f32": (3, 4)}  # name: (code, element size), §4.3
 LAYOUTS = {"plain": 0, "nchw": 1, "nhwc": 2}
-STATUS = {0: "ok", 1: "overloaded", 2: "rejected", 3: "failed"}
+# §9 status codes
+STATUS = {
+    0: "ok",
+    1: "overloaded",
+    2: "unknown_model",
+    3: "failed",
+    4: "shape_mismatch",
+    5: "incomplete",
+}
 
 ETH_IPV4 = 0x0800
 ETH_IPV6 = 0x86DD
@@ -232,7 +241,7 @@ def parse_result(p: bytes):
     """§9: a result message as a dict, or {"error": reason} in the order the spec gives."""
     if len(p) < RESULT_LEN:
         return {"error": "truncated"}
-    magic, vf, model, image, status, k, _res, crc, ts = struct.unpack_from("!HBBIBBHIQ", p)
+    magic, vf, model, image, status, k, arrived, crc, ts = struct.unpack_from("!HBBIBBHIQ", p)
     if magic != RESULT_MAGIC or vf >> 4 != VERSION:
         return {"error": "unrecognized"}
     if len(p) < RESULT_LEN + 8 * k:
@@ -248,6 +257,9 @@ def parse_result(p: bytes):
         "model": model,
         "image": image,
         "status": STATUS[status],
+        # Fragments the receiver had of an `incomplete` image; 0 for every other status.
+        "arrived": arrived,
+        # 0: the receiver did not compute it (§9), so there is nothing to compare.
         "crc32": crc,
         "sender_timestamp": ts,
         "stages": stages,
@@ -634,7 +646,10 @@ def main():
             "fragments_evicted": sum(im["expect"]["accepted"] for im in evicted),
         },
         # Every image sent, the restarted ones again; `completes`: whether a receiver
-        # completes (and answers) it.
+        # completes it. §9 answers every image it accepted a fragment of: one it completes
+        # with the outcome of processing it (`ok` without inference functions), one it
+        # evicts `incomplete` with `arrived` = the fragments it took (`arrived` 0 here when
+        # the image completes).
         "image_list": [
             {
                 "source": sources[im["flow"]],
@@ -647,6 +662,7 @@ def main():
                 "sender_timestamp": im["sender_timestamp"],
                 "restart": im["restart"],
                 "completes": im["expect"]["completes"],
+                "arrived": 0 if im["expect"]["completes"] else im["expect"]["accepted"],
             }
             for im in images
         ],
@@ -732,12 +748,29 @@ def self_test():
             "model": 7,
             "image": 0x01020304,
             "status": "ok",
+            "arrived": 0,
             "crc32": 0x0DA62E3C,
             "sender_timestamp": 1_000_000_000,
             "stages": [5000, 5800, 6000, 7500, 950000, 951000],
             "top_k": [{"class": 3, "score": 0.75}, {"class": 1, "score": 0.125}],
         },
     )
+    # §9 for an evicted image: the example's header with status 5 (incomplete), k = 0,
+    # arrived = 2, crc32 = 0, and no stage but rx_first and sent.
+    msg = bytearray(bytes.fromhex("".join(EXAMPLE_RESULT.split()))[:RESULT_LEN])
+    struct.pack_into("!BBHI", msg, 8, 5, 0, 2, 0)
+    struct.pack_into("!6Q", msg, 24, 5000, 0, 0, 0, 0, 951000)
+    r = parse_result(bytes(msg))
+    check(
+        "§9 incomplete result",
+        (r["status"], r["arrived"], r["crc32"], r["top_k"], r["stages"]),
+        ("incomplete", 2, 0, [], [5000, 0, 0, 0, 0, 951000]),
+    )
+    for code, name in STATUS.items():
+        msg[8] = code
+        check(f"§9 status {code}", parse_result(bytes(msg)).get("status"), name)
+    msg[8] = len(STATUS)
+    check("§9 unknown status", parse_result(bytes(msg)), {"error": "malformed"})
     ok = all(c["ok"] for c in checks)
     json.dump({"self_test": "pass" if ok else "fail", "checks": checks}, sys.stdout)
     print()
