@@ -238,7 +238,7 @@ impl Default for FunctionConfig {
 impl FunctionConfig {
     /// Parses `ID=PATH[,key=value...]` (the `--function` option): keys `name`, `slo_ms`,
     /// `max_batch`, `instances`, `policy` (with its own `:` and `,` in `max_delay:N,D`,
-    /// given last), `top_k`, `input`, `profile`.
+    /// given last), `top_k`, `input`, `profile`, `target`, `admission` (`on`/`off`).
     pub fn from_arg(arg: &str) -> Result<FunctionConfig, String> {
         let bad = |why: String| format!("--function {arg:?}: {why}");
         let (id, rest) = arg
@@ -288,6 +288,13 @@ impl FunctionConfig {
                 "input" => f.input = v.into(),
                 "profile" => f.profile = Some(v.into()),
                 "target" => f.target = v.into(),
+                "admission" => {
+                    f.admission = Some(match v {
+                        "on" => true,
+                        "off" => false,
+                        _ => return Err(bad(format!("admission={v}: expected on or off"))),
+                    })
+                }
                 _ => return Err(bad(format!("unknown key {k:?}"))),
             }
         }

@@ -235,11 +235,13 @@ impl<T> Function<T> {
             return refuse(Refusal::QueueFull, item);
         }
         let deadline = arrival.saturating_add(self.spec.slo_ns);
-        if self.spec.admission
-            && self
-                .predict_completion(now, self.queue.len())
-                .is_some_and(|c| c > deadline)
-        {
+        let late = match self.predict_completion(now, self.queue.len()) {
+            Some(done) => done > deadline,
+            // Nothing measured yet: one largest batch may wait while the first one teaches
+            // the model; more would be admitted blind.
+            None => self.queue.len() >= self.spec.max_batch(),
+        };
+        if self.spec.admission && late {
             self.stats.shed_admission += 1;
             return refuse(Refusal::Overloaded, item);
         }
