@@ -189,9 +189,21 @@ pub struct RecvArgs {
     /// The manifest written by `send --manifest`.
     #[arg(long, value_name = "FILE")]
     pub manifest: PathBuf,
-    /// Give up after this many seconds (stops earlier once every intact image is answered).
+    /// Give up after this many seconds (stops earlier once every image is answered, or
+    /// --linger after every intact one is).
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
     pub timeout: f64,
+    /// Once every intact image is answered, wait this long for the `incomplete` answers of
+    /// damaged images.
+    #[arg(long, default_value_t = netml_pktgen::recv::DEFAULT_LINGER.as_secs_f64(), value_name = "SECS")]
+    pub linger: f64,
+    /// Latency SLO for SLO attainment: MS for every model, or MODEL=MS for one (repeatable).
+    #[arg(long, value_name = "[MODEL=]MS")]
+    pub slo_ms: Vec<String>,
+    /// CSV of expected top-1 classes (header `model,image,class`, optional `src` column, or
+    /// `model,input,class`), checked against `ok` answers.
+    #[arg(long, value_name = "FILE")]
+    pub expected: Option<std::path::PathBuf>,
     /// Print the report as JSON instead of text.
     #[arg(long)]
     pub json: bool,

@@ -11,13 +11,15 @@
 //! [`fragmenter`] cuts them into frames; [`faults`] and [`reorder`] decide what happens to
 //! each frame; [`output`] (with [`afpacket`]) and [`pace`] put frames on the wire;
 //! [`send`] drives a run and [`summary`]/[`manifest`] record it; [`recv`] collects results
-//! and [`report`] presents them.
+//! and [`report`] presents them, with SLO attainment ([`slo`]) and top-1 checks against
+//! expected classes ([`expected`]).
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod afpacket;
 pub mod error;
+pub mod expected;
 pub mod faults;
 pub mod flows;
 pub mod fragmenter;
@@ -32,6 +34,7 @@ pub mod reorder;
 pub mod report;
 pub mod rng;
 pub mod send;
+pub mod slo;
 pub mod summary;
 pub mod tensor;
 

@@ -5,6 +5,7 @@ mod cli;
 use clap::Parser;
 use cli::{Cli, Command, RecvArgs, SendArgs};
 use netml_pktgen::error::Context;
+use netml_pktgen::expected::Expected;
 use netml_pktgen::faults::Faults;
 use netml_pktgen::flows::{self, FlowConfig};
 use netml_pktgen::images::{self, Format};
@@ -13,6 +14,7 @@ use netml_pktgen::output::{InterfaceSink, PcapSink, Sink, UdpSink};
 use netml_pktgen::pace::Rate;
 use netml_pktgen::recv::{self, Listener};
 use netml_pktgen::send::{self, Limit};
+use netml_pktgen::slo::Slo;
 use netml_pktgen::tensor::{self, Tensor};
 use netml_pktgen::{bail, npy, Result};
 use std::fs::File;
@@ -177,7 +179,7 @@ fn send_main(a: &SendArgs) -> Result<()> {
         std::fs::write(p, summary.to_json()).context(p.display())?;
     }
     if let (Some(l), Some(wait)) = (listener, collect) {
-        let report = recv::collect(&l, entries, Instant::now() + wait);
+        let report = recv::collect(&l, entries, Instant::now() + wait, recv::DEFAULT_LINGER);
         l.stop();
         stdout(&report.to_text())?;
         if let Some(p) = &a.report {
@@ -188,8 +190,20 @@ fn send_main(a: &SendArgs) -> Result<()> {
 }
 
 fn recv_main(a: &RecvArgs) -> Result<()> {
-    let manifest = netml_pktgen::manifest::read(&a.manifest)?;
+    let mut manifest = netml_pktgen::manifest::read(&a.manifest)?;
+    if let Some(path) = &a.expected {
+        let applied = Expected::read(path)?.apply(&mut manifest);
+        if applied.unused_rows > 0 {
+            eprintln!(
+                "netml-pktgen: warning: {} rows of {} match no image of the manifest",
+                applied.unused_rows,
+                path.display()
+            );
+        }
+    }
+    let slo = Slo::parse(&a.slo_ms)?;
     let timeout = seconds(a.timeout, "--timeout")?;
+    let linger = seconds(a.linger, "--linger")?;
     if a.flows == 0 {
         bail!("--flows must be at least 1");
     }
@@ -204,8 +218,9 @@ fn recv_main(a: &RecvArgs) -> Result<()> {
         }
     }
     let listener = Listener::bind(&addrs)?;
-    let report = recv::collect(&listener, manifest, Instant::now() + timeout);
+    let mut report = recv::collect(&listener, manifest, Instant::now() + timeout, linger);
     listener.stop();
+    report.slo = slo;
     if a.json {
         stdout(&(report.to_json() + "\n"))
     } else {

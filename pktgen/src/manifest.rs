@@ -23,15 +23,30 @@ pub struct Entry {
     pub intact: bool,
     /// Sender timestamp (ns since the Unix epoch) carried in the descriptor.
     pub sender_timestamp: u64,
+    /// The input the tensor came from (file name as given, or `synthetic#k`), if known: the
+    /// key that ties an image to the expected class of its tensor (crate::expected).
+    pub input: Option<String>,
+    /// The class the model should answer first (top-1), if known.
+    pub expected_class: Option<u32>,
 }
 
 impl Entry {
-    /// The JSON line, without newline, fields in a fixed order.
+    /// The JSON line, without newline, fields in a fixed order; `input` and
+    /// `expected_class` only when known, after the others.
     pub fn to_json(&self) -> String {
-        format!(
-            "{{\"model\":{},\"image\":{},\"src\":\"{}\",\"crc32\":{},\"fragments\":{},\"intact\":{},\"sender_timestamp\":{}}}",
+        let mut s = format!(
+            "{{\"model\":{},\"image\":{},\"src\":\"{}\",\"crc32\":{},\"fragments\":{},\"intact\":{},\"sender_timestamp\":{}",
             self.model, self.image, self.src, self.crc32, self.fragments, self.intact, self.sender_timestamp
-        )
+        );
+        if let Some(input) = &self.input {
+            s.push_str(",\"input\":");
+            s.push_str(&Value::from(input.as_str()).to_string());
+        }
+        if let Some(c) = self.expected_class {
+            s.push_str(&format!(",\"expected_class\":{c}"));
+        }
+        s.push('}');
+        s
     }
 
     /// Parses one JSON line.
@@ -58,6 +73,16 @@ impl Entry {
             Some(b) => b,
             None => bail!("missing or non-boolean field \"intact\""),
         };
+        // Optional fields: absent or null is "not known", any other type is an error.
+        let input = match v.get("input") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => bail!("field \"input\" is not a string"),
+        };
+        let expected_class = match v.get("expected_class") {
+            None | Some(Value::Null) => None,
+            Some(_) => Some(int("expected_class", u32::MAX as u64)? as u32),
+        };
         Ok(Entry {
             model: int("model", u8::MAX as u64)? as u8,
             image: int("image", u32::MAX as u64)? as u32,
@@ -66,6 +91,8 @@ impl Entry {
             fragments: int("fragments", u16::MAX as u64)? as u16,
             intact,
             sender_timestamp: num("sender_timestamp")?,
+            input,
+            expected_class,
         })
     }
 }
@@ -96,11 +123,35 @@ mod tests {
             fragments: 588,
             intact: false,
             sender_timestamp: 1_700_000_000_123_456_789,
+            input: None,
+            expected_class: None,
         };
         let line = e.to_json();
         assert_eq!(Entry::from_json(&line).unwrap(), e);
         assert!(line.starts_with("{\"model\":3,\"image\":4000000000,\"src\":\"[fd00::1]:40000\""));
+        assert!(line.ends_with("\"sender_timestamp\":1700000000123456789}"));
         assert!(Entry::from_json("{\"model\":300}").is_err());
         assert!(Entry::from_json("not json").is_err());
+        let known = Entry {
+            input: Some("cats/\"a\".npy".into()),
+            expected_class: Some(281),
+            ..e
+        };
+        let line = known.to_json();
+        assert!(
+            line.ends_with(",\"input\":\"cats/\\\"a\\\".npy\",\"expected_class\":281}"),
+            "{line}"
+        );
+        assert_eq!(Entry::from_json(&line).unwrap(), known);
+    }
+
+    #[test]
+    fn optional_fields_are_checked() {
+        let base = "{\"model\":1,\"image\":2,\"src\":\"10.0.0.1:40000\",\"crc32\":3,\"fragments\":4,\"intact\":true,\"sender_timestamp\":5";
+        let e = Entry::from_json(&format!("{base},\"expected_class\":null}}")).unwrap();
+        assert_eq!((e.input, e.expected_class), (None, None));
+        let bad = Entry::from_json(&format!("{base},\"expected_class\":-1}}")).unwrap_err();
+        assert!(bad.0.contains("expected_class"), "{bad}");
+        assert!(Entry::from_json(&format!("{base},\"input\":7}}")).is_err());
     }
 }

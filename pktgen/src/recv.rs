@@ -96,6 +96,7 @@ pub struct Matcher {
     index: HashMap<(u8, u32), Vec<usize>>,
     answered: Vec<bool>,
     answered_intact: usize,
+    answered_all: usize,
 }
 
 impl Matcher {
@@ -113,6 +114,7 @@ impl Matcher {
             },
             index,
             answered_intact: 0,
+            answered_all: 0,
         }
     }
 
@@ -155,12 +157,21 @@ impl Matcher {
         }
         self.answered[i] = true;
         self.answered_intact += m[i].intact as usize;
+        self.answered_all += 1;
+        // An `incomplete` result whose fragment 0 never arrived echoes 0: the manifest
+        // knows when the image was sent.
+        let sent_ns = match r.sender_timestamp {
+            0 => m[i].sender_timestamp,
+            ts => ts,
+        };
         self.report.answers.push(Answer {
             entry: i,
             status: r.status,
+            arrived: r.arrived,
             top1: r.top_k.first().copied(),
-            crc_match: r.crc32 == m[i].crc32,
-            latency_ns: (a.recv_ns as i128 - r.sender_timestamp as i128)
+            // 0 is "not computed" (docs/protocol.md §9), unless the tensor's CRC is 0.
+            crc_match: (r.crc32 != 0 || m[i].crc32 == 0).then_some(r.crc32 == m[i].crc32),
+            latency_ns: (a.recv_ns as i128 - sent_ns as i128)
                 .clamp(i64::MIN as i128, i64::MAX as i128) as i64,
         });
     }
@@ -171,17 +182,40 @@ impl Matcher {
         expected > 0 && self.answered_intact == expected
     }
 
+    /// Whether every image of the manifest, damaged ones included, has an answer.
+    pub fn all_answered(&self) -> bool {
+        self.answered_all == self.answered.len()
+    }
+
     /// The report so far.
     pub fn into_report(self) -> Report {
         self.report
     }
 }
 
-/// Collects from `listener` until every intact image is answered or `deadline` passes.
-pub fn collect(listener: &Listener, manifest: Vec<Entry>, deadline: Instant) -> Report {
+/// How long `recv` waits, once every intact image is answered, for the `incomplete` answers
+/// of damaged images: longer than the pipeline's default eviction timeout (500 ms), after
+/// which it answers them.
+pub const DEFAULT_LINGER: Duration = Duration::from_secs(1);
+
+/// Collects from `listener` until every image is answered, or every intact image is answered
+/// and `linger` more has passed (for the `incomplete` answers of damaged images), or
+/// `deadline` passes.
+pub fn collect(
+    listener: &Listener,
+    manifest: Vec<Entry>,
+    deadline: Instant,
+    linger: Duration,
+) -> Report {
     let mut m = Matcher::new(manifest);
-    while !m.complete() {
-        let left = deadline.saturating_duration_since(Instant::now());
+    let mut stop_at = deadline;
+    let mut lingering = false;
+    while !m.all_answered() {
+        if !lingering && m.complete() {
+            lingering = true;
+            stop_at = stop_at.min(Instant::now() + linger);
+        }
+        let left = stop_at.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break;
         }

@@ -1,9 +1,15 @@
-//! The receiver's report: answers matched to the manifest, losses and latency, as text or
-//! JSON.
+//! The receiver's report: answers matched to the manifest, losses, statuses, latency, and
+//! per model SLO attainment and top-1 checks ([`models`]), as text ([`text`]) or JSON.
+
+mod models;
+mod text;
+
+pub use models::{Mismatch, ModelStats, Top1, FIRST_MISMATCHES};
 
 use crate::manifest::Entry;
+use crate::slo::Slo;
 use netml_wire::result::Status;
-use std::fmt::Write as _;
+use serde_json::{json, Value};
 
 /// One result matched to a manifest entry.
 #[derive(Debug, Clone, PartialEq)]
@@ -12,11 +18,15 @@ pub struct Answer {
     pub entry: usize,
     /// Status the pipeline reported.
     pub status: Status,
+    /// Fragments the pipeline had of an `incomplete` image (0 for other statuses).
+    pub arrived: u16,
     /// Top-1 class and score, if the result carries any.
     pub top1: Option<(u32, f32)>,
-    /// Whether the pipeline's CRC equals the manifest's.
-    pub crc_match: bool,
-    /// Arrival time minus echoed sender timestamp.
+    /// Whether the pipeline's CRC equals the manifest's; `None` when the pipeline sent 0,
+    /// which means it did not compute one (docs/protocol.md §9).
+    pub crc_match: Option<bool>,
+    /// Arrival time minus the sender timestamp (the echoed one, or the manifest's when the
+    /// result echoes 0, as `incomplete` results do when fragment 0 never arrived).
     pub latency_ns: i64,
 }
 
@@ -52,6 +62,27 @@ impl Latency {
             max: s[s.len() - 1],
         })
     }
+
+    /// `{count, p50, p90, p99, max}`, or null without samples.
+    pub fn json(l: Option<Latency>) -> Value {
+        l.map_or(
+            Value::Null,
+            |l| json!({"count": l.count, "p50": l.p50, "p90": l.p90, "p99": l.p99, "max": l.max}),
+        )
+    }
+}
+
+/// Answers per status, indexed by status code (the order of [`Status::ALL`]).
+pub type StatusCounts = [usize; Status::ALL.len()];
+
+/// `{"ok": n, "overloaded": n, ...}`: every status, zeros included.
+pub fn status_json(counts: &StatusCounts) -> Value {
+    Value::Object(
+        Status::ALL
+            .iter()
+            .map(|s| (s.name().to_string(), json!(counts[*s as usize])))
+            .collect(),
+    )
 }
 
 /// What the receiver saw, matched against the manifest.
@@ -67,6 +98,8 @@ pub struct Report {
     pub duplicates: u64,
     /// Datagrams that are not valid result messages.
     pub malformed: u64,
+    /// Latency objectives for SLO attainment (none: not reported).
+    pub slo: Slo,
 }
 
 impl Report {
@@ -81,20 +114,33 @@ impl Report {
             .collect()
     }
 
-    /// Answers whose CRC differs from the manifest.
+    /// Answers whose CRC differs from the manifest (answers without a CRC are not counted).
     pub fn crc_mismatches(&self) -> usize {
-        self.answers.iter().filter(|a| !a.crc_match).count()
-    }
-
-    /// Answers for images the sender damaged on purpose (they should never complete).
-    pub fn answered_damaged(&self) -> usize {
         self.answers
             .iter()
-            .filter(|a| !self.manifest[a.entry].intact)
+            .filter(|a| a.crc_match == Some(false))
             .count()
     }
 
-    /// Latency over all answers.
+    /// Answers other than `incomplete` for images damaged on purpose: such an image never
+    /// completes, so the pipeline may only answer it `incomplete`.
+    pub fn answered_damaged(&self) -> usize {
+        self.answers
+            .iter()
+            .filter(|a| !self.manifest[a.entry].intact && a.status != Status::Incomplete)
+            .count()
+    }
+
+    /// Answers per status.
+    pub fn status_counts(&self) -> StatusCounts {
+        let mut c = StatusCounts::default();
+        for a in &self.answers {
+            c[a.status as usize] += 1;
+        }
+        c
+    }
+
+    /// Latency over all answers, whatever their status.
     pub fn latency(&self) -> Option<Latency> {
         Latency::of(
             &self
@@ -112,35 +158,35 @@ impl Report {
 
     /// The report as one JSON object.
     pub fn to_json(&self) -> String {
-        let answers: Vec<serde_json::Value> = self
+        let answers: Vec<Value> = self
             .answers
             .iter()
             .map(|a| {
                 let e = &self.manifest[a.entry];
-                serde_json::json!({
+                json!({
                     "model": e.model,
                     "image": e.image,
                     "src": e.src.to_string(),
-                    "status": status_name(a.status),
+                    "status": a.status.name(),
+                    "arrived": a.arrived,
                     "top1_class": a.top1.map(|t| t.0),
                     "top1_score": a.top1.map(|t| t.1),
+                    "expected_class": e.expected_class,
                     "crc_match": a.crc_match,
                     "latency_ns": a.latency_ns,
                 })
             })
             .collect();
-        let lost: Vec<serde_json::Value> = self
+        let lost: Vec<Value> = self
             .lost()
             .into_iter()
             .map(|i| {
                 let e = &self.manifest[i];
-                serde_json::json!({"model": e.model, "image": e.image, "src": e.src.to_string()})
+                json!({"model": e.model, "image": e.image, "src": e.src.to_string()})
             })
             .collect();
-        let latency = self.latency().map(|l| {
-            serde_json::json!({"count": l.count, "p50": l.p50, "p90": l.p90, "p99": l.p99, "max": l.max})
-        });
-        serde_json::json!({
+        let models: Vec<Value> = self.models().iter().map(|m| m.to_json(self)).collect();
+        json!({
             "expected": self.expected(),
             "matched": self.answers.len(),
             "lost": lost.len(),
@@ -149,66 +195,13 @@ impl Report {
             "malformed": self.malformed,
             "crc_mismatches": self.crc_mismatches(),
             "answered_damaged": self.answered_damaged(),
-            "latency_ns": latency,
+            "status": status_json(&self.status_counts()),
+            "latency_ns": Latency::json(self.latency()),
+            "models": models,
             "answers": answers,
             "lost_images": lost,
         })
         .to_string()
-    }
-
-    /// The report as text: one line per answer, one per lost image, then totals.
-    pub fn to_text(&self) -> String {
-        let mut s = String::new();
-        for a in &self.answers {
-            let e = &self.manifest[a.entry];
-            let top1 = match a.top1 {
-                Some((c, p)) => format!("{c} ({p:.4})"),
-                None => "-".to_string(),
-            };
-            let _ = writeln!(
-                s,
-                "image model={} id={} src={} status={} top1={top1} crc={} latency={:.1}us",
-                e.model,
-                e.image,
-                e.src,
-                status_name(a.status),
-                if a.crc_match { "ok" } else { "MISMATCH" },
-                a.latency_ns as f64 / 1e3
-            );
-        }
-        for i in self.lost() {
-            let e = &self.manifest[i];
-            let _ = writeln!(s, "lost  model={} id={} src={}", e.model, e.image, e.src);
-        }
-        let _ = writeln!(
-            s,
-            "results: {} matched of {} expected, {} lost, {} unexpected, {} duplicate, {} malformed, \
-             {} crc mismatches, {} for damaged images",
-            self.answers.len(),
-            self.expected(),
-            self.lost().len(),
-            self.unexpected,
-            self.duplicates,
-            self.malformed,
-            self.crc_mismatches(),
-            self.answered_damaged()
-        );
-        match self.latency() {
-            Some(l) => {
-                let ms = |v: i64| v as f64 / 1e6;
-                let _ = writeln!(
-                    s,
-                    "latency (ms): p50 {:.3}  p90 {:.3}  p99 {:.3}  max {:.3}  ({} samples)",
-                    ms(l.p50),
-                    ms(l.p90),
-                    ms(l.p99),
-                    ms(l.max),
-                    l.count
-                );
-            }
-            None => s.push_str("latency: no results\n"),
-        }
-        s
     }
 }
 
@@ -231,5 +224,17 @@ mod tests {
         );
         assert_eq!(Latency::of(&[7]).unwrap().p50, 7);
         assert!(Latency::of(&[]).is_none());
+    }
+
+    #[test]
+    fn every_status_is_named_in_json() {
+        let mut c = StatusCounts::default();
+        c[Status::Incomplete as usize] = 2;
+        let v = status_json(&c);
+        assert_eq!(v.as_object().unwrap().len(), 6);
+        assert_eq!(
+            (v["incomplete"].as_u64(), v["ok"].as_u64()),
+            (Some(2), Some(0))
+        );
     }
 }

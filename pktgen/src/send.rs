@@ -109,6 +109,8 @@ impl ImageState {
             // If fragment 0 never went out, the image "started" with its first frame, or
             // when it would have been sent.
             sender_timestamp: self.ts0.or(self.first_ts).unwrap_or(fallback_ts),
+            input: Some(self.tensor.name.clone()),
+            expected_class: None,
         }
     }
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{pktgen, scratch};
+use common::{pktgen, result_message, scratch};
 use netml_pktgen::manifest::Entry;
 use netml_pktgen::pace::realtime_ns;
 use netml_pktgen::recv::{self, Listener};
@@ -17,8 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// An `ok` result with `top` first.
 fn result_bytes(model: u8, image: u32, crc32: u32, ts: u64, top: (u32, f32)) -> Vec<u8> {
-    let r = result::Repr {
+    result_message(result::Repr {
         model,
         image,
         status: Status::Ok,
@@ -27,10 +28,21 @@ fn result_bytes(model: u8, image: u32, crc32: u32, ts: u64, top: (u32, f32)) -> 
         sender_timestamp: ts,
         stages: [0; STAGES],
         top_k: vec![top, (1, 0.01)],
-    };
-    let mut b = vec![0u8; r.buffer_len()];
-    r.emit(&mut b);
-    b
+    })
+}
+
+/// A result with another status: no top-k, no CRC (docs/protocol.md §9).
+fn status_bytes(model: u8, image: u32, status: Status, arrived: u16, ts: u64) -> Vec<u8> {
+    result_message(result::Repr {
+        model,
+        image,
+        status,
+        arrived,
+        crc32: 0,
+        sender_timestamp: ts,
+        stages: [0; STAGES],
+        top_k: Vec::new(),
+    })
 }
 
 fn entry(model: u8, image: u32, src: SocketAddr, crc32: u32, intact: bool, ts: u64) -> Entry {
@@ -42,6 +54,8 @@ fn entry(model: u8, image: u32, src: SocketAddr, crc32: u32, intact: bool, ts: u
         fragments: 3,
         intact,
         sender_timestamp: ts,
+        input: None,
+        expected_class: None,
     }
 }
 
@@ -77,6 +91,7 @@ fn results_are_matched_by_image_and_flow() {
         &listener,
         manifest,
         Instant::now() + Duration::from_millis(500),
+        Duration::ZERO,
     );
     listener.stop();
 
@@ -88,7 +103,7 @@ fn results_are_matched_by_image_and_flow() {
     assert!(report
         .answers
         .iter()
-        .all(|x| x.crc_match && x.status == Status::Ok));
+        .all(|x| x.crc_match == Some(true) && x.status == Status::Ok));
     assert_eq!(report.lost(), vec![2]);
     assert_eq!(
         (report.duplicates, report.unexpected, report.malformed),
@@ -123,61 +138,79 @@ fn crc_mismatch_is_reported() {
         &listener,
         vec![entry(0, 0, addr, 0x4321, true, 0)],
         Instant::now() + Duration::from_secs(5),
+        Duration::ZERO,
     );
     listener.stop();
     assert_eq!((report.answers.len(), report.crc_mismatches()), (1, 1));
 }
 
-#[test]
-fn recv_subcommand_prints_json() {
-    let dir = scratch("recv-cli");
-    let port = UdpSocket::bind("127.0.0.1:0")
+/// A free loopback address to listen on.
+fn free_addr() -> SocketAddr {
+    UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
-    let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let man = dir.join("m.jsonl");
-    let ts = realtime_ns();
-    let lines: Vec<String> = (0..3)
-        .map(|i| entry(1, i, listen, 100 + i, true, ts).to_json())
-        .collect();
-    std::fs::write(&man, lines.join("\n") + "\n").unwrap();
+}
+
+/// Runs `netml-pktgen recv --listen LISTEN ARGS`, sending `datagrams` to it (again and
+/// again: it may not be listening yet) until it exits, within 10 s.
+fn run_recv(listen: SocketAddr, args: &[&str], datagrams: &[Vec<u8>]) -> std::process::Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_netml-pktgen"))
-        .args([
-            "recv",
-            "--listen",
-            &listen.to_string(),
-            "--manifest",
-            man.to_str().unwrap(),
-            "--timeout",
-            "10",
-            "--json",
-        ])
+        .args(["recv", "--listen", &listen.to_string()])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The child may not be listening yet: resend until it has everything and exits.
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
     let start = Instant::now();
-    let out = loop {
-        for i in 0..3 {
-            tx.send_to(&result_bytes(1, i, 100 + i, ts, (i, 0.5)), listen)
-                .unwrap();
+    loop {
+        for d in datagrams {
+            tx.send_to(d, listen).unwrap();
         }
         std::thread::sleep(Duration::from_millis(50));
         let exited = child.try_wait().unwrap().is_some();
         if exited || start.elapsed() > Duration::from_secs(10) {
             break child.wait_with_output().unwrap();
         }
-    };
+    }
+}
+
+/// Parses the JSON `recv` printed, after checking it succeeded.
+fn recv_json(out: &std::process::Output) -> serde_json::Value {
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn recv_subcommand_prints_json() {
+    let dir = scratch("recv-cli");
+    let listen = free_addr();
+    let man = dir.join("m.jsonl");
+    let ts = realtime_ns();
+    let lines: Vec<String> = (0..3)
+        .map(|i| entry(1, i, listen, 100 + i, true, ts).to_json())
+        .collect();
+    std::fs::write(&man, lines.join("\n") + "\n").unwrap();
+    let results: Vec<Vec<u8>> = (0..3)
+        .map(|i| result_bytes(1, i, 100 + i, ts, (i, 0.5)))
+        .collect();
+    let out = run_recv(
+        listen,
+        &[
+            "--manifest",
+            man.to_str().unwrap(),
+            "--timeout",
+            "10",
+            "--json",
+        ],
+        &results,
+    );
+    let v = recv_json(&out);
     assert_eq!(
         (
             v["matched"].as_u64(),
@@ -188,6 +221,158 @@ fn recv_subcommand_prints_json() {
     );
     assert_eq!(v["answers"].as_array().unwrap().len(), 3);
     assert!(v["latency_ns"]["p99"].as_i64().unwrap() >= 0);
+}
+
+/// `--slo-ms` and `--expected` end to end: every status of §9, two models, a damaged image
+/// answered `incomplete` (so that every image is answered and `recv` stops at once).
+#[test]
+fn recv_subcommand_reports_statuses_slo_and_expected_classes() {
+    let dir = scratch("recv-serving");
+    let listen = free_addr();
+    let ts = realtime_ns();
+    let mut manifest: Vec<Entry> = (0..6)
+        .map(|i| entry(1 + (i % 2) as u8, i, listen, 100 + i, i != 5, ts))
+        .collect();
+    manifest[0].expected_class = Some(7); // from the manifest; the CSV overrides it
+    let man = dir.join("m.jsonl");
+    let lines: Vec<String> = manifest.iter().map(Entry::to_json).collect();
+    std::fs::write(&man, lines.join("\n") + "\n").unwrap();
+    let csv = dir.join("expected.csv");
+    std::fs::write(&csv, "model,image,class\n1,0,40\n1,2,41\n2,9,1\n").unwrap();
+    let results = vec![
+        result_bytes(1, 0, 100, ts, (40, 0.9)), // model 1: ok, match
+        result_bytes(2, 1, 101, ts, (3, 0.9)),  // model 2: ok, unchecked
+        result_bytes(1, 2, 102, ts, (8, 0.9)),  // model 1: ok, mismatch
+        status_bytes(2, 3, Status::Overloaded, 0, ts), // model 2
+        status_bytes(1, 4, Status::ShapeMismatch, 0, ts), // model 1
+        status_bytes(2, 5, Status::Incomplete, 2, 0), // model 2, damaged
+    ];
+    let out = run_recv(
+        listen,
+        &[
+            "--manifest",
+            man.to_str().unwrap(),
+            "--expected",
+            csv.to_str().unwrap(),
+            "--slo-ms",
+            "60000",
+            "--slo-ms",
+            "2=0.001",
+            "--timeout",
+            "10",
+            "--json",
+        ],
+        &results,
+    );
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        err.contains("1 rows of") && err.contains("match no image"),
+        "{err}"
+    );
+    let v = recv_json(&out);
+    assert_eq!(
+        (v["matched"].as_u64(), v["lost"].as_u64()),
+        (Some(6), Some(0))
+    );
+    assert_eq!(v["answered_damaged"], 0);
+    assert_eq!(v["status"]["ok"], 3);
+    assert_eq!(v["status"]["incomplete"], 1);
+    let (m1, m2) = (&v["models"][0], &v["models"][1]);
+    assert_eq!(
+        (m1["model"].as_u64(), m1["sent"].as_u64()),
+        (Some(1), Some(3))
+    );
+    assert_eq!(m1["status"]["shape_mismatch"], 1);
+    assert_eq!(m1["slo_ms"], 60000.0);
+    assert_eq!(m1["within_slo"], 2);
+    assert_eq!(m1["slo_attainment_ok"], 1.0);
+    assert_eq!(m1["top1"]["matches"], 1);
+    assert_eq!(m1["top1"]["mismatches"], 1);
+    assert_eq!(m1["top1"]["first_mismatches"][0]["expected"], 41);
+    // Nothing comes back within a microsecond.
+    assert_eq!(
+        (m2["slo_ms"].as_f64(), m2["within_slo"].as_u64()),
+        (Some(0.001), Some(0))
+    );
+    assert_eq!(m2["slo_attainment"], 0.0);
+    assert_eq!(m2["status"]["overloaded"], 1);
+    assert_eq!(m2["top1"]["unchecked"], 1);
+    let inc = v["answers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["status"] == "incomplete")
+        .unwrap();
+    assert_eq!(inc["arrived"], 2);
+    assert!(
+        inc["latency_ns"].as_i64().unwrap() >= 0,
+        "manifest time used: {inc}"
+    );
+}
+
+#[test]
+fn recv_refuses_a_bad_expected_file_or_slo() {
+    let dir = scratch("recv-bad-args");
+    let man = dir.join("m.jsonl");
+    std::fs::write(&man, entry(1, 0, free_addr(), 1, true, 1).to_json() + "\n").unwrap();
+    let csv = dir.join("expected.csv");
+    std::fs::write(&csv, "model,image,class\n1,0,3\n1,zero,3\n").unwrap();
+    let listen = free_addr().to_string();
+    let base = [
+        "recv",
+        "--listen",
+        &listen,
+        "--manifest",
+        man.to_str().unwrap(),
+    ];
+    let out = common::pktgen_raw(&[&base[..], &["--expected", csv.to_str().unwrap()]].concat());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!("{}: line 3: bad image \"zero\"", csv.display())),
+        "{err}"
+    );
+    let out = common::pktgen_raw(&[&base[..], &["--slo-ms", "1=-5"]].concat());
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--slo-ms"));
+}
+
+#[test]
+fn collect_lingers_for_the_incomplete_answers_of_damaged_images() {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = s.local_addr().unwrap();
+    let listener = Listener::spawn(vec![s]).unwrap();
+    let ts = realtime_ns();
+    let manifest = vec![
+        entry(1, 0, addr, 10, true, ts),
+        entry(1, 1, addr, 11, false, ts),
+        entry(1, 2, addr, 12, false, ts),
+    ];
+    // The intact image is answered at once; one damaged image is evicted (and answered) a
+    // little later, the other never.
+    let pipeline = UdpSocket::bind("127.0.0.1:0").unwrap();
+    pipeline
+        .send_to(&result_bytes(1, 0, 10, ts, (3, 0.5)), addr)
+        .unwrap();
+    let late = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        pipeline
+            .send_to(&status_bytes(1, 1, Status::Incomplete, 2, ts), addr)
+            .unwrap();
+    });
+    let start = Instant::now();
+    let linger = Duration::from_millis(800);
+    let report = recv::collect(&listener, manifest, start + Duration::from_secs(20), linger);
+    let waited = start.elapsed();
+    late.join().unwrap();
+    listener.stop();
+    assert_eq!(report.answers.len(), 2);
+    assert_eq!(report.answers[1].status, Status::Incomplete);
+    assert_eq!(report.answered_damaged(), 0);
+    assert!(
+        waited >= linger && waited < Duration::from_secs(10),
+        "{waited:?}"
+    );
 }
 
 /// Reassembles fragments per (source, model, image) and answers every complete image with

@@ -39,6 +39,13 @@ pub fn pktgen_raw(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// A result message's bytes, as the pipeline would send it.
+pub fn result_message(r: netml_wire::result::Repr) -> Vec<u8> {
+    let mut b = vec![0u8; r.buffer_len()];
+    r.emit(&mut b);
+    b
+}
+
 /// Parses a JSON file.
 pub fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
