@@ -581,7 +581,11 @@ fn veth_replay_of_the_independent_capture() {
             .unwrap_or_else(|| panic!("result for an image not sent: {r}\n{}", ctx()));
         assert!(seen.insert(key.clone()), "{key:?} answered twice");
         assert_eq!(r["status"], "ok", "{r}");
-        assert_eq!(n(&r["arrived"]), 0, "arrived is 0 but for incomplete (§9): {r}");
+        assert_eq!(
+            n(&r["arrived"]),
+            0,
+            "arrived is 0 but for incomplete (§9): {r}"
+        );
         assert_eq!(r["from"], "10.0.0.2:9000", "{r}");
         assert_eq!(n(&r["crc32"]), n(&w["crc32"]), "CRC-32 of {key:?}: {r}");
     }
