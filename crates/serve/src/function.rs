@@ -157,6 +157,8 @@ pub struct Function<T> {
     wake: Option<u64>,
     /// Images a dispatch dropped as too late, until [`expire`](Function::expire) hands them out.
     dropped: Vec<Queued<T>>,
+    /// When admission last let an image through against its estimate (see `offer`).
+    last_probe: Option<u64>,
 }
 
 impl<T> Function<T> {
@@ -187,6 +189,7 @@ impl<T> Function<T> {
             stats: FunctionStats::default(),
             wake: None,
             dropped: Vec::new(),
+            last_probe: None,
         }
     }
 
@@ -241,7 +244,18 @@ impl<T> Function<T> {
             // the model; more would be admitted blind.
             None => self.queue.len() >= self.spec.max_batch(),
         };
-        if self.spec.admission && late {
+        // An idle function whose estimate says no still takes one image per SLO period:
+        // otherwise one slow measurement would refuse everything forever, with nothing
+        // left to correct it.
+        let probe = late
+            && self.idle()
+            && self
+                .last_probe
+                .is_none_or(|p| now.saturating_sub(p) >= self.spec.slo_ns);
+        if probe {
+            self.last_probe = Some(now);
+        }
+        if self.spec.admission && late && !probe {
             self.stats.shed_admission += 1;
             return refuse(Refusal::Overloaded, item);
         }

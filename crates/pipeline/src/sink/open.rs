@@ -89,15 +89,22 @@ fn open_function(
         s
     };
     let mut instances = Vec::with_capacity(f.instances);
+    let mut seeds = Vec::with_capacity(f.instances);
     let mut shape: Vec<usize> = Vec::new();
     for k in 0..f.instances {
         let mut engines: BTreeMap<usize, Box<dyn Engine>> = BTreeMap::new();
+        let mut measured = Vec::new();
         for &b in &sizes {
-            let e = netml_infer::open(&f.model_file, backend, b, precision)
+            let mut e = netml_infer::open(&f.model_file, backend, b, precision)
                 .map_err(|e| format!("function {name:?}: loading {file} for batch {b}: {e}"))?;
             shape = e.input_shape().to_vec();
+            measured.push((
+                b,
+                warm_up(e.as_mut(), b).map_err(|e| format!("function {name:?}: {file}: {e}"))?,
+            ));
             engines.insert(b, e);
         }
+        seeds.push(measured);
         let worker = CpuInstance::spawn(&format!("netml-if-{}-{k}", f.model), engines, f.top_k)?;
         instances.push(Instance::new(Some(worker)));
     }
@@ -145,8 +152,19 @@ fn open_function(
         admission: f.admission.unwrap_or(policy.admission_by_default()),
         queue_limit: f.queue_limit,
     };
-    let seed = seed_model(f, &sizes, precision)?;
-    let function = Function::new(spec, (0..f.instances).map(|_| seed.clone()).collect());
+    let profile = seed_model(f, &sizes, precision)?;
+    // This machine's warm-up times win over a profile measured elsewhere.
+    let models = seeds
+        .iter()
+        .map(|m| {
+            if m.is_empty() {
+                profile.clone()
+            } else {
+                LatencyModel::seeded(&sizes, m)
+            }
+        })
+        .collect();
+    let function = Function::new(spec, models);
     let slo = Duration::from_nanos((f.slo_ms * 1e6) as u64);
     let lane = Lane {
         ingest,
@@ -156,6 +174,17 @@ fn open_function(
         stall_after: (slo * 20).max(Duration::from_secs(2)),
     };
     Ok((function, lane))
+}
+
+/// Runs a zero batch twice (the first run pays for lazy allocation and cold caches) and
+/// returns the second run's time in ns: the scheduler's first estimate, so that no image is
+/// admitted blind and no cold start teaches it a latency it will never see again.
+fn warm_up(e: &mut dyn Engine, batch: usize) -> Result<f64, String> {
+    let zeros = vec![0f32; batch * e.input_shape().iter().product::<usize>()];
+    e.run(&zeros, batch).map_err(|e| e.to_string())?;
+    let t = std::time::Instant::now();
+    e.run(&zeros, batch).map_err(|e| e.to_string())?;
+    Ok(t.elapsed().as_nanos() as f64)
 }
 
 /// The scheduler's starting latency model: the profile's rows for this model, or blank.
