@@ -35,7 +35,7 @@ fn tensors(dir: &Path, n: usize) -> Vec<(PathBuf, Vec<f32>)> {
             let values = rng.normals(3 * 32 * 32);
             let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 3, 32, 32), }";
             let mut h = header.to_string();
-            while (10 + h.len() + 1) % 64 != 0 {
+            while !(10 + h.len() + 1).is_multiple_of(64) {
                 h.push(' ');
             }
             h.push('\n');
