@@ -9,6 +9,7 @@ mod gpu_check;
 mod infer;
 mod plot;
 mod run;
+mod simulate;
 mod verify_pcap;
 
 /// netml: an NFV pipeline that reassembles tensors sent as UDP fragments and serves
@@ -43,6 +44,11 @@ enum Command {
     /// Check a GPU machine: discovery, NVRTC compile and load of the gather kernels, copy
     /// ceilings, green contexts; prints a table and writes it to --out (exit status 3: no GPU).
     GpuCheck(gpu_check::Args),
+    /// Simulate the serving scheduler (the same code as `netml run`: admission, SLAB and the
+    /// baselines) with a virtual clock against a latency profile and generated or captured
+    /// arrivals; prints per function and policy offered, answered, goodput, p50/p99 and SLO
+    /// attainment per load, and plots goodput and p99 against the load.
+    Simulate(simulate::Args),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +64,7 @@ fn main() -> ExitCode {
         Command::Bench(a) => bench::run(a),
         Command::Infer(a) => infer::run(a),
         Command::GpuCheck(a) => gpu_check::run(a),
+        Command::Simulate(a) => simulate::run(a),
     };
     match result {
         Ok(code) => code,

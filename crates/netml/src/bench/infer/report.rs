@@ -214,11 +214,7 @@ pub(super) fn json(rows: &[Row], machine: &str) -> Value {
 
 /// Where the latency plot goes beside `--plot FILE.svg`: `FILE-latency.svg`.
 pub(super) fn latency_path(plot: &Path) -> PathBuf {
-    let stem = plot.file_stem().map_or_else(
-        || "bench-infer".into(),
-        |s| s.to_string_lossy().into_owned(),
-    );
-    plot.with_file_name(format!("{stem}-latency.svg"))
+    super::super::output::beside(plot, "latency", "bench-infer")
 }
 
 /// The two plots: images/s per model grouped by batch (log y), and p50/p99 ms per batch.

@@ -1,0 +1,270 @@
+//! `netml simulate`: the serving scheduler of `netml run` (netml_serve: routing, admission,
+//! SLAB and the baseline policies, instance choice, latency learning) driven by
+//! `netml_serve::sim`'s discrete-event loop, with a virtual clock and batches that take the
+//! time a latency profile says (plus jitter), against generated or captured arrivals.
+//!
+//! ```text
+//! for each load level: arrivals per function (--trace, the same for every policy)
+//!   for each policy: sim::run(functions under that policy, arrivals) -> one row per function
+//! -> table (+ CSV, JSON), a summary per load (goodput and p99 per policy, SLAB / best other),
+//!    plots of goodput and p99 against the load
+//! ```
+//!
+//! The code: [`setup`] (functions, policies, capacities), [`trace`] (`--trace`, load levels,
+//! arrivals), [`capture`] (arrivals from a pcap), [`report`] (table, summary, CSV, JSON),
+//! [`plots`].
+
+mod capture;
+mod plots;
+mod report;
+mod setup;
+mod trace;
+
+use clap::Args as ClapArgs;
+use netml_serve::sim;
+use netml_serve::{FunctionSpec, FunctionStats, Profile};
+use setup::{FunctionArg, Setup};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+use trace::{Level, TraceSpec};
+
+/// The project's first profile (PyTorch eager on a whole H100), built in so that the
+/// default works from any directory.
+const H100_PROFILE: &str = include_str!("../../../../docs/profiles/h100-pytorch.csv");
+
+/// Options of `netml simulate`.
+#[derive(ClapArgs)]
+pub struct Args {
+    /// Latency profile CSV (`model,precision,batch,ms` columns by name, `latency_ms` or
+    /// `p50_ms` also read: what `netml bench infer --csv` writes). Default: the built-in
+    /// docs/profiles/h100-pytorch.csv (PyTorch eager on a whole H100).
+    #[arg(long)]
+    profile: Option<PathBuf>,
+    /// An inference function (repeatable): `NAME[,model=ID][,slo_ms=50][,policy=slab]
+    /// [,precision=fp32][,instances=1][,batch_sizes=1,2,4,8,16,32][,admission=on|off]
+    /// [,queue_limit=4096]`. NAME is the profile's model name; model ids default to 1, 2, ...
+    /// in order; admission defaults to the policy's (on for slab, off for the baselines).
+    /// Default: every model of the profile, SLO 50 ms.
+    #[arg(long = "function", value_name = "NAME[,key=value]")]
+    functions: Vec<String>,
+    /// Load levels: fractions of each function's capacity (its best images/s inside the
+    /// SLO from the profile: max over batch sizes of batch / latency, times instances).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0.1,0.25,0.5,0.75,0.9,1.0,1.25,1.5"
+    )]
+    load: Vec<f64>,
+    /// Absolute images/s per function instead of --load (comma-separated levels).
+    #[arg(long, value_delimiter = ',', conflicts_with = "load")]
+    rate: Vec<f64>,
+    /// Arrivals: `poisson`, `bursts:SIZE,PERIOD_MS` (SIZE images at once every PERIOD_MS,
+    /// plus Poisson making up the rest of the level's rate), `steps:T0_S=F0,T1_S=F1,...`
+    /// (Poisson at the level's rate times F from time T on), or `pcap:FILE` (each image's
+    /// fragment 0 in a capture, with its model id; --load, --rate and --duration-s do not
+    /// apply).
+    #[arg(long, default_value = "poisson")]
+    trace: String,
+    /// UDP port(s) of the fragment protocol in a `pcap:` trace.
+    #[arg(long = "port", default_values_t = [9000])]
+    ports: Vec<u16>,
+    /// Seconds of arrivals per run (virtual time; the run lasts until the last answer).
+    #[arg(long, default_value_t = 10.0)]
+    duration_s: f64,
+    /// Policies compared, one run each per load level, every function under that policy:
+    /// `slab`, `fixed:N`, `max_delay:N,D_us`. Default:
+    /// slab,fixed:1,fixed:32,max_delay:32,5000, or, when a --function sets its own policy=,
+    /// one run with each function's own.
+    #[arg(long)]
+    policies: Option<String>,
+    /// Relative standard deviation of a batch's time around the profile's.
+    #[arg(long, default_value_t = 0.05)]
+    jitter: f64,
+    /// Seed of the arrivals and the jitter.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Append one CSV row per load x policy x function to this file (header when new).
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// Write goodput against load per policy to this SVG, and p99 latency against load to
+    /// `<name>-p99.svg` beside it.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Print JSON instead of the tables.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One function's outcome in one run.
+struct FnResult {
+    spec: FunctionSpec,
+    stats: FunctionStats,
+    /// Nominal images/s offered (the level's rate; for a capture, what it held).
+    rate: f64,
+    /// Its capacity, images/s.
+    capacity: f64,
+}
+
+/// One run: a level and a policy.
+struct Run {
+    level: Level,
+    policy: String,
+    functions: Vec<FnResult>,
+    /// Arrivals of a model no function serves (captures only).
+    unknown_model: u64,
+    /// Seconds of arrivals: offered rates and goodput are per these.
+    duration_s: f64,
+    /// Seconds from the first arrival to the last answer: throughput is per these (a
+    /// backlog drained after the arrivals stopped counts at the rate it was drained).
+    span_s: f64,
+}
+
+/// What the report says about the whole simulation.
+struct Context<'a> {
+    profile: &'a str,
+    trace: String,
+    setups: &'a [Setup],
+    seed: u64,
+    jitter: f64,
+}
+
+/// Runs `netml simulate`.
+pub fn run(a: Args) -> Result<ExitCode, String> {
+    if !(a.duration_s.is_finite() && a.duration_s > 0.0) {
+        return Err("--duration-s must be a positive number".into());
+    }
+    if !(a.jitter.is_finite() && (0.0..=0.5).contains(&a.jitter)) {
+        return Err("--jitter must be in 0..=0.5".into());
+    }
+    let (profile, profile_name) = match &a.profile {
+        Some(p) => (Profile::load(p)?, p.display().to_string()),
+        None => (
+            Profile::parse(H100_PROFILE).expect("the built-in profile parses"),
+            "built-in docs/profiles/h100-pytorch.csv".to_string(),
+        ),
+    };
+    let args: Vec<FunctionArg> = if a.functions.is_empty() {
+        profile
+            .models()
+            .into_iter()
+            .map(FunctionArg::named)
+            .collect()
+    } else {
+        a.functions
+            .iter()
+            .map(|f| FunctionArg::parse(f))
+            .collect::<Result<_, _>>()?
+    };
+    let setups: Vec<Setup> = args
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| Setup::new(f, i, &profile))
+        .collect::<Result<_, _>>()?;
+    let policies = setup::policies(
+        a.policies.as_deref(),
+        &setups.iter().map(|s| s.arg.clone()).collect::<Vec<_>>(),
+    )?;
+    let spec: TraceSpec = a.trace.parse()?;
+    let levels = levels(&a, &spec)?;
+    let captured = match &spec {
+        TraceSpec::Pcap(path) => Some(capture::arrivals(path, &a.ports)?),
+        _ => None,
+    };
+    let duration_ns = match &captured {
+        Some(c) => c.last().map_or(0, |l| l.at).max(1_000_000),
+        None => (a.duration_s * 1e9) as u64,
+    };
+    let duration_s = duration_ns as f64 / 1e9;
+
+    let total = levels.len() * policies.len();
+    let mut runs = Vec::with_capacity(total);
+    for (li, &level) in levels.iter().enumerate() {
+        let arrivals = match &captured {
+            Some(c) => c.clone(),
+            None => {
+                let rates: Vec<(u8, f64)> = setups
+                    .iter()
+                    .map(|s| (s.model, level.rate(s.capacity).expect("not a capture")))
+                    .collect();
+                let seed = a
+                    .seed
+                    .wrapping_mul(1_000_003)
+                    .wrapping_add(li as u64 * 1009);
+                trace::arrivals(&spec, &rates, duration_ns, seed)
+            }
+        };
+        for (label, policy) in &policies {
+            let started = Instant::now();
+            let functions = setups.iter().map(|s| s.sim(*policy, a.jitter)).collect();
+            let out = sim::run(functions, &arrivals, a.seed)?;
+            let run = Run {
+                level,
+                policy: label.clone(),
+                functions: out
+                    .functions
+                    .into_iter()
+                    .zip(&setups)
+                    .map(|((spec, stats), s)| FnResult {
+                        rate: level
+                            .rate(s.capacity)
+                            .unwrap_or(stats.offered as f64 / duration_s),
+                        capacity: s.capacity,
+                        spec,
+                        stats,
+                    })
+                    .collect(),
+                unknown_model: out.unknown_model,
+                duration_s,
+                span_s: (out.span_ns as f64 / 1e9).max(duration_s),
+            };
+            eprintln!(
+                "run {}/{total}: {label} at {}: {} ({:.1} s)",
+                runs.len() + 1,
+                level.label(),
+                report::brief(&run),
+                started.elapsed().as_secs_f64()
+            );
+            runs.push(run);
+        }
+    }
+
+    let ctx = Context {
+        profile: &profile_name,
+        trace: a.trace.clone(),
+        setups: &setups,
+        seed: a.seed,
+        jitter: a.jitter,
+    };
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report::json(&ctx, &runs)).expect("json")
+        );
+    } else {
+        print!("{}", report::text(&ctx, &runs));
+    }
+    if let Some(path) = &a.csv {
+        report::write_csv(path, &ctx, &runs)?;
+    }
+    if let Some(path) = &a.plot {
+        plots::write(path, &ctx, &runs)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The load levels of the sweep.
+fn levels(a: &Args, spec: &TraceSpec) -> Result<Vec<Level>, String> {
+    if matches!(spec, TraceSpec::Pcap(_)) {
+        return Ok(vec![Level::Capture]);
+    }
+    let (values, make, name): (&[f64], fn(f64) -> Level, _) = if a.rate.is_empty() {
+        (&a.load, Level::Load, "--load")
+    } else {
+        (&a.rate, Level::Rate, "--rate")
+    };
+    if values.is_empty() || values.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
+        return Err(format!("{name}: every level must be a positive number"));
+    }
+    Ok(values.iter().map(|&v| make(v)).collect())
+}

@@ -1,0 +1,79 @@
+//! The two plots of `netml simulate`: goodput against load per policy (with the offered
+//! rate for reference), and p99 latency against load per policy (with the SLO when every
+//! function has the same one).
+
+use super::report::{by_level, goodput, p99, total};
+use super::trace::Level;
+use super::{Context, Run};
+use crate::bench::output::{beside, write_file};
+use crate::plot::line_chart;
+use std::path::Path;
+
+/// Writes the goodput plot to `path` and the p99 plot to `<name>-p99.svg` beside it.
+pub(super) fn write(path: &Path, ctx: &Context, runs: &[Run]) -> Result<(), String> {
+    let (good, tail) = charts(ctx, runs);
+    write_file(path, &good)?;
+    write_file(&beside(path, "p99", "simulate"), &tail)
+}
+
+/// The two SVG documents.
+fn charts(ctx: &Context, runs: &[Run]) -> (String, String) {
+    let levels = by_level(runs);
+    let x_label = match levels.first().map(|g| g[0].level) {
+        Some(Level::Rate(_)) => "offered images/s per function",
+        Some(Level::Capture) => "the capture",
+        _ => "load (fraction of each function's capacity)",
+    };
+    let mut policies: Vec<&str> = Vec::new();
+    for r in runs {
+        if !policies.contains(&r.policy.as_str()) {
+            policies.push(&r.policy);
+        }
+    }
+    let series = |y: &dyn Fn(&Run) -> Option<f64>| -> Vec<(String, Vec<(f64, f64)>)> {
+        policies
+            .iter()
+            .map(|p| {
+                let pts = runs
+                    .iter()
+                    .filter(|r| r.policy == *p)
+                    .filter_map(|r| Some((r.level.x(), y(r)?)))
+                    .collect();
+                (p.to_string(), pts)
+            })
+            .collect()
+    };
+    let mut good = series(&|r| Some(goodput(r)));
+    let offered: Vec<(f64, f64)> = levels
+        .iter()
+        .map(|g| (g[0].level.x(), total(g[0]).offered as f64 / g[0].duration_s))
+        .collect();
+    good.push(("offered".into(), offered));
+    let mut tail = series(&p99);
+    let slo = ctx.setups.first().map(|s| s.arg.slo_ms);
+    if let Some(slo) = slo.filter(|&v| ctx.setups.iter().all(|s| s.arg.slo_ms == v)) {
+        let xs = levels.iter().map(|g| g[0].level.x());
+        let (lo, hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), x| {
+            (l.min(x), h.max(x))
+        });
+        tail.push((format!("SLO {slo} ms"), vec![(lo, slo), (hi, slo)]));
+    }
+    let names: Vec<&str> = ctx.setups.iter().map(|s| s.arg.name.as_str()).collect();
+    let what = format!("{} ({})", names.join(", "), ctx.trace);
+    (
+        line_chart(
+            &format!("netml simulate: goodput, {what}"),
+            x_label,
+            "answers inside the SLO per second",
+            false,
+            &good,
+        ),
+        line_chart(
+            &format!("netml simulate: p99 latency, {what}"),
+            x_label,
+            "p99 latency, ms (all functions)",
+            true,
+            &tail,
+        ),
+    )
+}
