@@ -8,7 +8,10 @@ and times eager inference on CUDA the way the netml benchmark times its
 engine: ``--warmup`` untimed batches, then ``--runs`` batches each timed on
 the host around the forward pass plus a ``torch.cuda.synchronize()``.
 ``torch.backends.cudnn.benchmark = True``; fp16 runs the model with
-``.half()`` weights and inputs.
+``.half()`` weights and inputs. fp32 is true fp32, as netml's fp32 is: TF32
+is off for convolutions and matmuls (PyTorch allows it for cuDNN convolutions
+by default); precision ``tf32`` is the same fp32 model with TF32 allowed, as
+its own rows, for comparison only.
 
     python3 scripts/models/torch_baseline.py --out torch-baseline.csv
     python3 scripts/models/torch_baseline.py --small --out torch-small.csv resnet50
@@ -251,12 +254,29 @@ def time_case(model, size, batch, dtype, warmup, runs):
     return ms
 
 
+def set_tf32(allowed):
+    """TF32 for cuDNN convolutions and cuBLAS matmuls: off for true fp32, on for `tf32`.
+
+    PyTorch >= 2.9 has per-backend ``fp32_precision`` settings ("ieee" or "tf32") and
+    deprecates ``allow_tf32`` (mixing the two APIs is an error there): the new one where it
+    exists, else ``allow_tf32``.
+    """
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if conv is not None and hasattr(conv, "fp32_precision"):
+        mode = "tf32" if allowed else "ieee"
+        torch.backends.cudnn.conv.fp32_precision = mode
+        torch.backends.cuda.matmul.fp32_precision = mode
+    else:
+        torch.backends.cudnn.allow_tf32 = allowed
+        torch.backends.cuda.matmul.allow_tf32 = allowed
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("models", nargs="*", help=f"subset of {', '.join(MODELS)}")
     ap.add_argument("--small", action="store_true", help="the small variants (export.py --small)")
     ap.add_argument("--batches", default="1,8,32")
-    ap.add_argument("--precision", default="fp32,fp16")
+    ap.add_argument("--precision", default="fp32,fp16", help="fp32 (TF32 off), fp16, tf32")
     ap.add_argument("--runs", type=int, default=1000)
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--out", default="-", help="CSV file (default: stdout)")
@@ -269,8 +289,11 @@ def main(argv=None):
         sys.exit("torch_baseline.py: no CUDA device (this baseline is for the GPU machine)")
     torch.backends.cudnn.benchmark = True
     torch.manual_seed(0)
-    dtypes = {"fp32": torch.float32, "fp16": torch.float16}
+    dtypes = {"fp32": torch.float32, "fp16": torch.float16, "tf32": torch.float32}
     precisions = [p.strip().lower() for p in args.precision.split(",")]
+    bad = [p for p in precisions if p not in dtypes]
+    if bad:
+        ap.error(f"unknown precision(s) {bad}; choose from {list(dtypes)}")
     batches = [int(b) for b in args.batches.split(",")]
 
     out = sys.stdout if args.out == "-" else open(args.out, "w", newline="")
@@ -280,6 +303,7 @@ def main(argv=None):
         model, size = BUILD[name](args.small)
         stem = name + ("_small" if args.small else "")
         for p in precisions:
+            set_tf32(p == "tf32")
             m = model.to("cuda", dtypes[p]).eval()
             for b in batches:
                 ms = time_case(m, size, b, dtypes[p], args.warmup, args.runs)

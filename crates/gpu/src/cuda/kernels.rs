@@ -41,11 +41,18 @@ pub fn nvrtc_fits_driver(nvrtc: (i32, i32), driver: i32) -> VersionFit {
     }
 }
 
-/// `cuDriverGetVersion` (e.g. 13000 for CUDA 13.0).
-pub fn driver_version() -> Result<i32, DriverError> {
+/// `cuDriverGetVersion` (e.g. 13000 for CUDA 13.0); an error, not a panic, without libcuda.
+pub fn driver_version() -> Result<i32, String> {
+    // SAFETY: only tries to dlopen libcuda's candidate names (cudarc panics on a call into a
+    // library it cannot load).
+    if !unsafe { sys::is_culib_present() } {
+        return Err("no CUDA driver (libcuda.so.1 not found)".into());
+    }
     let mut v = 0;
     // SAFETY: valid out-pointer; callable before cuInit.
-    unsafe { sys::cuDriverGetVersion(&mut v) }.result()?;
+    unsafe { sys::cuDriverGetVersion(&mut v) }
+        .result()
+        .map_err(|e| format!("cuDriverGetVersion: {e}"))?;
     Ok(v)
 }
 
@@ -61,7 +68,7 @@ pub struct Loaded {
 /// including the version rule's refusal.
 pub fn load(ctx: &Arc<CudaContext>, src: &CudaSource, entries: &[&str]) -> Result<Loaded, String> {
     let nvrtc = nvrtc::version().map_err(|e| e.to_string())?;
-    let driver = driver_version().map_err(|e| format!("cuDriverGetVersion: {e}"))?;
+    let driver = driver_version()?;
     if let VersionFit::Refused(why) = nvrtc_fits_driver(nvrtc, driver) {
         return Err(why);
     }

@@ -227,17 +227,10 @@ pub struct Library {
     pub version: Result<String, String>,
 }
 
-/// libcuda (`cuDriverGetVersion`) and libnvrtc (`nvrtcVersion`): loaded if they can be (the
-/// driver only when present: cudarc panics on a call into a library it cannot load).
+/// libcuda (`cuDriverGetVersion`) and libnvrtc (`nvrtcVersion`), loaded if they can be.
 pub fn cuda_libraries() -> Vec<Library> {
-    // SAFETY: only tries to dlopen libcuda's candidate names.
-    let driver = if unsafe { cudarc::driver::sys::is_culib_present() } {
-        crate::cuda::kernels::driver_version()
-            .map(|v| format!("CUDA {}.{} driver API", v / 1000, (v % 1000) / 10))
-            .map_err(|e| format!("cuDriverGetVersion: {e}"))
-    } else {
-        Err("libcuda.so.1 not found".into())
-    };
+    let driver = crate::cuda::kernels::driver_version()
+        .map(|v| format!("CUDA {}.{} driver API", v / 1000, (v % 1000) / 10));
     let nvrtc = crate::cuda::nvrtc::version()
         .map(|(a, b)| format!("NVRTC {a}.{b}"))
         .map_err(|e| e.to_string());

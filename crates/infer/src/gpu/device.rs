@@ -85,38 +85,48 @@ impl Drop for DevBuf {
 /// so that cudarc's later `dlopen` by soname finds them loaded. Returns whether both can now
 /// be used, or which is missing.
 pub(crate) fn load_libraries() -> Result<()> {
+    load_cublas()
+        .and_then(|()| load_cudnn())
+        .map_err(|e| Error::Backend(format!("gpu: {e}")))
+}
+
+/// cuBLAS 13, after cuBLASLt from the same folder (once per process).
+fn load_cublas() -> std::result::Result<(), String> {
     static DONE: OnceLock<std::result::Result<(), String>> = OnceLock::new();
     DONE.get_or_init(|| {
         libs::preload("libcublas.so.13", |n| n == "libcublasLt.so.13")
             .map_err(|e| format!("cuBLAS: {e}"))?;
-        // cuDNN 9's front library dlopens its sub-libraries (graph, ops, cnn, engines, ...)
-        // by soname: loaded first from the same folder.
+        // SAFETY: a dlopen probe only.
+        if !unsafe { cudarc::cublas::sys::is_culib_present() } {
+            return Err("cuBLAS (libcublas.so.13) loaded but not usable by cudarc".into());
+        }
+        Ok(())
+    })
+    .clone()
+}
+
+/// cuDNN 9, after its sub-libraries from the same folder (once per process): its front
+/// library dlopens them (graph, ops, cnn, engines, ...) by soname.
+fn load_cudnn() -> std::result::Result<(), String> {
+    static DONE: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    DONE.get_or_init(|| {
         libs::preload("libcudnn.so.9", |n| {
             n.starts_with("libcudnn_") && n.ends_with(".so.9")
         })
         .map_err(|e| format!("cuDNN: {e}"))?;
-        // SAFETY: dlopen probes only.
-        let (dnn, blas) = unsafe {
-            (
-                cudarc::cudnn::sys::is_culib_present(),
-                cudarc::cublas::sys::is_culib_present(),
-            )
-        };
-        match (dnn, blas) {
-            (true, true) => Ok(()),
-            (false, _) => Err("cuDNN 9 (libcudnn.so.9) loaded but not usable by cudarc".into()),
-            (true, false) => Err("cuBLAS (libcublas.so.13) loaded but not usable by cudarc".into()),
+        // SAFETY: a dlopen probe only.
+        if !unsafe { cudarc::cudnn::sys::is_culib_present() } {
+            return Err("cuDNN 9 (libcudnn.so.9) loaded but not usable by cudarc".into());
         }
+        Ok(())
     })
     .clone()
-    .map_err(|e| Error::Backend(format!("gpu: {e}")))
 }
 
 /// cuBLAS and cuDNN as this process loads them: the file ([`load_libraries`]'s choice) and the
 /// version each reports (`cublasGetProperty`, `cudnnGetVersion`).
 pub fn libraries() -> Vec<Library> {
-    let loaded = load_libraries().map_err(|e| e.to_string());
-    let blas = loaded.clone().and_then(|()| {
+    let blas = load_cublas().and_then(|()| {
         use cudarc::cublas::sys::{cublasGetProperty, libraryPropertyType as P};
         let mut v = [0; 3];
         for (slot, what) in v
@@ -131,7 +141,7 @@ pub fn libraries() -> Vec<Library> {
         }
         Ok(format!("cuBLAS {}.{}.{}", v[0], v[1], v[2]))
     });
-    let dnn = loaded.map(|()| {
+    let dnn = load_cudnn().map(|()| {
         // SAFETY: takes no arguments; the library is loaded (checked first).
         let v = unsafe { cudarc::cudnn::sys::cudnnGetVersion() };
         format!("cuDNN {}.{}.{}", v / 10000, (v % 10000) / 100, v % 100)

@@ -4,22 +4,21 @@
 //! `ingest.csv` in the output directory.
 
 use std::fmt::Write as _;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cudarc::driver::CudaContext;
 use netml_gpu::cuda::ingest::{open_in, GpuIngestOptions};
-use netml_gpu::cuda::{GpuInfo, MappedPinned};
+use netml_gpu::cuda::MappedPinned;
 use netml_gpu::selfcheck::{self, SelfCheckOptions};
 use netml_gpu::{IngestConfig, IngestMode};
 
-use super::Row;
+use super::{Env, Row, Rows};
 use bounce::Bounce;
 use perf::{Latency, Mbufs, BATCH, IMAGE};
 
 mod bounce;
-mod perf;
+pub mod perf;
 
 const S: &str = "ingest";
 /// Batches timed per bandwidth figure (32 images each, ~19 MB).
@@ -27,39 +26,63 @@ const BW_BATCHES: usize = 30;
 /// Payload offsets in the mbuf: 64-byte aligned (the wire format's), and 2-byte aligned.
 const OFFSETS: [(usize, &str); 2] = [(128, "64-byte aligned"), (170, "2-byte aligned")];
 
-/// Correctness of every mode, bandwidth and latency of the GPU ingest.
-pub fn rows(ctx: &Arc<CudaContext>, _gpu: &GpuInfo, out: &Path) -> Vec<Row> {
-    let mut rows = Vec::new();
-    let mut csv = String::from("check,mode,blocks,payload_offset,value,unit\n");
-    for mode in IngestMode::ALL {
-        for (blocks, ring) in [(8, 4), (1, 1)] {
-            rows.push(selfcheck_row(ctx, mode, blocks, ring));
-        }
-    }
-    match Mbufs::new(ctx) {
-        Ok(mbufs) => {
-            bandwidth(ctx, &mbufs, &mut rows, &mut csv);
-            latencies(ctx, &mbufs, &mut rows, &mut csv);
-        }
-        Err(e) => rows.push(Row::failed(S, "register 38.5 MB of mbufs", e)),
-    }
-    if let Err(e) = std::fs::write(out.join("ingest.csv"), csv) {
-        rows.push(Row::failed(S, "write ingest.csv", e));
-    }
-    rows
-}
+/// The self-check's configurations per mode: (blocks, ring entries).
+pub const SELFCHECK_CONFIGS: [(u32, u32); 2] = [(8, 4), (1, 1)];
 
-/// The target-agnostic self-check on `mode` (sources bounced into mapped pinned memory, see
-/// [`bounce`]); for `netml`, also how long quit takes to stop the kernel.
-fn selfcheck_row(ctx: &Arc<CudaContext>, mode: IngestMode, blocks: u32, ring: u32) -> Row {
-    let what = format!("{mode}: self-check vs oracle, {blocks} blocks, {ring}-entry ring");
-    let cfg = IngestConfig {
+/// The self-check's ingest shape for `mode` (the dry run uses it on the host target).
+pub fn selfcheck_config(mode: IngestMode, blocks: u32, ring: u32) -> IngestConfig {
+    IngestConfig {
         mode,
         slots: 4,
         slot_bytes: 96 * 1024,
         blocks,
         ring_entries: ring,
-    };
+    }
+}
+
+/// The self-check's options: 20 rounds of every slot.
+pub fn selfcheck_options() -> SelfCheckOptions {
+    SelfCheckOptions {
+        rounds: 20,
+        ..SelfCheckOptions::default()
+    }
+}
+
+/// Correctness of every mode, bandwidth and latency of the GPU ingest. After every ingest is
+/// dropped, a leaked one (its kernel did not stop) ends the section's process
+/// ([`Rows::exit_if_leaked`]).
+pub fn rows(env: &Env, rows: &mut Rows) {
+    let ctx = env.ctx;
+    let mut csv = String::from("check,mode,blocks,payload_offset,value,unit\n");
+    for mode in IngestMode::ALL {
+        for (blocks, ring) in SELFCHECK_CONFIGS {
+            let row = selfcheck_row(ctx, mode, blocks, ring, rows);
+            rows.push(row);
+        }
+    }
+    match Mbufs::new(ctx) {
+        Ok(mbufs) => {
+            bandwidth(ctx, &mbufs, rows, &mut csv);
+            latencies(ctx, &mbufs, rows, &mut csv);
+        }
+        Err(e) => rows.push(Row::failed(S, "register 38.5 MB of mbufs", e)),
+    }
+    if let Err(e) = std::fs::write(env.out.join("ingest.csv"), csv) {
+        rows.push(Row::failed(S, "write ingest.csv", e));
+    }
+}
+
+/// The target-agnostic self-check on `mode` (sources bounced into mapped pinned memory, see
+/// [`bounce`]); for `netml`, also how long quit takes to stop the kernel.
+fn selfcheck_row(
+    ctx: &Arc<CudaContext>,
+    mode: IngestMode,
+    blocks: u32,
+    ring: u32,
+    rows: &mut Rows,
+) -> Row {
+    let what = format!("{mode}: self-check vs oracle, {blocks} blocks, {ring}-entry ring");
+    let cfg = selfcheck_config(mode, blocks, ring);
     let opts = GpuIngestOptions {
         max_frags_per_entry: 4096,
         ..GpuIngestOptions::default()
@@ -73,15 +96,13 @@ fn selfcheck_row(ctx: &Arc<CudaContext>, mode: IngestMode, blocks: u32, ring: u3
         Ok(i) => i,
         Err(e) => return Row::failed(S, &what, e),
     };
-    let sopts = SelfCheckOptions {
-        rounds: 20,
-        ..SelfCheckOptions::default()
-    };
-    let rep = selfcheck::run(&mut Bounce::new(ing.as_mut(), &buf), &sopts);
+    let rep = selfcheck::run(&mut Bounce::new(ing.as_mut(), &buf), &selfcheck_options());
     let c = ing.counters();
     let t = Instant::now();
     drop(ing);
     let stop = t.elapsed();
+    // Before `buf` is freed: freeing waits on the device, forever after a leak.
+    rows.exit_if_leaked();
     match rep {
         Ok(rep) => {
             let counted = c.batches_completed == c.batches_submitted;
@@ -105,7 +126,7 @@ fn selfcheck_row(ctx: &Arc<CudaContext>, mode: IngestMode, blocks: u32, ring: u3
 
 /// Gather GB/s for 4-32 blocks in the 8-SM partition, both payload alignments, against one
 /// pinned `cuMemcpyHtoD` of the same bytes (measured first, while no kernel runs).
-fn bandwidth(ctx: &Arc<CudaContext>, mbufs: &Mbufs, rows: &mut Vec<Row>, csv: &mut String) {
+fn bandwidth(ctx: &Arc<CudaContext>, mbufs: &Mbufs, rows: &mut Rows, csv: &mut String) {
     let bytes = BATCH * IMAGE;
     let pinned = match perf::pinned_gbps(ctx, bytes) {
         Ok(g) => g,
@@ -122,13 +143,22 @@ fn bandwidth(ctx: &Arc<CudaContext>, mbufs: &Mbufs, rows: &mut Vec<Row>, csv: &m
         "55 GB/s (H100 reference, 256 MB)",
     ));
     let mut best_aligned = 0.0f64;
+    let mut placement = None;
     for (offset, align) in OFFSETS {
         for blocks in [4u32, 8, 16, 32] {
-            let what = format!("netml gather, {blocks} blocks x 256, payloads {align}");
-            match perf::gather_gbps(ctx, mbufs, blocks, offset, BW_BATCHES) {
-                Ok((gbps, matched)) => {
+            let run = perf::gather_gbps(ctx, mbufs, blocks, offset, BW_BATCHES);
+            rows.exit_if_leaked();
+            let on = run
+                .as_ref()
+                .ok()
+                .and_then(|g| g.sms)
+                .map_or_else(|| "?".to_string(), |p| p.to_string());
+            let what = format!("netml gather, {blocks} blocks x 256 on the {on}, payloads {align}");
+            match run {
+                Ok(perf::Gathered { gbps, matched, sms }) => {
                     if offset == OFFSETS[0].0 {
                         best_aligned = best_aligned.max(gbps);
+                        placement = placement.or(sms);
                     }
                     let _ = writeln!(csv, "gather_gbps,netml,{blocks},{offset},{gbps:.2},GB/s");
                     rows.push(Row::check(
@@ -147,9 +177,10 @@ fn bandwidth(ctx: &Arc<CudaContext>, mbufs: &Mbufs, rows: &mut Vec<Row>, csv: &m
             }
         }
     }
+    let on = placement.map_or_else(|| "?".to_string(), |p| p.to_string());
     rows.push(Row::check(
         S,
-        "netml gather best (aligned, 8-SM green partition) >= 90% of pinned",
+        &format!("netml gather best (aligned, {on}) >= 90% of pinned"),
         best_aligned >= 0.9 * pinned,
         format!("{:.0}%", 100.0 * best_aligned / pinned),
         &format!(">= 90% of {pinned:.1} GB/s"),
@@ -167,8 +198,8 @@ fn reference(blocks: u32, offset: usize) -> &'static str {
     }
 }
 
-/// Submit-to-completion latencies of every mode (32 blocks, 8-SM partition for `netml`).
-fn latencies(ctx: &Arc<CudaContext>, mbufs: &Mbufs, rows: &mut Vec<Row>, csv: &mut String) {
+/// Submit-to-completion latencies of every mode (32 blocks; `netml` in its green partition).
+fn latencies(ctx: &Arc<CudaContext>, mbufs: &Mbufs, rows: &mut Rows, csv: &mut String) {
     let frags: Vec<_> = (0..BATCH).map(|i| mbufs.image(i, OFFSETS[0].0)).collect();
     let batch = perf::jobs(&frags);
     for mode in IngestMode::ALL {
@@ -206,6 +237,8 @@ fn latencies(ctx: &Arc<CudaContext>, mbufs: &Mbufs, rows: &mut Vec<Row>, csv: &m
                 Err(e) => rows.push(Row::failed(S, &name, e)),
             }
         }
+        drop(ing);
+        rows.exit_if_leaked();
     }
 }
 

@@ -2,7 +2,9 @@
 //! end, and the same as CSV and markdown in the output directory.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::fs::OpenOptions;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 
 use super::Row;
 use crate::bench::output::csv_field;
@@ -100,10 +102,38 @@ pub fn markdown(rows: &[Row]) -> String {
     out
 }
 
-/// Writes `gpu-check.csv` and `gpu-check.md` into `dir`.
-pub fn write(dir: &Path, rows: &[Row]) -> std::io::Result<()> {
-    std::fs::write(dir.join("gpu-check.csv"), csv(rows))?;
-    std::fs::write(dir.join("gpu-check.md"), markdown(rows))
+/// `gpu-check.csv` and `gpu-check.md` in the output directory, written section by section:
+/// a run cut short (the command's time limit, a hang) still leaves every finished section.
+pub struct Writer {
+    dir: PathBuf,
+}
+
+impl Writer {
+    /// Creates both files with their headers (replacing earlier ones).
+    pub fn create(dir: &Path) -> std::io::Result<Writer> {
+        std::fs::write(dir.join("gpu-check.csv"), csv(&[]))?;
+        std::fs::write(dir.join("gpu-check.md"), markdown(&[]))?;
+        Ok(Writer { dir: dir.into() })
+    }
+
+    /// Appends `rows` to both files.
+    pub fn append(&self, rows: &[Row]) -> std::io::Result<()> {
+        // `create` wrote the headers: one CSV line, two markdown lines.
+        let (csv, md) = (csv(rows), markdown(rows));
+        for (file, text) in [
+            ("gpu-check.csv", after_lines(&csv, 1)),
+            ("gpu-check.md", after_lines(&md, 2)),
+        ] {
+            let mut f = OpenOptions::new().append(true).open(self.dir.join(file))?;
+            f.write_all(text.as_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+/// `s` after its first `n` lines.
+fn after_lines(s: &str, n: usize) -> &str {
+    s.splitn(n + 1, '\n').nth(n).unwrap_or("")
 }
 
 #[cfg(test)]
@@ -137,6 +167,22 @@ mod tests {
             lines[3],
             "green,create,FAILED,CUDA_ERROR_NOT_SUPPORTED | x,-"
         );
+    }
+
+    #[test]
+    fn writer_appends_section_by_section_to_the_whole_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let all = rows();
+        let w = Writer::create(dir.path()).unwrap();
+        w.append(&all[..1]).unwrap();
+        // What a cut run leaves: the header and the first section.
+        let csv_part = std::fs::read_to_string(dir.path().join("gpu-check.csv")).unwrap();
+        assert_eq!(csv_part, csv(&all[..1]));
+        w.append(&all[1..]).unwrap();
+        w.append(&[]).unwrap();
+        let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
+        assert_eq!(read("gpu-check.csv"), csv(&all));
+        assert_eq!(read("gpu-check.md"), markdown(&all));
     }
 
     #[test]

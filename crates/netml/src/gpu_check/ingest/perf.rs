@@ -9,7 +9,8 @@ use cudarc::driver::{result, CudaContext, DriverError};
 use netml_gpu::cuda::ingest::{open_in, GpuIngestOptions};
 use netml_gpu::cuda::{MappedPinned, Registered};
 use netml_gpu::{
-    wait, ImageJob, Ingest, IngestConfig, IngestError, IngestMode, RawFragment, Sources, Ticket,
+    wait, GatherSms, ImageJob, Ingest, IngestConfig, IngestError, IngestMode, RawFragment, Sources,
+    Ticket,
 };
 
 /// Fragments per image: 3 x 224 x 224 f32 = 602,112 B in 1 KiB payloads (the reference).
@@ -34,10 +35,8 @@ pub struct Mbufs {
 impl Mbufs {
     /// Allocates, fills and registers `BATCH * FRAGS` mbufs (page-aligned start).
     pub fn new(ctx: &Arc<CudaContext>) -> Result<Self, DriverError> {
-        let len = BATCH * FRAGS * MBUF;
-        let mut buf: Vec<u8> = (0..len + 4096)
-            .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[3])
-            .collect();
+        let len = MBUF_BYTES;
+        let mut buf = pattern(len + 4096);
         let start = buf.as_ptr().align_offset(4096);
         // SAFETY: `buf[start..start + len]` is a live heap range registered by nobody else;
         // the registration is dropped before `buf` (field order) and `buf` never reallocates.
@@ -69,6 +68,16 @@ impl Mbufs {
         }
         out
     }
+}
+
+/// Bytes of all the mbufs of one batch.
+pub const MBUF_BYTES: usize = BATCH * FRAGS * MBUF;
+
+/// `len` bytes of a fixed pattern that no two nearby fragments share.
+pub fn pattern(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[3])
+        .collect()
 }
 
 /// One image per fragment list, image `i` at slot offset `i * IMAGE`.
@@ -111,16 +120,25 @@ pub fn pinned_gbps(ctx: &Arc<CudaContext>, bytes: usize) -> Result<f64, DriverEr
     Ok(bytes as f64 / best / 1e9)
 }
 
-/// GB/s of the `netml` mode gathering `batches` batches of [`BATCH`] images with `blocks`
-/// blocks in the default green partition, payloads at `offset`; also whether image 0 of the
-/// last batch in slot 0 matched the mbufs byte for byte.
+/// One bandwidth run of the `netml` mode.
+pub struct Gathered {
+    /// 10^9 payload bytes per second.
+    pub gbps: f64,
+    /// Whether image 0 of the last batch in slot 0 matched the mbufs byte for byte.
+    pub matched: bool,
+    /// Where the kernel ran (the green partition granted, or the whole GPU after a fallback).
+    pub sms: Option<GatherSms>,
+}
+
+/// The `netml` mode gathering `batches` batches of [`BATCH`] images with `blocks` blocks in
+/// the default green partition, payloads at `offset`.
 pub fn gather_gbps(
     ctx: &Arc<CudaContext>,
     mbufs: &Mbufs,
     blocks: u32,
     offset: usize,
     batches: usize,
-) -> Result<(f64, bool), IngestError> {
+) -> Result<Gathered, IngestError> {
     let cfg = IngestConfig {
         mode: IngestMode::Netml,
         slots: 2,
@@ -150,8 +168,11 @@ pub fn gather_gbps(
     let secs = t0.elapsed().as_secs_f64();
     let mut got = vec![0u8; IMAGE];
     ing.read_slot(0, &mut got)?;
-    let ok = got == mbufs.expected(0, offset);
-    Ok(((batches * BATCH * IMAGE) as f64 / secs / 1e9, ok))
+    Ok(Gathered {
+        gbps: (batches * BATCH * IMAGE) as f64 / secs / 1e9,
+        matched: got == mbufs.expected(0, offset),
+        sms: ing.gather_sms(),
+    })
 }
 
 /// Percentiles of a latency sample.
