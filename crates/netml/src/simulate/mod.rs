@@ -11,13 +11,16 @@
 //! ```
 //!
 //! The code: [`setup`] (functions, policies, capacities), [`trace`] (`--trace`, load levels,
-//! arrivals), [`capture`] (arrivals from a pcap), [`report`] (table, summary, CSV, JSON),
+//! arrivals), [`capture`] (arrivals from a pcap), [`columns`] (a row's figures),
+//! [`summary`] (runs in total, per load, SLAB's verdict), [`report`] (table, CSV, JSON),
 //! [`plots`].
 
 mod capture;
+mod columns;
 mod plots;
 mod report;
 mod setup;
+mod summary;
 mod trace;
 
 use clap::Args as ClapArgs;
@@ -41,11 +44,11 @@ pub struct Args {
     /// docs/profiles/h100-pytorch.csv (PyTorch eager on a whole H100).
     #[arg(long)]
     profile: Option<PathBuf>,
-    /// An inference function (repeatable): `NAME[,model=ID][,slo_ms=50][,policy=slab]
-    /// [,precision=fp32][,instances=1][,batch_sizes=1,2,4,8,16,32][,admission=on|off]
-    /// [,queue_limit=4096]`. NAME is the profile's model name; model ids default to 1, 2, ...
-    /// in order; admission defaults to the policy's (on for slab, off for the baselines).
-    /// Default: every model of the profile, SLO 50 ms.
+    /// An inference function (repeatable): `NAME[,key=value...]`, NAME being the profile's
+    /// model name; keys (defaults): model=ID (its place in the list, from 1), slo_ms=50,
+    /// policy=slab, precision=fp32, instances=1, batch_sizes=1,2,4,8,16,32, admission=on|off
+    /// (the policy's: on for slab, off for the baselines), queue_limit=4096. Default: every
+    /// model of the profile, with the defaults.
     #[arg(long = "function", value_name = "NAME[,key=value]")]
     functions: Vec<String>,
     /// Load levels: fractions of each function's capacity (its best images/s inside the
@@ -222,7 +225,7 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
                 "run {}/{total}: {label} at {}: {} ({:.1} s)",
                 runs.len() + 1,
                 level.label(),
-                report::brief(&run),
+                summary::brief(&run),
                 started.elapsed().as_secs_f64()
             );
             runs.push(run);

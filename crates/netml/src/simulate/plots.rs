@@ -2,7 +2,7 @@
 //! rate for reference), and p99 latency against load per policy (with the SLO when every
 //! function has the same one).
 
-use super::report::{by_level, goodput, p99, total};
+use super::summary::{by_level, goodput, p99, total};
 use super::trace::Level;
 use super::{Context, Run};
 use crate::bench::output::{beside, write_file};
