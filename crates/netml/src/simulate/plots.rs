@@ -30,6 +30,8 @@ fn charts(ctx: &Context, runs: &[Run]) -> (String, String) {
             policies.push(&r.policy);
         }
     }
+    // SLAB last: drawn on top where the lines meet (under capacity they all do).
+    policies.sort_by_key(|p| *p == "slab");
     let series = |y: &dyn Fn(&Run) -> Option<f64>| -> Vec<(String, Vec<(f64, f64)>)> {
         policies
             .iter()
@@ -43,21 +45,26 @@ fn charts(ctx: &Context, runs: &[Run]) -> (String, String) {
             })
             .collect()
     };
-    let mut good = series(&|r| Some(goodput(r)));
+    // The reference line comes first in both plots: drawn under the policies' lines, and
+    // each policy keeps its colour from one plot to the other.
     let offered: Vec<(f64, f64)> = levels
         .iter()
         .map(|g| (g[0].level.x(), total(g[0]).offered as f64 / g[0].duration_s))
         .collect();
-    good.push(("offered".into(), offered));
-    let mut tail = series(&p99);
+    let mut good = vec![("offered".to_string(), offered)];
+    good.extend(series(&|r| Some(goodput(r))));
     let slo = ctx.setups.first().map(|s| s.arg.slo_ms);
-    if let Some(slo) = slo.filter(|&v| ctx.setups.iter().all(|s| s.arg.slo_ms == v)) {
-        let xs = levels.iter().map(|g| g[0].level.x());
-        let (lo, hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), x| {
-            (l.min(x), h.max(x))
-        });
-        tail.push((format!("SLO {slo} ms"), vec![(lo, slo), (hi, slo)]));
-    }
+    let mut tail = match slo.filter(|&v| ctx.setups.iter().all(|s| s.arg.slo_ms == v)) {
+        Some(slo) => {
+            let xs = levels.iter().map(|g| g[0].level.x());
+            let (lo, hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), x| {
+                (l.min(x), h.max(x))
+            });
+            vec![(format!("SLO {slo} ms"), vec![(lo, slo), (hi, slo)])]
+        }
+        None => vec![("(SLOs differ)".to_string(), Vec::new())],
+    };
+    tail.extend(series(&p99));
     let names: Vec<&str> = ctx.setups.iter().map(|s| s.arg.name.as_str()).collect();
     let what = format!("{} ({})", names.join(", "), ctx.trace);
     (
