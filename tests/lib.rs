@@ -530,16 +530,36 @@ pub fn results_in_pcaps(paths: &[&Path]) -> Vec<(Datagram, result::Repr)> {
 
 /// Checks that every intact image of the manifest got exactly one `Ok` result with the
 /// manifest's CRC-32 and sender timestamp, sent from `SERVER` (MAC `SERVER_MAC`) to the
-/// image's source address (MAC `CLIENT_MAC`), and that nothing else was answered.
+/// image's source address (MAC `CLIENT_MAC`); that images that did not arrive whole got at
+/// most one `incomplete` result (with the fragments the receiver had, CRC 0); and that
+/// nothing else was answered.
 pub fn assert_results_match_manifest(results: &[(Datagram, result::Repr)], manifest: &[Value]) {
     let intact: HashMap<ImageKey, &Value> = manifest
         .iter()
         .filter(|m| m["intact"] == true)
         .map(|m| (image_key(m), m))
         .collect();
+    let damaged: HashMap<ImageKey, &Value> = manifest
+        .iter()
+        .filter(|m| m["intact"] != true)
+        .map(|m| (image_key(m), m))
+        .collect();
     let mut answered: HashMap<ImageKey, usize> = HashMap::new();
     for (d, r) in results {
         let key = (d.dst, r.model, r.image);
+        assert_eq!(d.src, SERVER.parse::<SocketAddr>().unwrap(), "{key:?}");
+        *answered.entry(key).or_default() += 1;
+        if r.status == result::Status::Incomplete {
+            let m = damaged.get(&key).unwrap_or_else(|| {
+                panic!("incomplete result for an image sent whole: {key:?} {r:?}")
+            });
+            assert!(
+                r.arrived >= 1 && u64::from(r.arrived) < n(&m["fragments"]),
+                "{key:?} {r:?}"
+            );
+            assert_eq!(r.crc32, 0, "{key:?}");
+            continue;
+        }
         let m = intact
             .get(&key)
             .unwrap_or_else(|| panic!("result for an image that is not intact: {key:?} {r:?}"));
@@ -551,8 +571,6 @@ pub fn assert_results_match_manifest(results: &[(Datagram, result::Repr)], manif
             (SERVER_MAC, CLIENT_MAC),
             "MACs of {key:?}"
         );
-        assert_eq!(d.src, SERVER.parse::<SocketAddr>().unwrap(), "{key:?}");
-        *answered.entry(key).or_default() += 1;
     }
     let missing: Vec<_> = intact
         .keys()
@@ -763,9 +781,17 @@ pub fn assert_verifier_matches(report: &Value, t: &Traffic) {
         0,
         "sink.crc_mismatch+unknown_model+shape_mismatch",
     );
+    // Every image the verifier opened is answered: ok when intact, incomplete when evicted.
+    let evicted = n(&v["evicted_timeout"]) + n(&v["evicted_pressure"]);
+    eq(n(&k["ok"]), n(&s["images_intact"]), "sink.ok");
+    eq(
+        n(&k["incomplete"]),
+        evicted,
+        "sink.incomplete = verifier evictions",
+    );
     eq(
         n(&k["results_sent"]),
-        n(&s["images_intact"]),
+        n(&s["images_intact"]) + evicted,
         "sink.results_sent",
     );
     eq(n(&k["results_dropped"]), 0, "sink.results_dropped");

@@ -133,7 +133,14 @@ impl Pipeline {
                 chain: cfg.chain.action,
                 udp_ports: cfg.rx.udp_ports.clone(),
                 burst: cfg.rx.burst,
-                verifier: Verifier::new(cfg.verifier.to_verify()),
+                verifier: {
+                    let mut v = Verifier::new(cfg.verifier.to_verify());
+                    // Every image a sender started gets an answer, `incomplete` too.
+                    if cfg.responses.enabled {
+                        v.report_evictions();
+                    }
+                    v
+                },
                 out: tx.clone(),
                 shared: shared.clone(),
                 running: running.clone(),

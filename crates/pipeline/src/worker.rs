@@ -9,7 +9,7 @@ use crate::stats::{Shared, WorkerCounters};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use netml_dpdk::{Mbuf, RxQueue, TxQueue};
 use netml_gpu::SrcPtrs;
-use netml_verify::{receive, Image, Push, Rx, Verifier};
+use netml_verify::{receive, Evicted, Image, Push, Rx, Verifier};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -62,12 +62,13 @@ impl Held {
     }
 }
 
-/// A complete image on its way to the gather stage.
-pub struct Complete {
-    /// The image and its packets.
-    pub image: Image<Held>,
-    /// The rx queue it arrived on.
-    pub queue: u16,
+/// What a worker hands the serving stage: every image it opened ends as one of these.
+pub enum Complete {
+    /// A complete image and its packets.
+    Image(Image<Held>),
+    /// An image evicted before it completed (one of its packets kept for the reply
+    /// addresses): answered `incomplete`.
+    Evicted(Evicted<Held>),
 }
 
 /// A dispatch queue (bounded): the workers' `out`, the gather stage's input. A worker drops
@@ -123,7 +124,9 @@ impl Worker {
         while self.running.load(Ordering::Relaxed) {
             let n = self.rxq.rx_burst(&mut pkts, self.burst);
             let now = self.clock.now_ns();
-            self.verifier.expire(now);
+            if self.verifier.expire(now) > 0 {
+                self.dispatch_evicted(&mut c);
+            }
             // Start every header load of the burst before parsing the first one.
             pkts.iter().for_each(Mbuf::prefetch_data);
             for mbuf in pkts.drain(..) {
@@ -143,6 +146,7 @@ impl Worker {
             after_poll(n);
         }
         self.verifier.evict_all(self.clock.now_ns());
+        self.dispatch_evicted(&mut c);
         self.publish(&mut c);
     }
 
@@ -153,7 +157,11 @@ impl Worker {
             Rx::Fragment(f, range) => {
                 let held = Held::new(mbuf, range);
                 if let Push::Complete(image) = self.verifier.push(f.with_handle(held), now) {
-                    self.dispatch(c, image);
+                    self.dispatch(c, Complete::Image(image));
+                }
+                // Table pressure may have evicted the oldest image to make room.
+                if self.verifier.evictions_pending() {
+                    self.dispatch_evicted(c);
                 }
             }
             Rx::Other(()) => match self.chain {
@@ -164,17 +172,24 @@ impl Worker {
         }
     }
 
-    fn dispatch(&mut self, c: &mut WorkerCounters, image: Image<Held>) {
-        let complete = Complete {
-            image,
-            queue: self.index as u16,
-        };
-        match self.out.try_send(complete) {
+    fn dispatch(&mut self, c: &mut WorkerCounters, done: Complete) {
+        match self.out.try_send(done) {
             Ok(()) => {}
             Err(TrySendError::Full(dropped)) | Err(TrySendError::Disconnected(dropped)) => {
                 c.backpressure_images += 1;
-                c.backpressure_fragments += dropped.image.fragments.len() as u64;
+                c.backpressure_fragments += match &dropped {
+                    Complete::Image(i) => i.fragments.len() as u64,
+                    Complete::Evicted(_) => 1,
+                };
             }
+        }
+    }
+
+    /// Hands the images the verifier evicted (when it reports them) to the serving stage.
+    fn dispatch_evicted(&mut self, c: &mut WorkerCounters) {
+        let evicted: Vec<Evicted<Held>> = self.verifier.drain_evicted().collect();
+        for e in evicted {
+            self.dispatch(c, Complete::Evicted(e));
         }
     }
 

@@ -61,6 +61,19 @@ impl LatencyModel {
             return;
         };
         let m = ns as f64;
+        if self.seen[i] == 0 {
+            // A seed measured elsewhere (a profile, a warm-up on an idle machine) is right
+            // about the shape across batch sizes, less about the scale here: the first real
+            // measurement rescales every size not measured yet.
+            if let Some(seed) = self.est[i].filter(|&e| e > 0.0) {
+                let ratio = m / seed;
+                for j in 0..self.est.len() {
+                    if self.seen[j] == 0 {
+                        self.est[j] = self.est[j].map(|e| e * ratio);
+                    }
+                }
+            }
+        }
         self.est[i] = Some(match (self.est[i], self.seen[i]) {
             (Some(e), n) if n > 0 => e + LEARN_RATE * (m - e),
             _ => m,
@@ -141,10 +154,11 @@ mod tests {
         let mut m = LatencyModel::seeded(&[1, 8], &[(1, 1000.0), (8, 2000.0)]);
         m.observe(8, 4000);
         assert_eq!(m.predict(8), Some(4000));
+        assert_eq!(m.predict(1), Some(2000), "the unmeasured seed is rescaled");
         m.observe(8, 4800);
         assert_eq!(m.predict(8), Some(4100));
         m.observe(3, 1); // not an engine size: ignored
-        assert_eq!(m.predict(1), Some(1000));
+        assert_eq!(m.predict(1), Some(2000));
         let mut blank = LatencyModel::new(&[1, 2]);
         assert!(!blank.known());
         assert_eq!(blank.predict(2), None);

@@ -25,4 +25,4 @@ mod table;
 
 pub use counters::{Counters, Drop};
 pub use rx::{receive, Rx, RxCounters};
-pub use table::{Config, Fragment, Image, ImageKey, Push, Verifier};
+pub use table::{Config, Evicted, Fragment, Image, ImageKey, Push, Verifier};

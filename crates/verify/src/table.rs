@@ -99,6 +99,25 @@ pub struct Image<H> {
     pub completed_at: u64,
 }
 
+/// An image evicted before it completed, as reported by
+/// [`Verifier::report_evictions`]: enough to answer its sender.
+#[derive(Debug)]
+pub struct Evicted<H> {
+    /// Identity.
+    pub key: ImageKey,
+    /// Distinct fragments it had.
+    pub arrived: u16,
+    /// Fragments it needed.
+    pub count: u16,
+    /// Sender timestamp, if fragment 0 arrived.
+    pub sender_timestamp: Option<u64>,
+    /// When its first fragment arrived.
+    pub first_arrival: u64,
+    /// One of its packets (the lowest index it had), kept for the reply addresses; the
+    /// others are freed at eviction.
+    pub handle: H,
+}
+
 /// What happened to a pushed fragment.
 #[derive(Debug)]
 pub enum Push<H> {
@@ -177,6 +196,13 @@ impl<H> Slot<H> {
         self.received = 0;
     }
 
+    /// The held fragment of lowest index (its bit stays set: `release_all` follows).
+    fn take_first(&mut self) -> Option<H> {
+        let w = self.bitmap.iter().position(|&w| w != 0)?;
+        let i = w * 64 + self.bitmap[w].trailing_zeros() as usize;
+        self.frags[i].take()
+    }
+
     fn take_in_order(&mut self) -> Vec<H> {
         let n = self.count as usize;
         let out = self.frags[..n]
@@ -202,6 +228,8 @@ pub struct Verifier<H> {
     recent: Recent,
     held: u64,
     counters: Counters,
+    /// Evicted images waiting for [`Verifier::drain_evicted`] (`None`: not reported).
+    evicted: Option<Vec<Evicted<H>>>,
 }
 
 impl<H> Verifier<H> {
@@ -221,8 +249,27 @@ impl<H> Verifier<H> {
             recent: Recent::new(cfg.max_finished, cfg.timeout_ns),
             held: 0,
             counters: Counters::default(),
+            evicted: None,
             cfg,
         }
+    }
+
+    /// Keeps a report of every image evicted from now on (timeout, pressure, shutdown) until
+    /// [`drain_evicted`](Self::drain_evicted) takes it, so that the sender can be told; the
+    /// caller must drain it (it holds one packet per evicted image).
+    pub fn report_evictions(&mut self) {
+        self.evicted.get_or_insert_with(Vec::new);
+    }
+
+    /// Whether evicted images wait to be drained.
+    #[inline]
+    pub fn evictions_pending(&self) -> bool {
+        self.evicted.as_ref().is_some_and(|v| !v.is_empty())
+    }
+
+    /// The evicted images reported since the last call.
+    pub fn drain_evicted(&mut self) -> std::vec::Drain<'_, Evicted<H>> {
+        self.evicted.get_or_insert_with(Vec::new).drain(..)
     }
 
     /// The limits in force.
@@ -362,6 +409,18 @@ impl<H> Verifier<H> {
         self.unlink(slot);
         let s = &mut self.slots[slot as usize];
         let n = s.received as u64;
+        if let Some(out) = self.evicted.as_mut() {
+            if let Some(handle) = s.take_first() {
+                out.push(Evicted {
+                    key: s.key,
+                    arrived: s.received,
+                    count: s.count,
+                    sender_timestamp: s.descriptor.map(|d| d.timestamp),
+                    first_arrival: s.first_arrival,
+                    handle,
+                });
+            }
+        }
         s.release_all();
         self.held -= n;
         self.counters.fragments_evicted += n;

@@ -234,3 +234,35 @@ fn interleaved_flows_and_models_do_not_mix() {
         assert_eq!(concat(img), datas[i]);
     }
 }
+
+#[test]
+fn evictions_are_reported_with_one_packet_kept_for_the_reply() {
+    let ledger = SharedLedger::default();
+    let data = tensor(300, 3);
+    let mut v = Verifier::new(cfg());
+    v.report_evictions();
+    let frags = fragments(&ledger, 1, 4, &data, 64); // 5 fragments
+    let mut it = frags.into_iter().skip(1); // fragment 0 (and its timestamp) never arrives
+    for t in 0..3 {
+        assert!(matches!(v.push(it.next().unwrap(), t), Push::Accepted));
+    }
+    drop(it);
+    assert_eq!(v.drain_evicted().count(), 0);
+    assert_eq!(v.expire(5_000), 1);
+    let e: Vec<_> = v.drain_evicted().collect();
+    assert_eq!(e.len(), 1);
+    assert_eq!((e[0].key.image, e[0].arrived, e[0].count), (4, 3, 5));
+    assert_eq!((e[0].sender_timestamp, e[0].first_arrival), (None, 0));
+    assert_eq!(alive(&ledger), 1, "only the reported packet is still held");
+    drop(e);
+    assert_eq!(alive(&ledger), 0);
+    // Without report_evictions nothing is kept.
+    let mut quiet = Verifier::new(cfg());
+    let frags = fragments(&ledger, 1, 5, &data, 64);
+    assert!(matches!(
+        quiet.push(frags.into_iter().next().unwrap(), 0),
+        Push::Accepted
+    ));
+    quiet.evict_all(1);
+    assert_eq!(alive(&ledger), 0);
+}

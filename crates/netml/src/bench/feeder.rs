@@ -65,12 +65,14 @@ impl Feeder {
             let mut worked = false;
             // Recycle completed images under fresh ids.
             while let Some(done) = completed() {
-                let port = done.image.key.source.port();
+                // The bench's workers do not report evictions.
+                let Complete::Image(image) = done else { continue };
+                let port = image.key.source.port();
                 let flow = usize::from(port.wrapping_sub(self.base_port)) % flows;
                 let id = self.next_id[flow];
                 self.next_id[flow] = id.wrapping_add(1);
                 let q = &mut self.queues[flow];
-                for held in done.image.fragments {
+                for held in image.fragments {
                     let mut m = held.mbuf;
                     set_image_id(m.data_mut(), self.udp_off, id);
                     q.push_back(m);

@@ -153,9 +153,17 @@ impl Sink {
         }
     }
 
-    /// Routes one complete image: queued for its function, or answered at once.
+    /// Routes one complete image (queued for its function, or answered at once); answers an
+    /// evicted one `incomplete`.
     fn admit(&mut self, c: &mut SinkCounters, done: Complete) {
-        let image = done.image;
+        let image = match done {
+            Complete::Image(image) => image,
+            Complete::Evicted(e) => {
+                let answer = Answer::evicted(&e);
+                drop(e); // its last packet goes back to the pool
+                return self.replies.reply(c, answer, Status::Incomplete);
+            }
+        };
         let answer = Answer::new(&image);
         let Some(f) = self.server.route(image.key.model) else {
             drop(image);

@@ -4,7 +4,7 @@ use crate::clock::Clock;
 use crate::stats::SinkCounters;
 use crate::worker::Held;
 use netml_dpdk::{Mbuf, Mempool, TxQueue};
-use netml_verify::{Image, ImageKey};
+use netml_verify::{Evicted, Image, ImageKey};
 use netml_wire::frame::{self, Endpoints};
 use netml_wire::result::{self, Stage, Status, STAGES};
 
@@ -31,6 +31,8 @@ pub(crate) struct Answer {
     pub(super) len: usize,
     /// Best classes, best first.
     pub(super) top_k: Vec<(u32, f32)>,
+    /// Fragments the receiver had of an evicted image.
+    arrived: u16,
 }
 
 impl Answer {
@@ -55,6 +57,31 @@ impl Answer {
             inferred: 0,
             len: image.total_bytes as usize,
             top_k: Vec::new(),
+            arrived: 0,
+        }
+    }
+
+    /// The answer to an image evicted before it completed (`incomplete`), addressed from
+    /// the packet the verifier kept of it.
+    pub(super) fn evicted(e: &Evicted<Held>) -> Answer {
+        Answer {
+            key: e.key,
+            reply_to: frame::parse_udp(e.handle.mbuf.data())
+                .ok()
+                .flatten()
+                .map(|d| Endpoints::from(&d).reversed()),
+            status: Status::Incomplete,
+            crc32: 0,
+            sender_crc: 0,
+            sender_timestamp: e.sender_timestamp.unwrap_or(0),
+            first: e.first_arrival,
+            completed: 0,
+            dispatched: 0,
+            ingested: 0,
+            inferred: 0,
+            len: 0,
+            top_k: Vec::new(),
+            arrived: e.arrived,
         }
     }
 }
@@ -95,7 +122,7 @@ impl Replies {
             model: a.key.model,
             image: a.key.image,
             status: a.status,
-            arrived: 0,
+            arrived: a.arrived,
             crc32: a.crc32,
             sender_timestamp: a.sender_timestamp,
             stages,
