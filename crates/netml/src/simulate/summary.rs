@@ -141,3 +141,68 @@ pub(super) fn summary(s: &mut String, runs: &[Run], poisson: bool) {
         let _ = writeln!(s);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simulate::FnResult;
+    use netml_serve::{FunctionSpec, Policy};
+
+    /// A run of one function: `answered` images, `late` of them past the SLO, over 1 s.
+    fn run(level: Level, policy: &str, answered: u64, late: u64) -> Run {
+        let stats = FunctionStats {
+            offered: answered,
+            admitted: answered,
+            answered,
+            within_slo: answered - late,
+            ..FunctionStats::default()
+        };
+        let spec = FunctionSpec {
+            name: "f".into(),
+            model: 1,
+            slo_ns: 1,
+            batch_sizes: vec![1],
+            policy: Policy::Slab,
+            admission: true,
+            queue_limit: 1,
+        };
+        Run {
+            level,
+            policy: policy.into(),
+            functions: vec![FnResult {
+                spec,
+                stats,
+                rate: 1.0,
+                capacity: 1.0,
+            }],
+            unknown_model: 0,
+            duration_s: 1.0,
+            span_s: 1.0,
+        }
+    }
+
+    #[test]
+    fn slab_is_compared_with_the_best_other_and_its_targets() {
+        let (low, high) = (Level::Load(0.5), Level::Load(1.5));
+        let runs = vec![
+            run(low, "slab", 100, 1),
+            run(low, "fixed:1", 50, 0),
+            run(low, "fixed:32", 120, 0),
+            run(high, "slab", 1000, 10),
+            run(high, "fixed:32", 500, 0),
+        ];
+        let groups = by_level(&runs);
+        assert_eq!(groups.iter().map(Vec::len).collect::<Vec<_>>(), [3, 2]);
+        let v = verdict(&groups[0], true).unwrap();
+        assert_eq!((v.ratio, v.best_other.as_str()), (99.0 / 120.0, "fixed:32"));
+        assert_eq!(v.target, Some(("1 late".into(), false)));
+        let v = verdict(&groups[1], true).unwrap();
+        assert_eq!(v.ratio, 990.0 / 500.0);
+        assert!(
+            v.target.unwrap().1,
+            "99% in time meets the target over capacity"
+        );
+        assert!(verdict(&groups[1], false).unwrap().target.is_none());
+        assert!(verdict(&groups[1][1..], true).is_none(), "no slab run");
+    }
+}
