@@ -309,3 +309,125 @@ fn overload_is_shed_and_admitted_images_keep_their_slo() {
         "mbuf leak"
     );
 }
+
+/// The functions and starting latency models a decision record begins with.
+fn recorded_functions(
+    lines: &[String],
+) -> Vec<(netml_serve::FunctionSpec, Vec<netml_serve::LatencyModel>)> {
+    lines
+        .iter()
+        .map_while(|l| {
+            serde_json::from_str::<Value>(l)
+                .ok()
+                .filter(|v| v.get("seeds").is_some())
+        })
+        .map(|v| {
+            let sizes: Vec<usize> = v["batch_sizes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| n(b) as usize)
+                .collect();
+            let spec = netml_serve::FunctionSpec {
+                name: v["name"].as_str().unwrap().into(),
+                model: n(&v["model"]) as u8,
+                slo_ns: n(&v["slo_ns"]),
+                batch_sizes: sizes.clone(),
+                policy: v["policy"].as_str().unwrap().parse().unwrap(),
+                admission: v["admission"].as_bool().unwrap(),
+                queue_limit: n(&v["queue_limit"]) as usize,
+            };
+            let seeds = v["seeds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|inst| {
+                    let pts: Vec<(usize, f64)> = inst
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|p| (n(&p[0]) as usize, n(&p[1]) as f64))
+                        .collect();
+                    netml_serve::LatencyModel::seeded(&sizes, &pts)
+                })
+                .collect();
+            (spec, seeds)
+        })
+        .collect()
+}
+
+#[test]
+fn the_simulator_replays_a_live_run_to_the_same_batch_decisions() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (resnet, mobilenet) = models(d);
+    let record = d.join("decisions.jsonl");
+    // The built-in demo generator paces 600 images/s over two functions: batches of
+    // several sizes, waits and completions interleaved.
+    let args: Vec<String> = vec![
+        "--demo-shape".into(),
+        "1x3x32x32".into(),
+        "--demo-images".into(),
+        "400".into(),
+        "--demo-ips".into(),
+        "600".into(),
+        "--function".into(),
+        format!("1={},slo_ms=200,max_batch=8", resnet.display()),
+        "--function".into(),
+        format!("2={},slo_ms=200,max_batch=8", mobilenet.display()),
+        "--record".into(),
+        record.to_str().unwrap().into(),
+    ];
+    let a: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    let report = netml_run(d, "report", &a);
+    assert_eq!(
+        n(&report["sink"]["ok"]) + n(&report["sink"]["overloaded"]),
+        400
+    );
+
+    let lines: Vec<String> = std::fs::read_to_string(&record)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let functions = recorded_functions(&lines);
+    assert_eq!(functions.len(), 2);
+    let records: Vec<netml_serve::Record> = lines[functions.len()..]
+        .iter()
+        .map(|l| netml_serve::Record::from_json(l).unwrap())
+        .collect();
+    let live: Vec<(usize, usize, usize, usize)> = records
+        .iter()
+        .filter_map(|r| match *r {
+            netml_serve::Record::Batch {
+                function,
+                instance,
+                images,
+                engine,
+                ..
+            } => Some((function, instance, images, engine)),
+            _ => None,
+        })
+        .collect();
+    let sim: Vec<(usize, usize, usize, usize)> = netml_serve::sim::replay(functions, &records)
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| match r {
+            netml_serve::Record::Batch {
+                function,
+                instance,
+                images,
+                engine,
+                ..
+            } => Some((function, instance, images, engine)),
+            _ => None,
+        })
+        .collect();
+    assert!(live.len() > 20, "{} batches", live.len());
+    assert!(
+        live.iter().any(|b| b.2 > 1),
+        "some batches hold several images: {live:?}"
+    );
+    assert_eq!(sim, live, "simulated vs live batch decisions");
+}

@@ -62,6 +62,10 @@ pub struct Args {
     /// (repeatable; `policy` goes last). Adds to the configuration's `[[functions]]`.
     #[arg(long = "function", value_name = "ID=PATH[,key=value]")]
     functions: Vec<String>,
+    /// Write the serving stage's decision record to this file (JSON lines) for
+    /// `netml simulate`'s replay.
+    #[arg(long)]
+    record: Option<PathBuf>,
     /// Do not send result messages.
     #[arg(long)]
     no_responses: bool,
@@ -132,6 +136,9 @@ impl Args {
         for f in &self.functions {
             c.functions
                 .push(netml_pipeline::config::FunctionConfig::from_arg(f)?);
+        }
+        if self.record.is_some() {
+            c.record = self.record.clone();
         }
         if self.no_responses {
             c.responses.enabled = false;

@@ -28,6 +28,10 @@ pub struct Config {
     pub dispatch_queue: usize,
     /// Seconds between live statistics lines (0: only at exit).
     pub stats_interval_s: f64,
+    /// Write the serving stage's decision record here at the end (JSON lines: the functions
+    /// with their starting latency models, then every offer, batch and completion), for
+    /// replaying the run through the simulator.
+    pub record: Option<std::path::PathBuf>,
     /// Inference functions served; images of other models are answered `unknown_model`.
     /// Empty: no inference, every image is gathered and answered with its CRC-32.
     pub functions: Vec<FunctionConfig>,
@@ -375,6 +379,7 @@ impl Default for Config {
             dispatch_queue: 1024,
             stats_interval_s: 1.0,
             functions: Vec::new(),
+            record: None,
         }
     }
 }

@@ -187,6 +187,8 @@ impl Pipeline {
             server,
             lanes,
             check_crc: cfg.ingest.check_crc,
+            record: cfg.record.clone(),
+            waited: None,
         };
         let sink = std::thread::Builder::new()
             .name("netml-sink".into())

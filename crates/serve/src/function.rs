@@ -213,6 +213,16 @@ impl<T> Function<T> {
         self.instances.iter().filter(|i| i.healthy).count()
     }
 
+    /// The latency model of `instance` now.
+    pub fn latency_model(&self, instance: usize) -> Option<&LatencyModel> {
+        self.instances.get(instance).map(|i| &i.latency)
+    }
+
+    /// Instances, in or out of rotation.
+    pub fn instances(&self) -> usize {
+        self.instances.len()
+    }
+
     /// Predicted latency of `engine_batch` on `instance`.
     pub fn predict(&self, instance: usize, engine_batch: usize) -> Option<u64> {
         self.instances.get(instance)?.latency.predict(engine_batch)

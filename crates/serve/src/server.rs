@@ -2,6 +2,7 @@
 //! simulator both drive, event by event.
 
 use crate::function::{Batch, Function, Queued, Refusal, Refused};
+use crate::record::{Record, Recorder};
 
 /// What [`Server::poll`] decided.
 #[derive(Debug)]
@@ -28,6 +29,7 @@ pub struct Server<T> {
     functions: Vec<Function<T>>,
     by_model: [Option<u16>; 256],
     expired: Vec<Queued<T>>,
+    recorder: Option<Recorder>,
 }
 
 impl<T> Server<T> {
@@ -49,6 +51,7 @@ impl<T> Server<T> {
             functions,
             by_model,
             expired: Vec::new(),
+            recorder: None,
         })
     }
 
@@ -58,7 +61,22 @@ impl<T> Server<T> {
             functions: vec![function],
             by_model: [Some(0); 256],
             expired: Vec::new(),
+            recorder: None,
         }
+    }
+
+    /// Records every offer, batch and completion from now on (at most `limit` of them),
+    /// for [`sim::replay`](crate::sim::replay).
+    pub fn record(&mut self, limit: usize) {
+        self.recorder = Some(Recorder {
+            limit,
+            ..Recorder::default()
+        });
+    }
+
+    /// What was recorded, if recording.
+    pub fn recorder(&self) -> Option<&Recorder> {
+        self.recorder.as_ref()
     }
 
     /// The functions, in configuration order.
@@ -89,6 +107,13 @@ impl<T> Server<T> {
         model: u8,
         item: T,
     ) -> Result<usize, Refused<T>> {
+        if let Some(r) = self.recorder.as_mut() {
+            r.push(Record::Offer {
+                now,
+                arrival,
+                model,
+            });
+        }
         let Some(f) = self.route(model) else {
             return Err(Refused {
                 reason: Refusal::UnknownModel,
@@ -103,6 +128,8 @@ impl<T> Server<T> {
     /// Everything due at `now`: expired images first, then every batch that the policies
     /// dispatch to free instances.
     pub fn poll(&mut self, now: u64, out: &mut Vec<Event<T>>) {
+        let before = out.len();
+        let recorded = self.recorder.as_ref().map(|r| r.records.len());
         for (function, f) in self.functions.iter_mut().enumerate() {
             f.expire(now, &mut self.expired);
             out.extend(
@@ -111,6 +138,15 @@ impl<T> Server<T> {
                     .map(|image| Event::Expired { function, image }),
             );
             while let Some(batch) = f.dispatch(now) {
+                if let Some(r) = self.recorder.as_mut() {
+                    r.push(Record::Batch {
+                        now,
+                        function,
+                        instance: batch.instance,
+                        images: batch.items.len(),
+                        engine: batch.engine_batch,
+                    });
+                }
                 out.push(Event::Batch { function, batch });
             }
             // Images a dispatch dropped as too late.
@@ -121,6 +157,11 @@ impl<T> Server<T> {
                     .map(|image| Event::Expired { function, image }),
             );
         }
+        if let (Some(r), Some(at)) = (self.recorder.as_mut(), recorded) {
+            if out.len() > before && at <= r.records.len() && r.records.len() < r.limit {
+                r.records.insert(at, Record::Poll { now });
+            }
+        }
     }
 
     /// The earliest time any function wants to be polled without a new event.
@@ -130,6 +171,13 @@ impl<T> Server<T> {
 
     /// The batch of `function` on `instance` finished at `now`; returns its measured latency.
     pub fn complete(&mut self, now: u64, function: usize, instance: usize) -> u64 {
+        if let Some(r) = self.recorder.as_mut() {
+            r.push(Record::Complete {
+                now,
+                function,
+                instance,
+            });
+        }
         self.functions[function].complete(now, instance)
     }
 

@@ -3,7 +3,6 @@
 
 use super::reply::{Answer, Replies};
 use super::Admitted;
-use crate::clock::Clock;
 use crate::stats::SinkCounters;
 use crate::worker::Held;
 use netml_gpu::{ImageJob, Ingest, IngestError, Normalize, Sources, Ticket};
@@ -104,13 +103,12 @@ impl Lane {
     pub(crate) fn start(
         &mut self,
         function: usize,
+        now: u64,
         mut batch: Batch<Admitted>,
         server: &mut Server<Admitted>,
         replies: &mut Replies,
         c: &mut SinkCounters,
-        clock: &Clock,
     ) {
-        let now = clock.now_ns();
         let i = batch.instance;
         let convert = match &self.accepts {
             Accepts::U8 { normalize } => Some(*normalize),
@@ -170,6 +168,7 @@ impl Lane {
     pub(crate) fn progress(
         &mut self,
         function: usize,
+        now: u64,
         server: &mut Server<Admitted>,
         replies: &mut Replies,
         c: &mut SinkCounters,
@@ -179,19 +178,21 @@ impl Lane {
         for i in 0..self.instances.len() {
             moved |= match self.instances[i].state {
                 State::Gathering { .. } => {
-                    self.gathered(function, i, server, replies, c, check_crc)
+                    self.gathered(function, i, now, server, replies, c, check_crc)
                 }
-                State::Inferring { .. } => self.inferred(function, i, server, replies, c),
+                State::Inferring { .. } => self.inferred(function, i, now, server, replies, c),
                 State::Idle | State::Lost => false,
             };
         }
         moved
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn gathered(
         &mut self,
         function: usize,
         i: usize,
+        now: u64,
         server: &mut Server<Admitted>,
         replies: &mut Replies,
         c: &mut SinkCounters,
@@ -237,7 +238,6 @@ impl Lane {
         else {
             unreachable!()
         };
-        let now = replies.clock.now_ns();
         let (engine_batch, images) = (batch.engine_batch, batch.items.len());
         let mut answers = Vec::with_capacity(images);
         for q in batch.items {
@@ -316,6 +316,7 @@ impl Lane {
         &mut self,
         function: usize,
         i: usize,
+        now: u64,
         server: &mut Server<Admitted>,
         replies: &mut Replies,
         c: &mut SinkCounters,
@@ -341,7 +342,6 @@ impl Lane {
         };
         match result {
             Ok(tops) => {
-                let now = replies.clock.now_ns();
                 server.complete(now, function, i);
                 for (mut a, top) in answers.into_iter().zip(tops) {
                     a.inferred = now;

@@ -52,45 +52,114 @@ pub struct Sink {
     pub(crate) lanes: Vec<Lane>,
     /// Read every batch back and check the images' CRC-32 (not for converted input).
     pub(crate) check_crc: bool,
+    /// Where to write the decision record at the end.
+    pub(crate) record: Option<std::path::PathBuf>,
+    /// An image received while waiting, offered at the next turn.
+    pub(crate) waited: Option<Complete>,
+}
+
+/// Most records a decision record keeps (about 40 B each in memory).
+const RECORD_LIMIT: usize = 4_000_000;
+
+/// The record's first lines: each function with its starting latency models.
+fn record_header(server: &Server<Admitted>) -> Vec<String> {
+    server
+        .functions()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let s = f.spec();
+            let seeds: Vec<Vec<(usize, u64)>> = (0..f.instances())
+                .map(|k| {
+                    let m = f.latency_model(k).expect("instance exists");
+                    m.sizes()
+                        .iter()
+                        .filter_map(|&b| m.predict(b).map(|p| (b, p)))
+                        .collect()
+                })
+                .collect();
+            serde_json::json!({
+                "function": i, "name": s.name, "model": s.model, "slo_ns": s.slo_ns,
+                "batch_sizes": s.batch_sizes, "policy": s.policy.to_string(),
+                "admission": s.admission, "queue_limit": s.queue_limit, "seeds": seeds,
+            })
+            .to_string()
+        })
+        .collect()
+}
+
+fn write_record(
+    path: &std::path::Path,
+    header: &[String],
+    server: &Server<Admitted>,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for h in header {
+        writeln!(w, "{h}")?;
+    }
+    if let Some(r) = server.recorder() {
+        for rec in &r.records {
+            writeln!(w, "{}", rec.to_json())?;
+        }
+        if r.dropped > 0 {
+            tracing::warn!(
+                "decision record: {} records beyond the limit not kept",
+                r.dropped
+            );
+        }
+    }
+    w.flush()
 }
 
 impl Sink {
     /// Runs until every worker has exited, the queue is drained and every image answered.
+    ///
+    /// Each turn of the loop has one time: batches that finished are completed at it, the
+    /// images that arrived are offered at it, and the scheduler decides at it, in that
+    /// order, which is the order the simulator processes one instant in (so a recorded run
+    /// replays to the same decisions).
     pub fn run(mut self) {
         let mut c = SinkCounters::default();
         let mut events = Vec::new();
         let mut disconnected = false;
         let mut idle_spins = 0u32;
         let mut published = Instant::now();
+        let header = self.record.as_ref().map(|_| {
+            self.server.record(RECORD_LIMIT);
+            record_header(&self.server)
+        });
         loop {
-            let mut worked = self.receive(&mut c, &mut disconnected);
             let now = self.clock.now_ns();
+            let mut worked = false;
+            for (f, lane) in self.lanes.iter_mut().enumerate() {
+                worked |= lane.progress(
+                    f,
+                    now,
+                    &mut self.server,
+                    &mut self.replies,
+                    &mut c,
+                    self.check_crc,
+                );
+            }
+            worked |= self.receive(now, &mut c, &mut disconnected);
             self.server.poll(now, &mut events);
             for e in events.drain(..) {
                 worked = true;
                 match e {
                     Event::Batch { function, batch } => self.lanes[function].start(
                         function,
+                        now,
                         batch,
                         &mut self.server,
                         &mut self.replies,
                         &mut c,
-                        &self.clock,
                     ),
                     Event::Expired { image, .. } => {
                         self.replies
                             .reply(&mut c, image.item.answer, Status::Overloaded)
                     }
                 }
-            }
-            for (f, lane) in self.lanes.iter_mut().enumerate() {
-                worked |= lane.progress(
-                    f,
-                    &mut self.server,
-                    &mut self.replies,
-                    &mut c,
-                    self.check_crc,
-                );
             }
             let idle = self.server.idle() && self.lanes.iter().all(Lane::idle);
             if disconnected && idle {
@@ -123,31 +192,42 @@ impl Sink {
         self.replies.flush(&mut c);
         self.publish(&c);
         self.publish_functions();
+        if let (Some(path), Some(header)) = (&self.record, header) {
+            if let Err(e) = write_record(path, &header, &self.server) {
+                tracing::error!("writing the decision record {}: {e}", path.display());
+            }
+        }
         for lane in &mut self.lanes {
             lane.forget_lost();
         }
     }
 
-    /// Admits what is queued (up to a burst). True when anything arrived.
-    fn receive(&mut self, c: &mut SinkCounters, disconnected: &mut bool) -> bool {
+    /// Admits what is queued (up to a burst) at `now`. True when anything arrived.
+    fn receive(&mut self, now: u64, c: &mut SinkCounters, disconnected: &mut bool) -> bool {
+        let waited = self
+            .waited
+            .take()
+            .map(|done| self.admit(now, c, done))
+            .is_some();
         for n in 0..RECEIVE_BURST {
             match self.input.try_recv() {
-                Ok(done) => self.admit(c, done),
-                Err(TryRecvError::Empty) => return n > 0,
+                Ok(done) => self.admit(now, c, done),
+                Err(TryRecvError::Empty) => return waited || n > 0,
                 Err(TryRecvError::Disconnected) => {
                     *disconnected = true;
-                    return n > 0;
+                    return waited || n > 0;
                 }
             }
         }
         true
     }
 
-    /// Nothing to do: blocks for the next image (briefly, so statistics stay live).
+    /// Nothing to do: blocks for the next image (briefly, so statistics stay live). The image
+    /// waits for the next turn, to be offered at that turn's time with whatever else came.
     fn wait_for_images(&mut self, c: &mut SinkCounters, disconnected: &mut bool) {
         self.publish(c);
         match self.input.recv_timeout(Duration::from_millis(20)) {
-            Ok(done) => self.admit(c, done),
+            Ok(done) => self.waited = Some(done),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => *disconnected = true,
         }
@@ -155,7 +235,7 @@ impl Sink {
 
     /// Routes one complete image (queued for its function, or answered at once); answers an
     /// evicted one `incomplete`.
-    fn admit(&mut self, c: &mut SinkCounters, done: Complete) {
+    fn admit(&mut self, now: u64, c: &mut SinkCounters, done: Complete) {
         let image = match done {
             Complete::Image(image) => image,
             Complete::Evicted(e) => {
@@ -174,7 +254,7 @@ impl Sink {
             drop(image);
             return self.replies.reply(c, answer, Status::ShapeMismatch);
         }
-        let (now, arrival) = (self.clock.now_ns(), image.completed_at);
+        let arrival = image.completed_at;
         if let Err(refused) =
             self.server
                 .offer_arrived(now, arrival, image.key.model, Admitted { image, answer })

@@ -6,6 +6,7 @@ pub mod trace;
 
 use crate::function::{Function, FunctionSpec};
 use crate::latency::LatencyModel;
+use crate::record::Record;
 use crate::server::{Event, Server};
 use crate::stats::FunctionStats;
 use netml_infer::fixtures::Rng;
@@ -163,4 +164,118 @@ fn service_time(
             .pop_front()
             .ok_or_else(|| "the recorded run has no more batches".to_string()),
     }
+}
+
+/// Replays a live run's [`Record`]s through a fresh server built from `functions` (each
+/// with its instances' starting latency models): the recorded offers at their times, the
+/// k-th batch of a function completing when the live k-th batch did, and the server polled
+/// at every offer, completion and recorded deciding poll. Returns the batches
+/// this server decided, as `Record::Batch`, to compare with the recorded ones; the replay
+/// stops at the first batch the live run never completed.
+pub fn replay(
+    functions: Vec<(FunctionSpec, Vec<LatencyModel>)>,
+    records: &[Record],
+) -> Result<Vec<Record>, String> {
+    let n = functions.len();
+    let mut server = Server::<()>::new(
+        functions
+            .into_iter()
+            .map(|(spec, models)| Function::new(spec, models))
+            .collect(),
+    )?;
+    // When each live batch ended, per function in dispatch order.
+    let mut ends: Vec<VecDeque<u64>> = vec![VecDeque::new(); n];
+    let mut open: std::collections::HashMap<(usize, usize), usize> = Default::default();
+    for r in records {
+        match *r {
+            Record::Batch {
+                function, instance, ..
+            } if function < n => {
+                open.insert((function, instance), ends[function].len());
+                ends[function].push_back(u64::MAX);
+            }
+            Record::Complete {
+                now,
+                function,
+                instance,
+            } if function < n => {
+                if let Some(k) = open.remove(&(function, instance)) {
+                    ends[function][k] = now;
+                }
+            }
+            _ => {}
+        }
+    }
+    let offers: Vec<(u64, u64, u8)> = records
+        .iter()
+        .filter_map(|r| match *r {
+            Record::Offer {
+                now,
+                arrival,
+                model,
+            } => Some((now, arrival, model)),
+            _ => None,
+        })
+        .collect();
+    // The live loop's deciding polls: the replay looks when it looked (beside arrivals and
+    // completions), not at its own wake-up times, which a polling loop reaches a little late.
+    let polls: Vec<u64> = records
+        .iter()
+        .filter_map(|r| match *r {
+            Record::Poll { now } => Some(now),
+            _ => None,
+        })
+        .collect();
+    let mut done: BinaryHeap<Reverse<(u64, usize, usize)>> = BinaryHeap::new();
+    let (mut next, mut next_poll) = (0usize, 0usize);
+    let (mut out, mut events) = (Vec::new(), Vec::new());
+    let mut now = offers.first().map_or(0, |o| o.0);
+    loop {
+        while polls.get(next_poll).is_some_and(|&p| p < now) {
+            next_poll += 1;
+        }
+        let candidates = [
+            offers.get(next).map(|o| o.0),
+            done.peek().map(|d| d.0 .0),
+            polls.get(next_poll).copied(),
+        ];
+        let Some(t) = candidates.into_iter().flatten().min() else {
+            break;
+        };
+        now = t.max(now);
+        if polls.get(next_poll) == Some(&now) {
+            next_poll += 1;
+        }
+        while let Some(&Reverse((at, f, i))) = done.peek() {
+            if at > now {
+                break;
+            }
+            done.pop();
+            server.complete(at, f, i);
+        }
+        while let Some(&(at, arrival, model)) = offers.get(next).filter(|o| o.0 <= now) {
+            let _ = server.offer_arrived(at, arrival, model, ());
+            next += 1;
+        }
+        server.poll(now, &mut events);
+        for e in events.drain(..) {
+            let Event::Batch { function, batch } = e else {
+                continue;
+            };
+            out.push(Record::Batch {
+                now,
+                function,
+                instance: batch.instance,
+                images: batch.items.len(),
+                engine: batch.engine_batch,
+            });
+            match ends[function].pop_front() {
+                Some(end) if end != u64::MAX => {
+                    done.push(Reverse((end.max(now), function, batch.instance)))
+                }
+                _ => return Ok(out),
+            }
+        }
+    }
+    Ok(out)
 }
