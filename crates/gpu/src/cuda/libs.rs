@@ -172,14 +172,24 @@ fn open_all(mut paths: Vec<PathBuf>) -> Result<(), String> {
 /// Loads `file` from the first folder of [`search_dirs`] holding it, after every file of that
 /// folder that `companion` accepts (sorted by name); returns the path loaded. Without such a
 /// folder, `file` is dlopened by name (the loader's own search) and `Ok(None)` says so; `Err`
-/// when that fails too, naming the folders searched.
+/// when that fails too, naming the folders searched, or when `file` itself fails to load.
+///
+/// Companions are best effort (a warning each): a sub-library that cannot load (say, one of
+/// cuDNN's engines missing a dependency) need not be one that is used, and the library
+/// reports it itself when it does need it.
 pub fn preload(file: &str, companion: impl Fn(&str) -> bool) -> Result<Option<PathBuf>, String> {
-    let Some(path) = find_in(file, search_dirs()) else {
+    preload_from(search_dirs(), file, companion)
+}
+
+/// [`preload`] over the folders `dirs`.
+fn preload_from(
+    dirs: &[PathBuf],
+    file: &str,
+    companion: impl Fn(&str) -> bool,
+) -> Result<Option<PathBuf>, String> {
+    let Some(path) = find_in(file, dirs) else {
         return open_global(Path::new(file)).map(|()| None).map_err(|e| {
-            let searched: Vec<String> = search_dirs()
-                .iter()
-                .map(|d| d.display().to_string())
-                .collect();
+            let searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
             format!(
                 "{file} not found (searched {}; dlopen: {e})",
                 searched.join(", ")
@@ -196,7 +206,9 @@ pub fn preload(file: &str, companion: impl Fn(&str) -> bool) -> Result<Option<Pa
         })
         .unwrap_or_default();
     companions.sort();
-    open_all(companions)?;
+    if let Err(e) = open_all(companions) {
+        tracing::warn!("loading the companions of {}: {e}", path.display());
+    }
     open_global(&path)?;
     Ok(Some(path))
 }
@@ -331,6 +343,33 @@ mod tests {
         let libc = loaded_path("libc.so").expect("libc is mapped in every process");
         assert!(libc.is_absolute() && libc.exists(), "{}", libc.display());
         assert_eq!(loaded_path("libnetml-no-such-library"), None);
+    }
+
+    /// Real libraries in a folder no loader path names: the companion first (the main one
+    /// needs it by soname), a broken companion only warned about, and the file loaded is the
+    /// folder's. libbsd needs libmd, and neither is linked into the test binary.
+    #[test]
+    fn a_library_is_loaded_from_its_folder_after_its_companions() {
+        let system = Path::new("/lib/x86_64-linux-gnu");
+        let (bsd, md) = (system.join("libbsd.so.0"), system.join("libmd.so.0"));
+        if !bsd.is_file() || !md.is_file() || loaded_path("libbsd.so").is_some() {
+            eprintln!(
+                "skipped: needs libbsd.so.0 and libmd.so.0 in {}",
+                system.display()
+            );
+            return;
+        }
+        let tmp = tempdir();
+        let dir = tmp.join("nvidia/fake/lib");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(&bsd, dir.join("libbsd.so.0")).unwrap();
+        std::fs::copy(&md, dir.join("libmd.so.0")).unwrap();
+        std::fs::write(dir.join("libmd_broken.so.0"), b"not an ELF file").unwrap();
+        let dirs = vec![tmp.join("empty"), dir.clone()];
+        let got = preload_from(&dirs, "libbsd.so.0", |n| n.starts_with("libmd")).unwrap();
+        assert_eq!(got, Some(dir.join("libbsd.so.0")));
+        assert_eq!(loaded_path("libbsd.so"), Some(dir.join("libbsd.so.0")));
+        assert_eq!(loaded_path("libmd.so"), Some(dir.join("libmd.so.0")));
     }
 
     #[test]

@@ -23,8 +23,9 @@ use super::{libraries, Args, Row, Rows};
 
 /// Assumed: starting a section's process (discovery, primary context, teardown).
 const CHILD_S: f64 = 1.5;
-/// Assumed: cuBLAS + cuDNN initialisation in the infer process, with every module loaded
-/// eagerly (CUDA_MODULE_LOADING=EAGER loads all their kernels at once).
+/// Assumed, generously: cuBLAS + cuDNN loading and initialisation in the infer process
+/// (hundreds of MB of libraries; their kernels load as the warm-up runs first use them, or
+/// all at once where `CUDA_MODULE_LOADING=EAGER` is set).
 const LIBRARY_INIT_S: f64 = 15.0;
 /// Assumed: one engine's fixed cost (handles, allocations, capture, instantiation).
 const ENGINE_S: f64 = 0.05;
