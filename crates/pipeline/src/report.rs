@@ -136,9 +136,10 @@ impl Report {
         };
         let _ = writeln!(
             s,
-            "sink:     {} submit_per_image={:.1}us on {}",
+            "sink:     {} submit_per_image={:.1}us serve_per_batch={:.1}us on {}",
             pairs(&k.fields()[..15]),
             per_image(k.gather_ns),
+            k.serve_ns_per_batch() / 1e3,
             self.ingest_target
         );
         for f in &self.functions {

@@ -57,6 +57,13 @@ pub struct SinkCounters {
     pub incomplete: u64,
     /// Instances taken out of rotation (engine failed or stalled).
     pub instances_lost: u64,
+    /// Nanoseconds the serving stage's thread spent on turns that did something, less the
+    /// ingest submissions (`gather_ns`) and the CRC checks (`crc_ns`): routing, admission,
+    /// batching decisions, starting engines, collecting results, building answers. Engines
+    /// run on their own threads and are not in it.
+    pub serve_ns: u64,
+    /// Nanoseconds spent reading slots back and computing CRC-32s (`ingest.check_crc`).
+    pub crc_ns: u64,
     /// Result messages sent.
     pub results_sent: u64,
     /// Result messages dropped (tx queue full or no mbuf).
@@ -77,7 +84,7 @@ pub struct SinkCounters {
 
 impl SinkCounters {
     /// Every counter with its report name, statuses first.
-    pub fn fields(&self) -> [(&'static str, u64); 17] {
+    pub fn fields(&self) -> [(&'static str, u64); 19] {
         [
             ("ok", self.ok),
             ("unknown_model", self.unknown_model),
@@ -95,8 +102,15 @@ impl SinkCounters {
             ("results_sent", self.results_sent),
             ("results_dropped", self.results_dropped),
             ("gather_ns", self.gather_ns),
+            ("serve_ns", self.serve_ns),
+            ("crc_ns", self.crc_ns),
             ("cpu_ns", self.cpu_ns),
         ]
+    }
+
+    /// Serving CPU per batch (ns), see `serve_ns`.
+    pub fn serve_ns_per_batch(&self) -> f64 {
+        self.serve_ns as f64 / self.batches.max(1) as f64
     }
 
     /// Images answered, every status.

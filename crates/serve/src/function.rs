@@ -300,7 +300,7 @@ impl<T> Function<T> {
             .batch_sizes
             .iter()
             .copied()
-            .filter(|&s| best.predict(s).is_some_and(|l| l <= self.spec.slo_ns))
+            .filter(|&s| best.predict_safe(s).is_some_and(|l| l <= self.spec.slo_ns))
             .max()
             .unwrap_or(self.spec.batch_sizes[0]);
         let mut left = pos + 1;
@@ -308,7 +308,7 @@ impl<T> Function<T> {
             let n = left.min(size);
             let engine = self.engine_for(n);
             let (i, _) = free.iter().enumerate().min_by_key(|(_, f)| f.0)?;
-            let done = free[i].0 + free[i].1.predict(engine)?;
+            let done = free[i].0 + free[i].1.predict_safe(engine)?;
             free[i].0 = done;
             left -= n;
             if left == 0 {
@@ -423,7 +423,9 @@ impl<T> Function<T> {
         );
         let mut best_rate = -1.0;
         for &s in &self.spec.batch_sizes {
-            let Some(lat) = l.predict(s) else { continue };
+            let Some(lat) = l.predict_safe(s) else {
+                continue;
+            };
             let late = if self.spec.admission {
                 self.queue.partition_point(|x| x.deadline < now + lat)
             } else {
@@ -477,7 +479,10 @@ impl<T> Function<T> {
                     // Nothing measured yet: the smallest plan, to learn from.
                     return Ok(take_all(sizes[0]));
                 }
-                let fits = |s: usize| l.predict(s).is_some_and(|p| now + p <= oldest.deadline);
+                let fits = |s: usize| {
+                    l.predict_safe(s)
+                        .is_some_and(|p| now + p <= oldest.deadline)
+                };
                 let s_max = sizes.iter().copied().filter(|&s| fits(s)).max();
                 if s_max.is_none_or(|s| q >= s) {
                     return Ok(self.best_throughput(now, l));
@@ -500,7 +505,9 @@ impl<T> Function<T> {
                     return Ok((0, q, self.engine_for(q)));
                 }
                 // Wait for `need` images while the oldest still makes it with that batch.
-                let latest = oldest.deadline.saturating_sub(l.predict(need).unwrap_or(0));
+                let latest = oldest
+                    .deadline
+                    .saturating_sub(l.predict_safe(need).unwrap_or(0));
                 let filled = now as f64 + (need - q) as f64 * gap.unwrap_or(f64::INFINITY);
                 if filled > latest as f64 || now >= latest {
                     Ok((0, q, self.engine_for(q)))

@@ -15,7 +15,15 @@ pub struct LatencyModel {
     /// Measurements seen per size (the first replaces a seed: the profile may come from
     /// another machine).
     seen: Vec<u64>,
+    /// Running mean of |measured - predicted| / predicted over all sizes: how far a batch
+    /// strays from its estimate.
+    spread: f64,
 }
+
+/// Deadline checks plan with this many spreads of margin: a batch that runs long then still
+/// finishes inside the SLO, instead of the oldest image of every backlog batch (planned at
+/// zero slack) being answered late.
+const MARGIN_SPREADS: f64 = 2.0;
 
 impl LatencyModel {
     /// A model with no estimate for `sizes` (sorted, deduplicated here).
@@ -28,6 +36,7 @@ impl LatencyModel {
             sizes,
             est: vec![None; n],
             seen: vec![0; n],
+            spread: 0.0,
         }
     }
 
@@ -74,6 +83,10 @@ impl LatencyModel {
                 }
             }
         }
+        if let (Some(e), true) = (self.est[i], self.seen[i] > 0) {
+            let miss = ((m - e) / e.max(1.0)).abs();
+            self.spread += LEARN_RATE * (miss - self.spread);
+        }
         self.est[i] = Some(match (self.est[i], self.seen[i]) {
             (Some(e), n) if n > 0 => e + LEARN_RATE * (m - e),
             _ => m,
@@ -101,6 +114,20 @@ impl LatencyModel {
             return None;
         }
         Some(interpolate(&pts, size) as u64)
+    }
+}
+
+impl LatencyModel {
+    /// [`predict`](Self::predict) plus a margin of twice the observed relative spread: what
+    /// deadline checks plan with.
+    pub fn predict_safe(&self, size: usize) -> Option<u64> {
+        self.predict(size)
+            .map(|p| (p as f64 * (1.0 + MARGIN_SPREADS * self.spread)) as u64)
+    }
+
+    /// Observed relative spread of batch times around their estimates.
+    pub fn spread(&self) -> f64 {
+        self.spread
     }
 }
 
@@ -159,6 +186,8 @@ mod tests {
         assert_eq!(m.predict(8), Some(4100));
         m.observe(3, 1); // not an engine size: ignored
         assert_eq!(m.predict(1), Some(2000));
+        assert!(m.spread() > 0.0);
+        assert!(m.predict_safe(8).unwrap() > m.predict(8).unwrap());
         let mut blank = LatencyModel::new(&[1, 2]);
         assert!(!blank.known());
         assert_eq!(blank.predict(2), None);

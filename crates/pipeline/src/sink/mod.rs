@@ -131,6 +131,8 @@ impl Sink {
         });
         loop {
             let now = self.clock.now_ns();
+            let turn = Instant::now();
+            let (gather_before, crc_before) = (c.gather_ns, c.crc_ns);
             let mut worked = false;
             for (f, lane) in self.lanes.iter_mut().enumerate() {
                 worked |= lane.progress(
@@ -160,6 +162,11 @@ impl Sink {
                             .reply(&mut c, image.item.answer, Status::Overloaded)
                     }
                 }
+            }
+            if worked {
+                let spent = turn.elapsed().as_nanos() as u64;
+                let elsewhere = (c.gather_ns - gather_before) + (c.crc_ns - crc_before);
+                c.serve_ns += spent.saturating_sub(elsewhere);
             }
             let idle = self.server.idle() && self.lanes.iter().all(Lane::idle);
             if disconnected && idle {
