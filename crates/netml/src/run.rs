@@ -278,7 +278,11 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
     let mut demo_json = None;
     if let Some(d) = demo {
         // The receiver drains the last results before the mempool is checked.
-        let (summary, results) = d.finish()?;
+        let (summary, mut results) = d.finish()?;
+        // The receiver judges latency against each function's SLO.
+        for f in &cfg.functions {
+            results.slo.per_model.insert(f.model, f.slo_ms);
+        }
         report.mempool_in_use_at_end = pipeline.mempool().in_use();
         println!("{}", report.to_text().trim_end());
         match &summary {
@@ -291,6 +295,26 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
             "demo results: {}",
             summary_lines.collect::<Vec<_>>().join("\n  ")
         );
+        let classified: Vec<String> = results
+            .answers
+            .iter()
+            .filter_map(|a| {
+                let (class, score) = a.top1?;
+                let e = &results.manifest[a.entry];
+                Some(format!(
+                    "model {} image {}: class {class} ({score:.3})",
+                    e.model, e.image
+                ))
+            })
+            .take(6)
+            .collect();
+        if !classified.is_empty() {
+            println!(
+                "demo classes (first {}): {}",
+                classified.len(),
+                classified.join("; ")
+            );
+        }
         // Images still in flight when the run was cut short are not failures.
         ok &= results.crc_mismatches() == 0 && (interrupted || results.lost().is_empty());
         demo_json = Some(serde_json::json!({
