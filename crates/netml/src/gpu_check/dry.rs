@@ -221,14 +221,14 @@ fn infer_cost(a: &Args) -> Cost {
 }
 
 /// The PyTorch baseline of run.sh: its fixed start, then per full-size model and case the
-/// runs at the reference table's speed.
+/// runs at the reference table's speed (with `--full` also the TF32 rows, timed as fp32).
 fn torch_estimate(full: bool) -> f64 {
-    let models: Vec<&str> = if full {
-        netml_infer::fixtures::SEED_MODELS.to_vec()
+    let (models, precisions): (Vec<&str>, &[Precision]) = if full {
+        let all = netml_infer::fixtures::SEED_MODELS.to_vec();
+        (all, &[Precision::Fp32, Precision::Fp16, Precision::Fp32])
     } else {
-        DEFAULT_FULL.to_vec()
+        (DEFAULT_FULL.to_vec(), &[Precision::Fp32, Precision::Fp16])
     };
-    let precisions: &[Precision] = &[Precision::Fp32, Precision::Fp16];
     let mut s = TORCH_START_S;
     for m in models {
         for &p in precisions {
