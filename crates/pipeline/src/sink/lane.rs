@@ -1,12 +1,13 @@
 //! One inference function's lane: its ingest (one batch slot per instance), what it accepts,
 //! and its instances, each gathering a batch into its slot and then running it in place.
 
+use super::instances::Executor;
 use super::reply::{Answer, Replies};
 use super::Admitted;
 use crate::stats::SinkCounters;
 use crate::worker::Held;
 use netml_gpu::{ImageJob, Ingest, IngestError, Normalize, Sources, Ticket};
-use netml_serve::exec::{CpuInstance, Input};
+use netml_serve::exec::Input;
 use netml_serve::{Batch, Server};
 use netml_verify::Image;
 use netml_wire::checksum;
@@ -71,14 +72,14 @@ enum State {
 
 /// One instance: its engine (none for a gather-only lane) and its batch slot (same index).
 pub(crate) struct Instance {
-    pub(crate) engine: Option<CpuInstance>,
+    pub(crate) engine: Option<Executor>,
     state: State,
     /// Where a slot in GPU memory is copied for a CPU engine.
     staging: Vec<f32>,
 }
 
 impl Instance {
-    pub(crate) fn new(engine: Option<CpuInstance>) -> Instance {
+    pub(crate) fn new(engine: Option<Executor>) -> Instance {
         Instance {
             engine,
             state: State::Idle,
@@ -259,36 +260,18 @@ impl Lane {
             }
             return true;
         };
-        let per = engine.per_image();
-        let ptr = match self.ingest.host_slot(i) {
-            Ok(Some(bytes)) => Ok(bytes.as_ptr() as *const f32),
-            Ok(None) => {
-                let staging = &mut self.instances[i].staging;
-                staging.resize(images * per, 0.0);
-                // SAFETY: f32 has no invalid bit patterns; the byte view covers exactly the
-                // staging vector, which nothing else borrows now.
-                let bytes = unsafe {
-                    std::slice::from_raw_parts_mut(
-                        staging.as_mut_ptr() as *mut u8,
-                        staging.len() * 4,
-                    )
-                };
-                self.ingest
-                    .read_slot(i, bytes)
-                    .map(|()| staging.as_ptr())
-                    .map_err(|e| e.to_string())
-            }
-            Err(e) => Err(e.to_string()),
-        };
+        let (per, on_gpu) = (engine.per_image(), engine.on_gpu());
+        let ptr = self.input_of(i, images * per, on_gpu);
         let started = ptr.and_then(|ptr| {
-            if !(ptr as usize).is_multiple_of(std::mem::align_of::<f32>()) {
+            if !ptr.is_multiple_of(std::mem::align_of::<f32>() as u64) {
                 return Err("batch slot is not f32-aligned".to_string());
             }
-            let engine = self.instances[i].engine.as_ref().expect("checked above");
-            // SAFETY: the slot (or staging) holds `images * per` f32 values and is neither
-            // written nor freed until this instance's result is polled: the scheduler gives
-            // the instance (and so the slot) no other batch while it is Inferring, and a Lost
-            // instance's slot is never reused.
+            let engine = self.instances[i].engine.as_mut().expect("checked above");
+            // SAFETY: the slot (or staging) holds `images * per` f32 values (device memory
+            // for a GPU instance, host memory otherwise) and is neither written nor freed
+            // until this instance's result is polled: the scheduler gives the instance (and
+            // so the slot) no other batch while it is Inferring, and a Lost instance's slot
+            // is never reused.
             unsafe {
                 engine.start(Input {
                     ptr,
@@ -312,6 +295,35 @@ impl Lane {
         true
     }
 
+    /// Where instance `i`'s engine reads its batch of `values` f32: the slot in place (device
+    /// memory for a GPU engine, host memory for a CPU one), or, for a CPU engine on a GPU
+    /// ingest, a host copy of the slot.
+    fn input_of(&mut self, i: usize, values: usize, on_gpu: bool) -> Result<u64, String> {
+        if on_gpu {
+            return self
+                .ingest
+                .slot_device_ptr(i)
+                .ok_or_else(|| "a GPU instance needs the ingest on its GPU".to_string());
+        }
+        match self.ingest.host_slot(i) {
+            Ok(Some(bytes)) => Ok(bytes.as_ptr() as u64),
+            Ok(None) => {
+                let staging = &mut self.instances[i].staging;
+                staging.resize(values, 0.0);
+                // SAFETY: f32 has no invalid bit patterns; the byte view covers exactly the
+                // staging vector, which nothing else borrows now.
+                let bytes = unsafe {
+                    std::slice::from_raw_parts_mut(staging.as_mut_ptr() as *mut u8, values * 4)
+                };
+                self.ingest
+                    .read_slot(i, bytes)
+                    .map(|()| staging.as_ptr() as u64)
+                    .map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     fn inferred(
         &mut self,
         function: usize,
@@ -321,13 +333,14 @@ impl Lane {
         replies: &mut Replies,
         c: &mut SinkCounters,
     ) -> bool {
-        let engine = self.instances[i]
-            .engine
-            .as_ref()
-            .expect("an inferring instance has an engine");
         let State::Inferring { since, .. } = &self.instances[i].state else {
             return false;
         };
+        let since = *since;
+        let engine = self.instances[i]
+            .engine
+            .as_mut()
+            .expect("an inferring instance has an engine");
         let result = match engine.poll() {
             Some(r) => r,
             None if since.elapsed() > self.stall_after => {

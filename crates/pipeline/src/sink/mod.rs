@@ -12,6 +12,7 @@
 //! A receiver that serves no function has one gather-only lane that takes every model:
 //! batches of what is queued, answered with the CRC-32 of the tensor as gathered.
 
+mod instances;
 mod lane;
 pub(crate) mod open;
 mod reply;

@@ -2,30 +2,53 @@
 //! (engines loaded, ingest opened, scheduler seeded) before any packet flows, so that a
 //! model that fails to load stops `netml run` at start with its function and file named.
 
+use super::instances::{self, Place};
 use super::lane::{Accepts, Instance, Lane};
 use super::Admitted;
 use crate::config::{Config, FunctionConfig};
 use crate::ingest;
 use netml_gpu::{Normalize, Target, MAX_CHANNELS};
-use netml_infer::{Backend, Engine, Precision};
-use netml_serve::exec::CpuInstance;
+use netml_infer::Precision;
 use netml_serve::{Function, FunctionSpec, LatencyModel, Policy, Profile, Server};
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// The scheduler and the lanes of a pipeline.
+/// The scheduler and the lanes of a pipeline. Every engine of every function is built
+/// before the first ingest opens: on a GPU the `netml` ingest starts its resident kernel,
+/// after which building an engine could wait for the whole device.
 pub(crate) fn open(cfg: &Config, target: Target) -> Result<(Server<Admitted>, Vec<Lane>), String> {
     if cfg.functions.is_empty() {
         return gather_only(cfg, target);
     }
+    let prepared: Vec<Prepared> = cfg
+        .functions
+        .iter()
+        .map(|f| prepare(f, target))
+        .collect::<Result<_, _>>()?;
     let mut functions = Vec::new();
     let mut lanes = Vec::new();
-    for f in &cfg.functions {
-        let (function, lane) = open_function(cfg, f, target)?;
-        functions.push(function);
-        lanes.push(lane);
+    for (p, f) in prepared.into_iter().zip(&cfg.functions) {
+        let ingest = ingest::open(&cfg.ingest, target, f.instances, p.max_batch * p.stride)
+            .map_err(|e| format!("function {:?}: {e}", f.name))?;
+        functions.push(p.function);
+        lanes.push(Lane {
+            ingest,
+            stride: p.stride,
+            accepts: p.accepts,
+            instances: p.instances,
+            stall_after: p.stall_after,
+        });
     }
     Ok((Server::new(functions)?, lanes))
+}
+
+/// A function with its engines, before its ingest opens.
+struct Prepared {
+    function: Function<Admitted>,
+    instances: Vec<Instance>,
+    accepts: Accepts,
+    stride: usize,
+    max_batch: usize,
+    stall_after: Duration,
 }
 
 /// No function: every model is gathered in batches of what is queued and answered with its
@@ -60,24 +83,25 @@ fn gather_only(cfg: &Config, target: Target) -> Result<(Server<Admitted>, Vec<La
     Ok((Server::catch_all(function), vec![lane]))
 }
 
-fn open_function(
-    cfg: &Config,
-    f: &FunctionConfig,
-    target: Target,
-) -> Result<(Function<Admitted>, Lane), String> {
+fn prepare(f: &FunctionConfig, target: Target) -> Result<Prepared, String> {
     let name = &f.name;
     let file = f.model_file.display();
     let precision: Precision = f
         .precision
         .parse()
         .map_err(|e| format!("function {name:?}: {e}"))?;
-    let backend = match (f.target.as_str(), target) {
-        ("cpu", _) | ("auto", _) => Backend::Cpu,
-        (t, _) => {
-            return Err(format!(
-                "function {name:?}: target {t:?}: GPU instances are not wired into `netml run` yet (use target = \"cpu\")"
-            ))
-        }
+    let place = match (f.target.as_str(), target) {
+        ("cpu", _) | ("auto", Target::Host) => Place::Cpu,
+        ("auto", Target::Gpu(ordinal)) => Place::Gpu(gpu_context(ordinal)?),
+        (t, _) => match t.strip_prefix("gpu:").and_then(|n| n.parse::<usize>().ok()) {
+            Some(n) if target == Target::Gpu(n) => Place::Gpu(gpu_context(n)?),
+            Some(n) => {
+                return Err(format!(
+                    "function {name:?}: target gpu:{n} but the ingest runs on {target} (instances read the ingest's slots in place)"
+                ))
+            }
+            None => return Err(format!("function {name:?}: target {t:?} (expected auto, cpu or gpu:N)")),
+        },
     };
     let sizes = {
         let mut s = f.engine_batches();
@@ -92,21 +116,10 @@ fn open_function(
     let mut seeds = Vec::with_capacity(f.instances);
     let mut shape: Vec<usize> = Vec::new();
     for k in 0..f.instances {
-        let mut engines: BTreeMap<usize, Box<dyn Engine>> = BTreeMap::new();
-        let mut measured = Vec::new();
-        for &b in &sizes {
-            let mut e = netml_infer::open(&f.model_file, backend, b, precision)
-                .map_err(|e| format!("function {name:?}: loading {file} for batch {b}: {e}"))?;
-            shape = e.input_shape().to_vec();
-            measured.push((
-                b,
-                warm_up(e.as_mut(), b).map_err(|e| format!("function {name:?}: {file}: {e}"))?,
-            ));
-            engines.insert(b, e);
-        }
+        let (executor, measured, s) = instances::build(f, k, &sizes, precision, &place)?;
+        instances.push(Instance::new(Some(executor)));
         seeds.push(measured);
-        let worker = CpuInstance::spawn(&format!("netml-if-{}-{k}", f.model), engines, f.top_k)?;
-        instances.push(Instance::new(Some(worker)));
+        shape = s;
     }
     let [c, h, w] = shape[..] else {
         return Err(format!(
@@ -140,8 +153,6 @@ fn open_function(
     };
     let stride = c * h * w * 4;
     let max_batch = *sizes.last().expect("at least one batch size");
-    let ingest = ingest::open(&cfg.ingest, target, f.instances, max_batch * stride)
-        .map_err(|e| format!("function {name:?}: {e}"))?;
     let policy = f.policy()?;
     let spec = FunctionSpec {
         name: name.clone(),
@@ -166,25 +177,18 @@ fn open_function(
         .collect();
     let function = Function::new(spec, models);
     let slo = Duration::from_nanos((f.slo_ms * 1e6) as u64);
-    let lane = Lane {
-        ingest,
-        stride,
-        accepts,
+    Ok(Prepared {
+        function,
         instances,
+        accepts,
+        stride,
+        max_batch,
         stall_after: (slo * 20).max(Duration::from_secs(2)),
-    };
-    Ok((function, lane))
+    })
 }
 
-/// Runs a zero batch twice (the first run pays for lazy allocation and cold caches) and
-/// returns the second run's time in ns: the scheduler's first estimate, so that no image is
-/// admitted blind and no cold start teaches it a latency it will never see again.
-fn warm_up(e: &mut dyn Engine, batch: usize) -> Result<f64, String> {
-    let zeros = vec![0f32; batch * e.input_shape().iter().product::<usize>()];
-    e.run(&zeros, batch).map_err(|e| e.to_string())?;
-    let t = std::time::Instant::now();
-    e.run(&zeros, batch).map_err(|e| e.to_string())?;
-    Ok(t.elapsed().as_nanos() as f64)
+fn gpu_context(ordinal: usize) -> Result<std::sync::Arc<cudarc::driver::CudaContext>, String> {
+    netml_gpu::cuda::context(ordinal).map_err(|e| format!("GPU {ordinal}: {e:?}"))
 }
 
 /// The scheduler's starting latency model: the profile's rows for this model, or blank.

@@ -1,30 +1,11 @@
-//! Instances that run batches in the live pipeline: a CPU worker thread per instance, each
-//! with one engine plan per batch size, reading its input in place from the function's
-//! ingest slot. The serving loop starts a batch and polls for its end; nothing blocks it.
+//! A CPU instance: a worker thread with one engine plan per batch size, reading its input in
+//! place from the function's (host) ingest slot.
 
+use super::{Answers, Input};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use netml_infer::Engine;
 use std::collections::BTreeMap;
 use std::thread::JoinHandle;
-
-/// Top-k `(class, score)` of each image of a batch, best first.
-pub type Answers = Vec<Vec<(u32, f32)>>;
-
-/// A batch's input: `images × per_image` f32 values, contiguous.
-#[derive(Debug, Clone, Copy)]
-pub struct Input {
-    /// First value (host memory for a CPU instance).
-    pub ptr: *const f32,
-    /// Images in the batch.
-    pub images: usize,
-    /// Engine batch to run them as.
-    pub engine_batch: usize,
-}
-
-// SAFETY: an Input only travels from the serving loop to its instance's worker, and the
-// caller of `CpuInstance::start` keeps the memory alive and unwritten until the batch is
-// polled complete (or the instance is abandoned together with its slot).
-unsafe impl Send for Input {}
 
 /// A CPU instance: a worker thread owning one engine per batch size.
 pub struct CpuInstance {
@@ -121,16 +102,10 @@ fn run(
     let per: usize = engine.input_shape().iter().product();
     // SAFETY: `CpuInstance::start`'s contract: `images * per` values stay valid until this
     // result has been received.
-    let values = unsafe { std::slice::from_raw_parts(input.ptr, input.images * per) };
+    let values = unsafe { std::slice::from_raw_parts(input.ptr as *const f32, input.images * per) };
     let out = engine
         .run(values, input.images)
         .map_err(|e| e.to_string())?;
-    Ok((0..input.images)
-        .map(|i| {
-            out.top_k(i, k)
-                .into_iter()
-                .map(|(c, s)| (c as u32, s))
-                .collect()
-        })
-        .collect())
+    let classes: usize = engine.output_shape().iter().product();
+    Ok(super::top_k_rows(&out.data, input.images, classes, k))
 }

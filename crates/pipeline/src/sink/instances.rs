@@ -1,0 +1,116 @@
+//! Building a function's instances: engines loaded (one plan per batch size) and warmed up,
+//! on the CPU (a worker thread each) or on the GPU (a stream each, in the pipeline's context).
+
+use crate::config::FunctionConfig;
+use cudarc::driver::CudaContext;
+use netml_infer::{Backend, Engine, Precision};
+use netml_serve::exec::{Answers, CpuInstance, GpuInstance, Input};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Where a function's instances run.
+pub(super) enum Place {
+    Cpu,
+    Gpu(Arc<CudaContext>),
+}
+
+/// A running instance's engine side.
+pub(crate) enum Executor {
+    Cpu(CpuInstance),
+    Gpu(GpuInstance),
+}
+
+impl Executor {
+    /// Whether its input must be device memory.
+    pub(crate) fn on_gpu(&self) -> bool {
+        matches!(self, Executor::Gpu(_))
+    }
+
+    /// f32 values per image.
+    pub(crate) fn per_image(&self) -> usize {
+        match self {
+            Executor::Cpu(c) => c.per_image(),
+            Executor::Gpu(g) => g.per_image(),
+        }
+    }
+
+    /// Starts a batch.
+    ///
+    /// # Safety
+    /// As [`CpuInstance::start`] (host memory) or [`GpuInstance::start`] (device memory).
+    pub(crate) unsafe fn start(&mut self, input: Input) -> Result<(), String> {
+        match self {
+            // SAFETY: the caller's contract.
+            Executor::Cpu(c) => unsafe { c.start(input) },
+            // SAFETY: the caller's contract.
+            Executor::Gpu(g) => unsafe { g.start(input) },
+        }
+    }
+
+    /// The running batch's result, once there.
+    pub(crate) fn poll(&mut self) -> Option<Result<Answers, String>> {
+        match self {
+            Executor::Cpu(c) => c.poll(),
+            Executor::Gpu(g) => g.poll(),
+        }
+    }
+}
+
+/// A built instance: its executor, the warm-up time of each plan `(batch, ns)` and the
+/// per-image input shape.
+pub(super) type Built = (Executor, Vec<(usize, f64)>, Vec<usize>);
+
+/// One instance of `f` with plans for `sizes`: its executor, the warm-up time of each plan
+/// (ns, the scheduler's first estimate) and the per-image input shape.
+pub(super) fn build(
+    f: &FunctionConfig,
+    k: usize,
+    sizes: &[usize],
+    precision: Precision,
+    place: &Place,
+) -> Result<Built, String> {
+    let (name, file) = (&f.name, f.model_file.display());
+    let mut engines: BTreeMap<usize, Box<dyn Engine>> = BTreeMap::new();
+    let mut measured = Vec::new();
+    let mut shape = Vec::new();
+    for &b in sizes {
+        let mut e: Box<dyn Engine> = match place {
+            Place::Cpu => netml_infer::open(&f.model_file, Backend::Cpu, b, precision),
+            Place::Gpu(ctx) => netml_infer::Plan::load(&f.model_file, b, precision)
+                .and_then(|p| netml_infer::gpu::GpuEngine::with_context(ctx, p))
+                .map(|e| Box::new(e) as Box<dyn Engine>),
+        }
+        .map_err(|e| format!("function {name:?}: loading {file} for batch {b}: {e}"))?;
+        shape = e.input_shape().to_vec();
+        let t = warm_up(e.as_mut(), b).map_err(|e| format!("function {name:?}: {file}: {e}"))?;
+        measured.push((b, t));
+        engines.insert(b, e);
+    }
+    let executor = match place {
+        Place::Cpu => Executor::Cpu(CpuInstance::spawn(
+            &format!("netml-if-{}-{k}", f.model),
+            engines,
+            f.top_k,
+        )?),
+        Place::Gpu(ctx) => {
+            // The warm-up engines go; the instance loads its own, graph-captured on its stream.
+            drop(engines);
+            Executor::Gpu(
+                GpuInstance::load(ctx, &f.model_file, sizes, precision, f.top_k)
+                    .map_err(|e| format!("function {name:?}: {file} on the GPU: {e}"))?,
+            )
+        }
+    };
+    Ok((executor, measured, shape))
+}
+
+/// Runs a zero batch twice (the first run pays for lazy allocation and cold caches) and
+/// returns the second run's time in ns: the scheduler's first estimate, so that no image is
+/// admitted blind and no cold start teaches it a latency it will never see again.
+fn warm_up(e: &mut dyn Engine, batch: usize) -> Result<f64, String> {
+    let zeros = vec![0f32; batch * e.input_shape().iter().product::<usize>()];
+    e.run(&zeros, batch).map_err(|e| e.to_string())?;
+    let t = std::time::Instant::now();
+    e.run(&zeros, batch).map_err(|e| e.to_string())?;
+    Ok(t.elapsed().as_nanos() as f64)
+}

@@ -1,0 +1,148 @@
+//! A GPU instance: one engine (plan + CUDA graph) per batch size in the pipeline's context,
+//! run on the instance's own stream straight from the ingest's device slot; the scores come
+//! back by one async copy into mapped pinned memory, and completion is an event polled by
+//! the serving loop.
+//!
+//! Build every instance before a resident gather kernel starts in the context and drop it
+//! after the kernel stopped (docs/gpu-ingest.md): stream and handle creation and teardown may
+//! wait for the whole device.
+
+use super::{top_k_rows, Answers, Input};
+use cudarc::driver::{result, CudaContext, CudaEvent, CudaStream};
+use netml_gpu::cuda::memory::MappedPinned;
+use netml_infer::gpu::GpuEngine;
+use netml_infer::{Engine, Plan, Precision};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// The batch on the stream.
+struct Running {
+    images: usize,
+}
+
+/// A GPU instance of one function.
+pub struct GpuInstance {
+    engines: BTreeMap<usize, GpuEngine>,
+    /// Scores of the running batch, `max_batch x classes` f32, written by the async copy.
+    scores: MappedPinned,
+    classes: usize,
+    per_image: usize,
+    top_k: usize,
+    running: Option<Running>,
+    done: CudaEvent,
+    stream: Arc<CudaStream>,
+    ctx: Arc<CudaContext>,
+}
+
+impl GpuInstance {
+    /// Loads `model` once per batch size in `sizes` into `ctx` (each plan captured as a CUDA
+    /// graph), with a stream, an event and the pinned score buffer of its own.
+    pub fn load(
+        ctx: &Arc<CudaContext>,
+        model: &Path,
+        sizes: &[usize],
+        precision: Precision,
+        top_k: usize,
+    ) -> Result<GpuInstance, String> {
+        netml_gpu::cuda::untracked(ctx);
+        let mut engines = BTreeMap::new();
+        for &b in sizes {
+            let plan = Plan::load(model, b, precision).map_err(|e| format!("batch {b}: {e}"))?;
+            let e = GpuEngine::with_context(ctx, plan).map_err(|e| format!("batch {b}: {e}"))?;
+            engines.insert(b, e);
+        }
+        let (per_image, classes, max_batch) = {
+            let (&b, e) = engines.iter().next_back().ok_or("no batch size")?;
+            (
+                e.input_shape().iter().product::<usize>(),
+                e.output_shape().iter().product::<usize>(),
+                b,
+            )
+        };
+        let stream = ctx
+            .new_stream()
+            .map_err(|e| format!("cuStreamCreate: {e:?}"))?;
+        let done = ctx
+            .new_event(None)
+            .map_err(|e| format!("cuEventCreate: {e:?}"))?;
+        let scores = MappedPinned::new(ctx, max_batch * classes * 4)
+            .map_err(|e| format!("pinned score buffer: {e:?}"))?;
+        Ok(GpuInstance {
+            engines,
+            scores,
+            classes,
+            per_image,
+            top_k,
+            running: None,
+            done,
+            stream,
+            ctx: ctx.clone(),
+        })
+    }
+
+    /// f32 values per image the engines take.
+    pub fn per_image(&self) -> usize {
+        self.per_image
+    }
+
+    /// Enqueues a batch: the engine of `input.engine_batch` on the instance's stream, the
+    /// scores' copy back, the completion event.
+    ///
+    /// # Safety
+    /// `input.ptr` must be device memory of the instance's context holding `input.images *
+    /// per_image()` f32 values, written before this call (the gather completed) and left
+    /// alone until [`poll`](Self::poll) returned this batch's result.
+    pub unsafe fn start(&mut self, input: Input) -> Result<(), String> {
+        if self.running.is_some() {
+            return Err("instance busy".into());
+        }
+        let engine = self
+            .engines
+            .get_mut(&input.engine_batch)
+            .ok_or_else(|| format!("no engine plan for batch {}", input.engine_batch))?;
+        let raw = self.stream.cu_stream();
+        // SAFETY: the caller's contract covers the input; the stream is this context's.
+        unsafe { engine.enqueue(raw, input.ptr, input.images) }.map_err(|e| e.to_string())?;
+        let n = input.images * self.classes;
+        // SAFETY: the pinned buffer holds max_batch x classes f32 and nothing reads it until
+        // the event below has completed; the source is the engine's output on this stream.
+        let dst = unsafe { std::slice::from_raw_parts_mut(self.scores.host_ptr() as *mut f32, n) };
+        unsafe { result::memcpy_dtoh_async(dst, engine.output_device_ptr(), raw) }
+            .map_err(|e| format!("cuMemcpyDtoHAsync: {e:?}"))?;
+        self.done
+            .record(&self.stream)
+            .map_err(|e| format!("cuEventRecord: {e:?}"))?;
+        self.running = Some(Running {
+            images: input.images,
+        });
+        Ok(())
+    }
+
+    /// The running batch's result, once its event completed.
+    pub fn poll(&mut self) -> Option<Result<Answers, String>> {
+        let images = self.running.as_ref()?.images;
+        if let Err(e) = self.ctx.bind_to_thread() {
+            return Some(Err(format!("cuCtxSetCurrent: {e:?}")));
+        }
+        match self.done.try_is_complete() {
+            Ok(false) => None,
+            Ok(true) => {
+                self.running = None;
+                // SAFETY: the copy into the buffer completed (its event did) and nothing
+                // writes it until the next `start`.
+                let scores = unsafe {
+                    std::slice::from_raw_parts(
+                        self.scores.host_ptr() as *const f32,
+                        images * self.classes,
+                    )
+                };
+                Some(Ok(top_k_rows(scores, images, self.classes, self.top_k)))
+            }
+            Err(e) => {
+                self.running = None;
+                Some(Err(format!("batch on the GPU failed: {e:?}")))
+            }
+        }
+    }
+}
