@@ -1,7 +1,8 @@
 //! `netml bench`: measurements on in-memory sources, each printing its limit beside the
 //! figure: `rx` (below), `ingest` ([`ingest`]: the pipeline thread's CPU per image in each
 //! ingest mode), `pipeline` ([`pipeline`]: answered vs offered images/s through the whole
-//! pipeline) and `infer` ([`infer`]: ms per batch and p50/p99 per model).
+//! pipeline), `serve` ([`serve`]: goodput of live inference functions per batching policy)
+//! and `infer` ([`infer`]: ms per batch and p50/p99 per model).
 //!
 //! `netml bench rx` measures what one rx core costs per packet: `rx_burst` from a net_ring
 //! port, frame classification (`netml_verify::receive`) and the completeness verifier
@@ -41,6 +42,7 @@ pub(crate) mod output;
 mod pipeline;
 mod report;
 mod rx;
+mod serve;
 mod traffic;
 
 use clap::{Args as ClapArgs, Subcommand};
@@ -68,6 +70,9 @@ enum What {
     /// Images/s answered vs offered through the whole pipeline (rx worker, verifier, sink,
     /// ingest, results) per ingest mode and offered rate, with each stage's CPU per image.
     Pipeline(pipeline::Args),
+    /// Goodput (answers inside the SLO per second) of live inference functions on the CPU
+    /// per batching policy and offered load, with the serving stage's CPU per batch.
+    Serve(serve::Args),
 }
 
 /// Options of `netml bench rx`.
@@ -118,5 +123,6 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
         What::Infer(a) => infer::run(a),
         What::Ingest(a) => ingest::run(a),
         What::Pipeline(a) => pipeline::run(a),
+        What::Serve(a) => serve::run(a),
     }
 }

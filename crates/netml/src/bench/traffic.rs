@@ -46,8 +46,18 @@ pub(super) struct Frames {
 
 impl Frames {
     /// One f32 image of `shape` (e.g. `1x3x224x224`) in `frag_size`-byte fragments, for each
-    /// of `flows` flows.
+    /// of `flows` flows, of model [`MODEL`].
     pub(super) fn build(shape: &str, frag_size: u16, flows: u16) -> Result<Frames, String> {
+        Frames::build_for(MODEL, shape, frag_size, flows)
+    }
+
+    /// Likewise for model id `model` (several inference functions, one per model).
+    pub(super) fn build_for(
+        model: u8,
+        shape: &str,
+        frag_size: u16,
+        flows: u16,
+    ) -> Result<Frames, String> {
         let shape = tensor::parse_shape(shape).map_err(|e| e.to_string())?;
         let t = tensor::synthetic(&shape, Dtype::F32, 1, 1)
             .map_err(|e| e.to_string())?
@@ -67,7 +77,7 @@ impl Frames {
                 (0..count)
                     .map(|index| {
                         let id = FragmentId {
-                            model: MODEL,
+                            model,
                             image: 0,
                             index,
                             count,

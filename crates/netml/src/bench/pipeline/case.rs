@@ -3,19 +3,15 @@
 //! checked for leaked mbufs.
 
 use super::super::traffic::Frames;
-use super::drain::{Answer, Drain, DrainStats};
-use super::feed::{FeedStats, Feeder};
-use netml_dpdk::{ring_port, Mbuf, Ring};
+use super::drain::Answer;
+use super::feed::Stream;
+use super::rig::{percentile, since_epoch, threads_run_ns, Done, Rig};
 use netml_gpu::IngestMode;
 use netml_pipeline::config::{Config, IngestTarget};
 use netml_pipeline::stats::Snapshot;
-use netml_pipeline::Pipeline;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-/// Capacity of the rx ring (a NIC's rx descriptor ring) and of the result ring.
-const RING: u32 = 4096;
+use std::time::Instant;
 
 /// What a case runs.
 pub(super) struct Setup<'a> {
@@ -103,92 +99,34 @@ fn config(s: &Setup) -> Result<Config, String> {
 
 /// Runs one case.
 pub(super) fn run(s: &Setup) -> Result<Figures, String> {
-    let rx = Ring::new(&format!("bp{}_rx", s.n), RING).map_err(|e| format!("rx ring: {e}"))?;
-    let tx = Ring::new(&format!("bp{}_tx", s.n), RING).map_err(|e| format!("tx ring: {e}"))?;
-    let port = ring_port(&format!("bp{}", s.n), &[&rx], &[&tx]).map_err(|e| e.to_string())?;
-    let mut p = Pipeline::start(&config(s)?, port, None)?;
-    let pool = p.mempool().clone();
-    let stop_feed = Arc::new(AtomicBool::new(false));
-    let stop_drain = Arc::new(AtomicBool::new(false));
-    let (feed, drained) = (
-        Arc::new(FeedStats::default()),
-        Arc::new(DrainStats::default()),
-    );
-    let feeder = Feeder {
+    let streams = vec![Stream {
         frames: s.frames.clone(),
-        pool: pool.clone(),
-        ring: rx.clone(),
         rate: s.rate,
-        epoch: s.epoch,
-        stop: stop_feed.clone(),
-        stats: feed.clone(),
-    };
-    let drain = Drain {
-        ring: tx.clone(),
-        crc32: s.check_crc.then_some(s.frames.crc32),
-        epoch: s.epoch,
-        stop: stop_drain.clone(),
-        stats: drained.clone(),
-    };
-    let feed_thread = std::thread::Builder::new()
-        .name("netml-bench-feed".into())
-        .spawn(move || feeder.run())
-        .map_err(|e| format!("spawning the sender: {e}"))?;
-    let drain_thread = std::thread::Builder::new()
-        .name("netml-bench-drain".into())
-        .spawn(move || drain.run())
-        .map_err(|e| format!("spawning the result reader: {e}"))?;
-
-    let sample = || Sample {
+    }];
+    let crc = s.check_crc.then_some(s.frames.crc32);
+    let rig = Rig::start(&format!("bp{}", s.n), &config(s)?, streams, crc, s.epoch)?;
+    let sample = |r: &Rig| Sample {
         at: Instant::now(),
-        sent: feed.images.load(Ordering::Relaxed),
-        answered: drained.answered.load(Ordering::Relaxed),
-        snap: p.snapshot(),
-        standin_ns: standin_run_ns(),
-        feeder_ns: feed.cpu_ns.load(Ordering::Relaxed),
+        sent: r.feed.images.load(Ordering::Relaxed),
+        answered: r.drained.answered.load(Ordering::Relaxed),
+        snap: r.p.snapshot(),
+        standin_ns: threads_run_ns(STANDIN),
+        feeder_ns: r.feed.cpu_ns.load(Ordering::Relaxed),
     };
-    let started = Instant::now();
-    let mut last = sample();
-    let mut begin = None;
-    let until = s.warmup + s.seconds;
-    while started.elapsed().as_secs_f64() < until && !s.interrupted.load(Ordering::Relaxed) {
-        let t = started.elapsed().as_secs_f64();
-        let next = if t < s.warmup { s.warmup } else { until }.min(t + 1.0);
-        std::thread::sleep(Duration::from_secs_f64((next - t).max(0.0)));
-        let now = sample();
-        progress(
-            s,
-            started.elapsed().as_secs_f64(),
-            &last,
-            &now,
-            pool.in_use(),
-        );
-        if begin.is_none() && started.elapsed().as_secs_f64() >= s.warmup {
-            begin = Some(now.clone());
-        }
-        last = now;
-    }
-    let end = sample();
-    let begin = begin.unwrap_or_else(|| end.clone());
-
-    // Stop the sender, let the pipeline take what is on the ring and answer it, stop it,
-    // then read the last results.
-    stop_feed.store(true, Ordering::Relaxed);
-    let _ = feed_thread.join();
-    let quiet = Instant::now();
-    while rx.count() > 0 && quiet.elapsed() < Duration::from_secs(2) {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    std::thread::sleep(Duration::from_millis(50));
-    let report = p.stop();
-    stop_drain.store(true, Ordering::Relaxed);
-    let answers = drain_thread.join().map_err(|_| "result reader panicked")?;
-    let mut left = Vec::new();
-    while rx.dequeue_burst(&mut left, 256) > 0 {
-        Mbuf::free_bulk(&mut left);
-    }
-    let leaked = i64::from(pool.in_use()) - i64::from(p.mempool_in_use_at_start());
-    drop(p);
+    let (begin, end) = rig.measure(
+        s.warmup,
+        s.seconds,
+        1.0,
+        s.interrupted,
+        sample,
+        |t, a, b| progress(s, t, a, b, rig.pool.in_use()),
+    );
+    let (feed, drained) = (rig.feed.clone(), rig.drained.clone());
+    let Done {
+        report,
+        answers,
+        leaked,
+    } = rig.finish()?;
 
     let wall_s = end.at.duration_since(begin.at).as_secs_f64().max(1e-9);
     let answered = end.answered.saturating_sub(begin.answered) as f64;
@@ -211,10 +149,10 @@ pub(super) fn run(s: &Setup) -> Result<Figures, String> {
         .gather_ns
         .saturating_sub(begin.snap.sink.gather_ns);
     let share = |ns: u64| ns as f64 / 1e9 / wall_s;
-    let (lo, hi) = (since_epoch(s, begin.at), since_epoch(s, end.at));
+    let (lo, hi) = (since_epoch(s.epoch, begin.at), since_epoch(s.epoch, end.at));
     let window: Vec<&Answer> = answers
         .iter()
-        .filter(|a| a.read_ns >= lo && a.read_ns < hi)
+        .filter(|a| a.good && a.read_ns >= lo && a.read_ns < hi)
         .collect();
     let sorted = |f: fn(&Answer) -> u64| {
         let mut v: Vec<u64> = window.iter().map(|a| f(a)).collect();
@@ -253,19 +191,6 @@ pub(super) fn run(s: &Setup) -> Result<Figures, String> {
     })
 }
 
-fn since_epoch(s: &Setup, at: Instant) -> u64 {
-    at.saturating_duration_since(s.epoch).as_nanos() as u64
-}
-
-/// Nearest-rank percentile of sorted values (0 when there are none).
-fn percentile(sorted: &[u64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i] as f64
-}
-
 /// The once-a-second progress line.
 fn progress(s: &Setup, t: f64, a: &Sample, b: &Sample, in_use: u32) {
     let dt = b.at.duration_since(a.at).as_secs_f64().max(1e-9);
@@ -286,24 +211,6 @@ fn progress(s: &Setup, t: f64, a: &Sample, b: &Sample, in_use: u32) {
     );
 }
 
-/// CPU time (ns on a CPU, `/proc/.../schedstat`) of this process's threads that stand in
-/// for the GPU on the host: gather blocks (`netml-gather-*`), the copy engine
-/// (`netml-copy-engine-*`) and the launch workers (`netml-launch-*`).
-fn standin_run_ns() -> u64 {
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
-    };
-    dir.flatten()
-        .filter(|e| {
-            std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| {
-                ["netml-gather", "netml-copy-eng", "netml-launch"]
-                    .iter()
-                    .any(|p| c.starts_with(p))
-            })
-        })
-        .filter_map(|e| {
-            let text = std::fs::read_to_string(e.path().join("schedstat")).ok()?;
-            text.split_whitespace().next()?.parse::<u64>().ok()
-        })
-        .sum()
-}
+/// Names of the host threads that stand in for the GPU: gather blocks, the copy engine
+/// and the launch workers.
+const STANDIN: &[&str] = &["netml-gather", "netml-copy-eng", "netml-launch"];

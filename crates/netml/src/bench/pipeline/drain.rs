@@ -1,6 +1,7 @@
-//! The result reader of `bench pipeline`: takes the result frames off the port's tx ring
-//! (where a NIC would send them), checks each (status Ok, CRC-32 of what was gathered equal
-//! to the sender's) and records when it was read and how long after its sender timestamp.
+//! The result reader of `bench pipeline` and `bench serve`: takes the result frames off the
+//! port's tx ring (where a NIC would send them), checks each (status Ok, CRC-32 of what was
+//! gathered equal to the sender's) and records its model and status, when it was read and
+//! how long after its sender timestamp.
 
 use super::feed::since;
 use netml_dpdk::{Mbuf, Ring};
@@ -12,21 +13,26 @@ use std::time::{Duration, Instant};
 
 /// Live counts, for the progress line and the measured window.
 #[derive(Default)]
-pub(super) struct DrainStats {
+pub(in crate::bench) struct DrainStats {
     /// Results with status Ok and the right CRC-32.
-    pub(super) answered: AtomicU64,
-    /// Anything else read off the ring (wrong status or CRC, or not a result frame).
-    pub(super) bad: AtomicU64,
+    pub(in crate::bench) answered: AtomicU64,
+    /// Anything else read off the ring (another status, a wrong CRC, or not a result frame).
+    pub(in crate::bench) bad: AtomicU64,
+    /// Of those, frames that are not result messages at all.
+    pub(in crate::bench) unparsed: AtomicU64,
 }
 
-/// One good result: when it was read, its latency from the sender timestamp (both ns since
-/// the epoch), and the part of it inside the pipeline (its stage timestamps: first fragment
-/// received -> result sent).
+/// One result: when it was read, its latency from the sender timestamp (both ns since the
+/// epoch), the part of it inside the pipeline (its stage timestamps: first fragment
+/// received -> result sent), its model and status, and whether it was good (Ok, right CRC).
 #[derive(Clone, Copy)]
-pub(super) struct Answer {
-    pub(super) read_ns: u64,
-    pub(super) latency_ns: u64,
-    pub(super) inside_ns: u64,
+pub(in crate::bench) struct Answer {
+    pub(in crate::bench) read_ns: u64,
+    pub(in crate::bench) latency_ns: u64,
+    pub(in crate::bench) inside_ns: u64,
+    pub(in crate::bench) model: u8,
+    pub(in crate::bench) status: Status,
+    pub(in crate::bench) good: bool,
 }
 
 /// The reader thread's state.
@@ -41,7 +47,7 @@ pub(super) struct Drain {
 }
 
 impl Drain {
-    /// Reads until `stop` and the ring is empty; returns every good result.
+    /// Reads until `stop` and the ring is empty; returns every result message.
     pub(super) fn run(self) -> Vec<Answer> {
         netml_pipeline::unpin_thread();
         let _ = netml_dpdk::register_thread();
@@ -52,19 +58,17 @@ impl Drain {
             let n = self.ring.dequeue_burst(&mut burst, 64);
             let now = since(self.epoch);
             for m in burst.drain(..) {
-                match self.check(&m) {
-                    Some((ts, inside_ns)) => {
-                        self.stats.answered.fetch_add(1, Ordering::Relaxed);
-                        out.push(Answer {
-                            read_ns: now,
-                            latency_ns: now.saturating_sub(ts),
-                            inside_ns,
-                        });
-                    }
+                let a = self.check(&m, now);
+                let counter = match a {
+                    Some(a) if a.good => &self.stats.answered,
+                    Some(_) => &self.stats.bad,
                     None => {
-                        self.stats.bad.fetch_add(1, Ordering::Relaxed);
+                        self.stats.unparsed.fetch_add(1, Ordering::Relaxed);
+                        &self.stats.bad
                     }
-                }
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                out.extend(a);
             }
             if n == 0 {
                 if stopping {
@@ -77,14 +81,19 @@ impl Drain {
         out
     }
 
-    /// The sender timestamp of a good result and its time in the pipeline; none for
-    /// anything else.
-    fn check(&self, m: &Mbuf) -> Option<(u64, u64)> {
+    /// The result in `m`, read at `now`; none when `m` is not a result message.
+    fn check(&self, m: &Mbuf, now: u64) -> Option<Answer> {
         let d = frame::parse_udp(m.data()).ok().flatten()?;
         let r = Repr::parse(&Packet::new_unchecked(&m.data()[d.payload])).ok()?;
-        let inside =
+        let inside_ns =
             r.stages[Stage::Sent as usize].saturating_sub(r.stages[Stage::RxFirst as usize]);
-        (r.status == Status::Ok && self.crc32.is_none_or(|c| r.crc32 == c))
-            .then_some((r.sender_timestamp, inside))
+        Some(Answer {
+            read_ns: now,
+            latency_ns: now.saturating_sub(r.sender_timestamp),
+            inside_ns,
+            model: r.model,
+            status: r.status,
+            good: r.status == Status::Ok && self.crc32.is_none_or(|c| r.crc32 == c),
+        })
     }
 }

@@ -1,7 +1,8 @@
-//! The sender of `bench pipeline`: whole images at an offered rate, every fragment copied
-//! from the pre-built frames into a fresh mbuf of the pipeline's own pool (the sink frees the
-//! mbufs of every image it has gathered, so nothing can be recycled without going around
-//! it), stamped with a new image id and, in fragment 0, the send time.
+//! The sender of `bench pipeline` and `bench serve`: whole images at an offered rate per
+//! stream (one stream per model), every fragment copied from the pre-built frames into a
+//! fresh mbuf of the pipeline's own pool (the sink frees the mbufs of every image it has
+//! gathered, so nothing can be recycled without going around it), stamped with a new image
+//! id and, in fragment 0, the send time.
 //!
 //! The sender is lossless: when the rx ring is full or the pool is empty (the pipeline holds
 //! every mbuf) it waits, and counts the wait. So an offered rate the pipeline cannot take
@@ -17,18 +18,37 @@ use std::time::{Duration, Instant};
 
 /// What the sender publishes (after every image).
 #[derive(Default)]
-pub(super) struct FeedStats {
+pub(in crate::bench) struct FeedStats {
     /// Images wholly enqueued on the rx ring.
-    pub(super) images: AtomicU64,
+    pub(in crate::bench) images: AtomicU64,
+    /// The same per stream, in the order of [`Feeder::streams`].
+    pub(in crate::bench) by_stream: Vec<AtomicU64>,
     /// Allocations that found the pool empty, and enqueues that found the ring full.
-    pub(super) pool_waits: AtomicU64,
-    pub(super) ring_waits: AtomicU64,
+    pub(in crate::bench) pool_waits: AtomicU64,
+    pub(in crate::bench) ring_waits: AtomicU64,
     /// The sender thread's CPU time.
-    pub(super) cpu_ns: AtomicU64,
+    pub(in crate::bench) cpu_ns: AtomicU64,
+}
+
+impl FeedStats {
+    /// Zeroed counters for `streams` streams.
+    pub(in crate::bench) fn new(streams: usize) -> FeedStats {
+        FeedStats {
+            by_stream: (0..streams).map(|_| AtomicU64::new(0)).collect(),
+            ..FeedStats::default()
+        }
+    }
+}
+
+/// Images of one model at one rate.
+pub(in crate::bench) struct Stream {
+    pub(in crate::bench) frames: Arc<Frames>,
+    /// Images per second offered; 0: as fast as the sender can.
+    pub(in crate::bench) rate: f64,
 }
 
 /// Nanoseconds since `epoch`: the clock of the sender timestamps and of the result reader.
-pub(super) fn since(epoch: Instant) -> u64 {
+pub(in crate::bench) fn since(epoch: Instant) -> u64 {
     epoch.elapsed().as_nanos() as u64
 }
 
@@ -60,11 +80,10 @@ pub(super) fn build_image(
 
 /// The sender thread's state.
 pub(super) struct Feeder {
-    pub(super) frames: Arc<Frames>,
+    /// What is sent, interleaved by due time.
+    pub(super) streams: Vec<Stream>,
     pub(super) pool: Mempool,
     pub(super) ring: Ring,
-    /// Images per second offered; 0: as fast as it can.
-    pub(super) rate: f64,
     pub(super) epoch: Instant,
     pub(super) stop: Arc<AtomicBool>,
     pub(super) stats: Arc<FeedStats>,
@@ -74,28 +93,40 @@ pub(super) struct Feeder {
 const BURST: usize = 32;
 
 impl Feeder {
-    /// Sends images until `stop`, image `k` due `k / rate` seconds after the start (images
-    /// that fall behind go at once: no catching up by bursts beyond what is due).
+    /// Sends images until `stop`, image `k` of a stream due `k / rate` seconds after the
+    /// start (images that fall behind go at once: no catching up by bursts beyond what is
+    /// due); of several streams the one due first goes next.
     pub(super) fn run(self) {
         netml_pipeline::unpin_thread();
         let _ = netml_dpdk::register_thread();
-        let flows = self.frames.templates.len();
-        let frags = self.frames.frags;
-        let mut image: Vec<Mbuf> = Vec::with_capacity(frags);
+        let mut image: Vec<Mbuf> = Vec::with_capacity(64);
         let mut burst: Vec<Mbuf> = Vec::with_capacity(BURST);
         let start = Instant::now();
-        let mut k = 0u64;
+        let mut sent = vec![0u64; self.streams.len()];
+        let mut total = 0u64;
+        let due = |s: &Stream, k: u64| {
+            if s.rate > 0.0 {
+                Duration::from_secs_f64(k as f64 / s.rate)
+            } else {
+                Duration::ZERO
+            }
+        };
         while !self.stop.load(Ordering::Relaxed) {
-            if self.rate > 0.0
-                && !self.wait_until(start + Duration::from_secs_f64(k as f64 / self.rate))
-            {
+            let Some((i, at)) = (self.streams.iter().zip(&sent).enumerate())
+                .map(|(i, (s, &k))| (i, due(s, k)))
+                .min_by_key(|&(i, at)| (at, sent[i]))
+            else {
+                return;
+            };
+            if !self.wait_until(start + at) {
                 break;
             }
-            let flow = (k % flows as u64) as usize;
-            let id = (k / flows as u64) as u32;
+            let (frames, k) = (&self.streams[i].frames, sent[i]);
+            let flows = frames.templates.len() as u64;
+            let (flow, id) = ((k % flows) as usize, (k / flows) as u32);
             let ts = since(self.epoch);
             // The whole image in mbufs first, so that the timestamp is when it starts to go.
-            while build_image(&self.frames, &self.pool, flow, id, ts, &mut image).is_none() {
+            while build_image(frames, &self.pool, flow, id, ts, &mut image).is_none() {
                 self.stats.pool_waits.fetch_add(1, Ordering::Relaxed);
                 if self.stop.load(Ordering::Relaxed) {
                     return;
@@ -110,9 +141,13 @@ impl Feeder {
                     return;
                 }
             }
-            k += 1;
-            self.stats.images.store(k, Ordering::Relaxed);
-            if k.is_multiple_of(16) {
+            sent[i] += 1;
+            total += 1;
+            if let Some(c) = self.stats.by_stream.get(i) {
+                c.store(sent[i], Ordering::Relaxed);
+            }
+            self.stats.images.store(total, Ordering::Relaxed);
+            if total.is_multiple_of(16) {
                 self.stats.cpu_ns.store(thread_cpu_ns(), Ordering::Relaxed);
             }
         }

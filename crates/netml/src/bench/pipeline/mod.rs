@@ -11,13 +11,15 @@
 //! Every mode x offered rate is one case ([`case`]): a fresh `Pipeline::start` on its own
 //! net_ring port (one EAL for the run: DPDK cannot initialise it twice in a process), fed
 //! by a lossless, paced sender ([`feed`]), read by [`drain`], measured over a window after a
-//! warm-up, stopped, drained, and checked for mbufs that did not come back to the pool. The
+//! warm-up, stopped, drained, and checked for mbufs that did not come back to the pool (the
+//! harness, [`rig`], which `bench serve` runs its cases in too). The
 //! stages' CPU is what the pipeline's threads publish (`CLOCK_THREAD_CPUTIME_ID`).
 
 mod case;
-mod drain;
-mod feed;
+pub(super) mod drain;
+pub(super) mod feed;
 mod report;
+pub(super) mod rig;
 
 use super::eal::{check_huge, eal_argv};
 use super::traffic::Frames;
