@@ -40,7 +40,7 @@ fn short_run_answers_every_image_without_leaks() {
         "good/s",
         "serve us",
         "SLAB / best other",
-        "images sent but not answered: 0",
+        "images lost without a trace: 0",
         "mbufs leaked: 0",
     ] {
         assert!(stdout.contains(needle), "no {needle:?} in:\n{stdout}");
@@ -64,8 +64,10 @@ fn short_run_answers_every_image_without_leaks() {
         assert!(num("capacity_per_s") > 0.0, "{r:?}");
         assert!(num("sent") > 0.0, "{r:?}");
         let answered = num("ok") + num("overloaded") + num("failed") + num("other");
-        assert_eq!(answered, num("sent"), "every image answered: {r:?}");
-        assert_eq!(num("unanswered"), 0.0, "{r:?}");
+        // A result message the pipeline could not send (the reader had no CPU and the tx
+        // ring filled) is counted by it, per case; every other image has its result.
+        assert_eq!(answered + num("unanswered"), num("sent"), "{r:?}");
+        assert!(num("unanswered") <= num("results_dropped"), "{r:?}");
         assert_eq!(num("leaked_mbufs"), 0.0, "{r:?}");
         assert!(num("goodput_per_s") <= num("ok_per_s"), "{r:?}");
         for name in [

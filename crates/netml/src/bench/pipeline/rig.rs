@@ -175,6 +175,18 @@ pub(in crate::bench) fn percentile(sorted: &[u64], q: f64) -> f64 {
 /// CPU time (ns on a CPU, `/proc/.../schedstat`) of this process's threads whose name
 /// starts with one of `prefixes` (the pipeline publishes only its own two threads' CPU).
 pub(in crate::bench) fn threads_run_ns(prefixes: &[&str]) -> u64 {
+    schedstat(prefixes, 0)
+}
+
+/// Time (ns) the same threads were ready to run but waited for a CPU: on a small shared
+/// machine, what a thread's wall-clock figures include beside its own work.
+pub(in crate::bench) fn threads_wait_ns(prefixes: &[&str]) -> u64 {
+    schedstat(prefixes, 1)
+}
+
+/// Field `field` of `/proc/self/task/*/schedstat`, summed over the threads named
+/// `prefixes*`.
+fn schedstat(prefixes: &[&str], field: usize) -> u64 {
     let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
         return 0;
     };
@@ -185,7 +197,7 @@ pub(in crate::bench) fn threads_run_ns(prefixes: &[&str]) -> u64 {
         })
         .filter_map(|e| {
             let text = std::fs::read_to_string(e.path().join("schedstat")).ok()?;
-            text.split_whitespace().next()?.parse::<u64>().ok()
+            text.split_whitespace().nth(field)?.parse::<u64>().ok()
         })
         .sum()
 }

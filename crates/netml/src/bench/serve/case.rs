@@ -3,7 +3,9 @@
 //! drained, every image sent accounted for by its answer, and checked for leaked mbufs.
 
 use super::super::pipeline::feed::Stream;
-use super::super::pipeline::rig::{percentile, since_epoch, threads_run_ns, Done, Rig};
+use super::super::pipeline::rig::{
+    percentile, since_epoch, threads_run_ns, threads_wait_ns, Done, Rig,
+};
 use super::Function;
 use netml_pipeline::config::{Config, FunctionConfig};
 use netml_pipeline::stats::{FunctionSnapshot, Snapshot};
@@ -13,6 +15,8 @@ use std::time::Instant;
 
 /// Names of the engine worker threads (`CpuInstance`: `netml-if-<model>-<k>`).
 const ENGINE_THREADS: &[&str] = &["netml-if-"];
+/// The serving stage's thread.
+const SINK_THREAD: &[&str] = &["netml-sink"];
 /// Seconds between samples: the engine's batch time is read from each function's last
 /// batching decision, so it is sampled often.
 const EVERY: f64 = 0.1;
@@ -85,6 +89,9 @@ pub(super) struct Figures {
     pub(super) rx_share: f64,
     pub(super) engine_share: f64,
     pub(super) sender_share: f64,
+    /// Share of the wall time the sink thread was ready but waited for a CPU (its
+    /// `serve_ns` is wall time of its working turns, so it includes such waits).
+    pub(super) sink_wait_share: f64,
     /// Result frames that did not parse, and result messages the pipeline could not send
     /// (tx ring full, no mbuf), over the case.
     pub(super) unparsed: u64,
@@ -99,6 +106,7 @@ struct Sample {
     snap: Snapshot,
     engine_ns: u64,
     sender_ns: u64,
+    sink_wait_ns: u64,
 }
 
 fn config(s: &Setup) -> Result<Config, String> {
@@ -156,6 +164,7 @@ pub(super) fn run(s: &Setup) -> Result<Figures, String> {
         snap: r.p.snapshot(),
         engine_ns: threads_run_ns(ENGINE_THREADS),
         sender_ns: r.feed.cpu_ns.load(Ordering::Relaxed),
+        sink_wait_ns: threads_wait_ns(SINK_THREAD),
     };
     // Per function: (sum of sampled batch ms, of engine batch sizes, samples).
     let mut batch_ms = vec![(0.0, 0.0, 0u32); s.functions.len()];
@@ -283,6 +292,7 @@ pub(super) fn run(s: &Setup) -> Result<Figures, String> {
         rx_share: share(begin.snap.total().cpu_ns, end.snap.total().cpu_ns),
         engine_share: share(begin.engine_ns, end.engine_ns),
         sender_share: share(begin.sender_ns, end.sender_ns),
+        sink_wait_share: share(begin.sink_wait_ns, end.sink_wait_ns),
         unparsed: drained.unparsed.load(Ordering::Relaxed),
         results_dropped: report.sink.results_dropped,
         leaked,

@@ -11,7 +11,7 @@ impl Report {
             for (f, n) in r.functions.iter().zip(&self.functions) {
                 let _ = writeln!(
                     out,
-                    "{},{},{},{},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1},{:.4},{:.2},{:.3},{:.3},{},{:.3},{:.2},{:.3},{:.0},{:.2},{},{:.2},{:.4},{:.4},{:.4},{:.4},{},{},{},{},{},{},{},{:.3}",
+                    "{},{},{},{},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1},{:.4},{:.2},{:.3},{:.3},{},{:.3},{:.2},{:.3},{:.0},{:.2},{},{:.2},{:.4},{:.4},{:.4},{:.4},{:.4},{},{},{},{},{},{},{},{},{:.3}",
                     csv_field(&r.policy),
                     n.name,
                     n.model,
@@ -38,6 +38,7 @@ impl Report {
                     r.rx_share,
                     r.engine_share,
                     r.sender_share,
+                    r.sink_wait_share,
                     f.total_sent,
                     f.total_ok,
                     f.total_overloaded,
@@ -45,6 +46,7 @@ impl Report {
                     f.total_other,
                     f.total_sent
                         .saturating_sub(f.total_ok + f.total_overloaded + f.total_failed + f.total_other),
+                    r.results_dropped,
                     r.leaked,
                     r.wall_s
                 );

@@ -13,8 +13,8 @@ const CSV_HEADER: &str = "policy,function,model,load,offered_per_s,sent_per_s,ok
      goodput_per_s,shed_per_s,failed_per_s,attainment,mean_batch,latency_p50_ms,\
      latency_p99_ms,slo_ms,engine_batch_ms,engine_batch,engine_alone_ms,capacity_per_s,\
      serve_us_per_batch,serve_limit_us,crc_us_per_batch,sink_cpu_share,rx_cpu_share,\
-     engine_cpu_share,sender_cpu_share,sent,ok,overloaded,failed,other,unanswered,\
-     leaked_mbufs,seconds";
+     engine_cpu_share,sender_cpu_share,sink_wait_share,sent,ok,overloaded,failed,other,unanswered,\
+     results_dropped,leaked_mbufs,seconds";
 
 /// One function as the report names it.
 pub(super) struct Named {
@@ -152,16 +152,16 @@ impl Report {
             let _ = writeln!(s, "\n{}:", self.step(step));
             let _ = writeln!(
                 s,
-                "  {:<17} {:<20} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6} {:>5} {:>7} {:>7} | {:>13} | {:>9} {:>5} {:>5} {:>5} | {:>10}",
+                "  {:<17} {:<20} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6} {:>5} {:>7} {:>7} | {:>13} | {:>9} {:>5} {:>5} {:>5} {:>5} | {:>10}",
                 "policy", "function", "offered", "ok/s", "good/s", "shed/s", "slo%", "good%", "batch",
-                "p50 ms", "p99 ms", "engine ms", "serve us", "sink", "rx", "eng", "answered"
+                "p50 ms", "p99 ms", "engine ms", "serve us", "sink", "wait", "rx", "eng", "answered"
             );
             for r in rows {
                 for (f, n) in r.functions.iter().zip(&self.functions) {
                     let answered = f.total_ok + f.total_overloaded + f.total_failed + f.total_other;
                     let _ = writeln!(
                         s,
-                        "  {:<17} {:<20} {:>7.0} {:>7.0} {:>7.0} {:>7.0} {:>5.1}% {:>5.1}% {:>5.1} {:>7.1} {:>7.1} | {:>5.2} ({:>5.2}) | {:>9.1} {:>4.0}% {:>4.0}% {:>4.0}% | {:>10}",
+                        "  {:<17} {:<20} {:>7.0} {:>7.0} {:>7.0} {:>7.0} {:>5.1}% {:>5.1}% {:>5.1} {:>7.1} {:>7.1} | {:>5.2} ({:>5.2}) | {:>9.1} {:>4.0}% {:>4.0}% {:>4.0}% {:>4.0}% | {:>10}",
                         r.policy,
                         n.name,
                         f.offered,
@@ -177,6 +177,7 @@ impl Report {
                         f.alone_ms,
                         r.serve_us,
                         r.sink_share * 100.0,
+                        r.sink_wait_share * 100.0,
                         r.rx_share * 100.0,
                         r.engine_share * 100.0,
                         format!("{answered}/{}", f.total_sent),
@@ -186,16 +187,17 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "\nok/s: answered after inference; good/s: of those, inside the SLO ({} ms, the pipeline's within_slo: image complete -> answer); shed/s: answered overloaded; slo%: good / ok; good%: good / sent; p50/p99: sender timestamp -> result read, ok answers; engine ms: batch time live (the last batch's measured time, or while it runs the scheduler's latency-model prediction, sampled every 100 ms) and (in brackets) the engine alone at that batch; serve us: the serving stage's CPU per batch, limit {SERVE_LIMIT_US} us; sink, rx, eng: % of one CPU (eng: every engine thread); answered: results of any status / images sent, whole case",
+            "\nok/s: answered after inference; good/s: of those, inside the SLO ({} ms, the pipeline's within_slo: image complete -> answer); shed/s: answered overloaded; slo%: good / ok; good%: good / sent; p50/p99: sender timestamp -> result read, ok answers; engine ms: batch time live (the last batch's measured time, or while it runs the scheduler's latency-model prediction, sampled every 100 ms) and (in brackets) the engine alone at that batch; serve us: the serving stage's time per batch (serve_ns / batches: wall time of its working turns, so preemption counts), limit {SERVE_LIMIT_US} us; sink, rx, eng: % of one CPU (eng: every engine thread); wait: % of the time the sink thread was ready but waited for a CPU; answered: results of any status / images sent, whole case",
             self.slo_ms
         );
         s += &self.summary();
         let leaked: i64 = self.rows.iter().map(|r| r.leaked).sum();
         let unanswered: u64 = self.rows.iter().map(unanswered).sum();
         let dropped: u64 = self.rows.iter().map(|r| r.results_dropped).sum();
+        let lost: u64 = self.rows.iter().map(lost).sum();
         let _ = writeln!(
             s,
-            "images sent but not answered: {unanswered} (result messages the pipeline dropped: {dropped}); mbufs leaked: {leaked}; cases that failed to run: {}; load average at the end: {}",
+            "images sent without a result read: {unanswered}, of which result messages the pipeline counted as dropped (tx ring full: the reader had no CPU): {dropped}; images lost without a trace: {lost}; mbufs leaked: {leaked}; cases that failed to run: {}; load average at the end: {}",
             self.failed,
             loadavg()
         );
@@ -227,6 +229,7 @@ impl Report {
                 .fold(None, |m: Option<f64>, g| Some(m.map_or(g, |m| m.max(g))));
             let ratio = match (good("slab"), best_other) {
                 (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+                (Some(a), Some(_)) if a > 0.0 => "inf (the others 0)".into(),
                 _ => "-".into(),
             };
             let offered: f64 = self.rates[step].iter().sum();
@@ -241,7 +244,8 @@ impl Report {
         s
     }
 
-    /// Every case ran, every image sent was answered, no frame was unreadable and no mbuf
+    /// Every case ran, every image sent was answered (its result read, or counted by the
+    /// pipeline as a result message it could not send), no frame was unreadable and no mbuf
     /// leaked.
     pub(super) fn clean(&self) -> bool {
         self.failed == 0
@@ -249,7 +253,7 @@ impl Report {
             && self
                 .rows
                 .iter()
-                .all(|r| r.leaked == 0 && r.unparsed == 0 && unanswered(r) == 0)
+                .all(|r| r.leaked == 0 && r.unparsed == 0 && lost(r) == 0)
     }
 
     pub(super) fn write_files(&self) -> Result<(), String> {
@@ -271,4 +275,10 @@ fn unanswered(r: &Figures) -> u64 {
                 .saturating_sub(f.total_ok + f.total_overloaded + f.total_failed + f.total_other)
         })
         .sum()
+}
+
+/// Images sent in a case that got no result and that the pipeline did not count as a result
+/// message dropped (its count is per case, not per function).
+fn lost(r: &Figures) -> u64 {
+    unanswered(r).saturating_sub(r.results_dropped)
 }
