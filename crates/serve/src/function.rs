@@ -344,10 +344,15 @@ impl<T> Function<T> {
         else {
             return;
         };
-        while self
-            .queue
-            .front()
-            .is_some_and(|q| q.deadline < now.saturating_add(fastest))
+        // With every instance idle the front image runs next whatever the estimate says:
+        // dropping it too would leave an estimate that refuses everything with nothing to
+        // correct it (the idle probe of `offer` relies on this).
+        let keep = usize::from(self.instances.iter().all(|i| i.running.is_none()));
+        while self.queue.len() > keep
+            && self
+                .queue
+                .front()
+                .is_some_and(|q| q.deadline < now.saturating_add(fastest))
         {
             self.stats.shed_expired += 1;
             out.push(self.queue.pop_front().expect("front exists"));
@@ -439,8 +444,9 @@ impl<T> Function<T> {
             }
         }
         if best_rate < 0.0 && self.spec.admission {
-            // Every queued image is past saving: drop them all.
-            return (q, 0, self.spec.batch_sizes[0]);
+            // Every queued image is past saving: drop all but the newest, which runs alone so
+            // that the estimate that condemned them is measured again.
+            return (q - 1, 1, self.spec.batch_sizes[0]);
         }
         best
     }

@@ -189,3 +189,21 @@ fn the_server_routes_by_model_and_reports_unknown_ones() {
     ];
     assert!(Server::new(dup).unwrap_err().contains("both serve model 1"));
 }
+
+#[test]
+fn an_estimate_beyond_the_slo_is_measured_again_not_obeyed_forever() {
+    // The model says 100 ms for any batch, the SLO is 50 ms: everything is refused, except
+    // one image per SLO period while the function is idle, and that one runs.
+    let slow = LatencyModel::seeded(&[1], &[(1, 100e6)]);
+    let mut f: Function<u32> = Function::new(spec(Policy::Slab, &[1]), vec![slow]);
+    assert!(f.offer(0, 0).is_ok(), "idle: a probe");
+    assert_eq!(f.offer(0, 1).unwrap_err().reason, Refusal::Overloaded);
+    let mut out = Vec::new();
+    f.expire(MS, &mut out);
+    assert!(out.is_empty(), "the probe is not expired");
+    let b = f.dispatch(MS).expect("the probe runs");
+    assert_eq!(b.items.len(), 1);
+    f.complete(4 * MS, 0);
+    assert_eq!(f.predict(0, 1), Some(3 * MS), "measured again");
+    assert!(f.offer(5 * MS, 2).is_ok(), "and admitted again");
+}
