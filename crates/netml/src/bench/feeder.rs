@@ -66,7 +66,9 @@ impl Feeder {
             // Recycle completed images under fresh ids.
             while let Some(done) = completed() {
                 // The bench's workers do not report evictions.
-                let Complete::Image(image) = done else { continue };
+                let Complete::Image(image) = done else {
+                    continue;
+                };
                 let port = image.key.source.port();
                 let flow = usize::from(port.wrapping_sub(self.base_port)) % flows;
                 let id = self.next_id[flow];
