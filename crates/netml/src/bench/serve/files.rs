@@ -76,7 +76,7 @@ impl Report {
         let names: Vec<&str> = self.functions.iter().map(|f| f.name.as_str()).collect();
         crate::plot::line_chart(
             &format!(
-                "Goodput vs offered, live pipeline on the CPU ({}, SLO {} ms)",
+                "Goodput, live on the CPU: {} (SLO {} ms)",
                 names.join(" + "),
                 self.slo_ms
             ),

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Loads offered when neither `--rates` nor `--loads` is given: up to beyond capacity.
-const DEFAULT_LOADS: [f64; 4] = [0.25, 0.5, 1.0, 1.5];
+const DEFAULT_LOADS: [f64; 5] = [0.1, 0.2, 0.35, 0.5, 1.0];
 
 /// Options of `netml bench serve`.
 #[derive(ClapArgs)]
@@ -57,7 +57,7 @@ pub struct Args {
     /// Offered images/s per function, comma-separated.
     #[arg(long, value_delimiter = ',', conflicts_with = "loads")]
     rates: Vec<f64>,
-    /// Offered load as fractions of the capacity measured first (default 0.25,0.5,1,1.5):
+    /// Offered load as fractions of the capacity measured first (default 0.1,0.2,0.35,0.5,1):
     /// at load x function f is offered x * capacity_f / functions (the functions share the
     /// CPUs, so load 1 keeps the engines just busy).
     #[arg(long, value_delimiter = ',')]

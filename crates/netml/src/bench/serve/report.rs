@@ -187,7 +187,7 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "\nok/s: answered after inference; good/s: of those, inside the SLO ({} ms, the pipeline's within_slo: image complete -> answer); shed/s: answered overloaded; slo%: good / ok; good%: good / sent; p50/p99: sender timestamp -> result read, ok answers; engine ms: batch time live (the last batch's measured time, or while it runs the scheduler's latency-model prediction, sampled every 100 ms) and (in brackets) the engine alone at that batch; serve us: the serving stage's time per batch (serve_ns / batches: wall time of its working turns, so preemption counts), limit {SERVE_LIMIT_US} us; sink, rx, eng: % of one CPU (eng: every engine thread); wait: % of the time the sink thread was ready but waited for a CPU; answered: results of any status / images sent, whole case",
+            "\nok/s: answered after inference; good/s: of those, inside the SLO ({} ms, the pipeline's within_slo: image complete -> answer); shed/s: answered overloaded; slo%: good / ok; good%: good / sent; p50/p99: sender timestamp -> result read, ok answers; engine ms: batch time live (the last batch's measured time, or while it runs the scheduler's latency-model prediction, sampled every 100 ms) and (in brackets) the engine alone at that batch; serve us: the serving stage's time per batch (serve_ns / batches: wall time of its working turns, so preemption counts), limit {SERVE_LIMIT_US} us; sink, rx, eng: % of one CPU (eng: every engine thread); wait: % of the time the sink thread was ready to run but off a CPU (preempted, or after its own yields while batches run); answered: results of any status / images sent, whole case",
             self.slo_ms
         );
         s += &self.summary();
