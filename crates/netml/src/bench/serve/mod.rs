@@ -12,12 +12,13 @@
 //! batch sizes is the function's capacity on this machine, printed, and what `--loads` are
 //! fractions of. Then every policy x load is one case ([`case`]) in the harness of `bench
 //! pipeline` (a fresh `Pipeline` per case, paced lossless sender, leak check); [`report`]
-//! prints the tables, the summary per load, CSV and the plot; [`setup`] finds the models
-//! and reads the policies.
+//! prints the tables and the summary per load, [`files`] the CSV and the plot, [`live`] the
+//! progress line; [`setup`] finds the models and reads the policies.
 
 mod capacity;
 mod case;
 mod files;
+mod live;
 mod report;
 mod setup;
 
