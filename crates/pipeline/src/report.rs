@@ -237,6 +237,7 @@ pub fn function_json(f: &FunctionSnapshot) -> Value {
         "batch_sizes": st.batch_sizes.iter().enumerate().filter(|(_, n)| **n > 0).map(|(b, n)| json!([b, n])).collect::<Vec<_>>(),
         "latency_ms": {"p50": st.latency.quantile(0.5).map(ms), "p99": st.latency.quantile(0.99).map(ms), "max": ms(st.latency.max())},
         "prediction_error": st.mean_prediction_error(),
+        "mean_batch_ms": st.mean_batch_ns() / 1e6,
         "last_decision": {"images": d.images, "engine_batch": d.engine_batch, "predicted_ms": ms(d.predicted_ns), "measured_ms": ms(d.measured_ns), "slack_ms": d.slack_ns as f64 / 1e6},
         "instances": f.instances, "queued": f.queued,
     })

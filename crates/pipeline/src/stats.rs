@@ -57,7 +57,8 @@ pub struct SinkCounters {
     pub incomplete: u64,
     /// Instances taken out of rotation (engine failed or stalled).
     pub instances_lost: u64,
-    /// Nanoseconds the serving stage's thread spent on turns that did something, less the
+    /// CPU nanoseconds (`CLOCK_THREAD_CPUTIME_ID`) the serving stage's thread spent on turns
+    /// that did something, less the
     /// ingest submissions (`gather_ns`) and the CRC checks (`crc_ns`): routing, admission,
     /// batching decisions, starting engines, collecting results, building answers. Engines
     /// run on their own threads and are not in it.

@@ -568,6 +568,8 @@ impl<T> Function<T> {
             self.stats.predicted_batches += 1;
         }
         self.stats.last.measured_ns = measured;
+        self.stats.measured_sum_ns += measured;
+        self.stats.completed_batches += 1;
         for a in r.arrivals {
             self.stats.answered += 1;
             let latency = now.saturating_sub(a);

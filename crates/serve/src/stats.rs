@@ -144,6 +144,10 @@ pub struct FunctionStats {
     pub predicted_batches: u64,
     /// Instances taken out of rotation.
     pub instances_failed: u64,
+    /// Batches completed (their latency measured).
+    pub completed_batches: u64,
+    /// Measured batch latencies summed, ns.
+    pub measured_sum_ns: u64,
     /// The last decision.
     pub last: Decision,
 }
@@ -165,6 +169,11 @@ impl FunctionStats {
     /// Mean images per batch.
     pub fn mean_batch(&self) -> f64 {
         self.batched_images as f64 / self.batches.max(1) as f64
+    }
+
+    /// Mean measured batch latency, ns (dispatch to result: gather + inference).
+    pub fn mean_batch_ns(&self) -> f64 {
+        self.measured_sum_ns as f64 / self.completed_batches.max(1) as f64
     }
 
     /// Mean relative error of the latency predictions.

@@ -132,7 +132,7 @@ impl Sink {
         });
         loop {
             let now = self.clock.now_ns();
-            let turn = Instant::now();
+            let turn_cpu = crate::stats::thread_cpu_ns();
             let (gather_before, crc_before) = (c.gather_ns, c.crc_ns);
             let mut worked = false;
             for (f, lane) in self.lanes.iter_mut().enumerate() {
@@ -165,7 +165,8 @@ impl Sink {
                 }
             }
             if worked {
-                let spent = turn.elapsed().as_nanos() as u64;
+                // CPU time, not wall time: a sink preempted by other threads is not slower.
+                let spent = crate::stats::thread_cpu_ns().saturating_sub(turn_cpu);
                 let elsewhere = (c.gather_ns - gather_before) + (c.crc_ns - crc_before);
                 c.serve_ns += spent.saturating_sub(elsewhere);
             }
