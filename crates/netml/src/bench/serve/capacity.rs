@@ -33,12 +33,13 @@ impl Capacity {
     }
 }
 
-/// Times `model`'s CPU engine (fp32) at each of `sizes`, one thread, as the serving stage
-/// would run it (one instance: one batch at a time).
-pub(super) fn measure(model: &Path, sizes: &[usize]) -> Result<Capacity, String> {
+/// Times `model`'s engine (fp32; the CPU one, or the GPU one with `gpu`) at each of
+/// `sizes`, as the serving stage would run it (one instance: one batch at a time).
+pub(super) fn measure(model: &Path, sizes: &[usize], gpu: bool) -> Result<Capacity, String> {
+    let backend = if gpu { Backend::Gpu } else { Backend::Cpu };
     let mut per_batch = Vec::with_capacity(sizes.len());
     for &b in sizes {
-        let (mut engine, _) = open_engine(model, Backend::Cpu, b, Precision::Fp32)?;
+        let (mut engine, _) = open_engine(model, backend, b, Precision::Fp32)?;
         let per: usize = engine.input_shape().iter().product();
         let input = random_input(1, per * b);
         let mut run = || {

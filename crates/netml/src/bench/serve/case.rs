@@ -8,7 +8,7 @@ use super::super::pipeline::rig::{
 };
 use super::live::progress;
 use super::Function;
-use netml_pipeline::config::{Config, FunctionConfig};
+use netml_pipeline::config::{Config, FunctionConfig, IngestTarget};
 use netml_pipeline::stats::{FunctionSnapshot, Snapshot};
 use netml_wire::result::Status;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +37,8 @@ pub(super) struct Setup<'a> {
     pub(super) slo_ms: f64,
     pub(super) max_batch: usize,
     pub(super) instances: usize,
+    /// Ingest and engines on GPU 0 instead of the host.
+    pub(super) gpu: bool,
     pub(super) warmup: f64,
     pub(super) seconds: f64,
     pub(super) epoch: Instant,
@@ -121,6 +123,11 @@ fn config(s: &Setup) -> Result<Config, String> {
     c.ingest.max_image_bytes = frames.tensor_bytes.next_multiple_of(256);
     // The CRC read-back is not part of serving; `crc_ns` still says what it would cost.
     c.ingest.check_crc = false;
+    c.ingest.target = if s.gpu {
+        IngestTarget::Gpu
+    } else {
+        IngestTarget::Host
+    };
     c.functions = s
         .functions
         .iter()
@@ -131,7 +138,7 @@ fn config(s: &Setup) -> Result<Config, String> {
             slo_ms: s.slo_ms,
             max_batch: s.max_batch,
             instances: s.instances,
-            target: "cpu".into(),
+            target: if s.gpu { "auto" } else { "cpu" }.into(),
             policy: s.policy.into(),
             ..FunctionConfig::default()
         })

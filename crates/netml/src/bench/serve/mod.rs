@@ -69,9 +69,14 @@ pub struct Args {
     /// Largest batch of every function.
     #[arg(long, default_value_t = 8)]
     max_batch: usize,
-    /// Engine instances (CPU worker threads) per function.
+    /// Engine instances (CPU worker threads, or GPU streams) per function.
     #[arg(long, default_value_t = 1)]
     instances: usize,
+    /// Where the ingest and the engines run: `host` (CPU engines, host threads for the
+    /// gather) or `gpu` (GPU 0: the ingest's slots in device memory, one graph-captured GPU
+    /// engine per batch size and instance).
+    #[arg(long, default_value = "host", value_parser = ["host", "gpu"])]
+    target: String,
     /// Seconds measured per case (after the warm-up).
     #[arg(long, default_value_t = 3.0)]
     seconds: f64,
@@ -137,7 +142,7 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
         let model = i as u8 + 1;
         let file = dir.join(format!("{name}.onnx"));
         eprintln!("timing {name} alone (batches {sizes:?})");
-        let capacity = capacity::measure(&file, &sizes)?;
+        let capacity = capacity::measure(&file, &sizes, a.target == "gpu")?;
         let frames = Frames::build_for(model, &a.shape, a.frag_size, a.flows)?;
         functions.push(Function {
             name: name.clone(),
@@ -198,6 +203,7 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
                 slo_ms: a.slo_ms,
                 max_batch: a.max_batch,
                 instances: a.instances,
+                gpu: a.target == "gpu",
                 warmup: a.warmup,
                 seconds: a.seconds,
                 epoch,
