@@ -27,6 +27,6 @@ pub use function::{Batch, Function, FunctionSpec, Queued, Refusal, Refused};
 pub use latency::LatencyModel;
 pub use policy::Policy;
 pub use profile::Profile;
-pub use record::{Record, Recorder};
+pub use record::{Record, RecordFile, Recorder};
 pub use server::{Event, Server};
 pub use stats::{Decision, FunctionStats, Histogram};

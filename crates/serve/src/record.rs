@@ -2,6 +2,9 @@
 //! live run can be replayed through the simulator: same arrivals, same completion times,
 //! and the batch decisions compared one by one.
 
+use crate::function::FunctionSpec;
+use crate::latency::LatencyModel;
+
 /// One thing that happened to a server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Record {
@@ -108,6 +111,89 @@ impl Record {
     }
 }
 
+/// A decision record as written by `netml run --record`: the functions with their starting
+/// latency models (one JSON line each), then the records.
+#[derive(Debug, Clone)]
+pub struct RecordFile {
+    /// Each function's configuration and its instances' starting latency models.
+    pub functions: Vec<(FunctionSpec, Vec<LatencyModel>)>,
+    /// What happened, in order.
+    pub records: Vec<Record>,
+}
+
+impl RecordFile {
+    /// The header line of one function.
+    pub fn header_line(spec: &FunctionSpec, seeds: &[Vec<(usize, u64)>], index: usize) -> String {
+        serde_json::json!({
+            "function": index, "name": spec.name, "model": spec.model, "slo_ns": spec.slo_ns,
+            "batch_sizes": spec.batch_sizes, "policy": spec.policy.to_string(),
+            "admission": spec.admission, "queue_limit": spec.queue_limit, "seeds": seeds,
+        })
+        .to_string()
+    }
+
+    /// Parses a record file's text.
+    pub fn parse(text: &str) -> Result<RecordFile, String> {
+        let mut functions = Vec::new();
+        let mut records = Vec::new();
+        for (n, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let at = |e: String| format!("line {}: {e}", n + 1);
+            if line.contains("\"seeds\"") {
+                let v: serde_json::Value =
+                    serde_json::from_str(line).map_err(|e| at(e.to_string()))?;
+                functions.push(function_of(&v).map_err(at)?);
+            } else {
+                records.push(Record::from_json(line).map_err(at)?);
+            }
+        }
+        if functions.is_empty() {
+            return Err("no function lines: not a decision record of `netml run --record`".into());
+        }
+        Ok(RecordFile { functions, records })
+    }
+}
+
+fn function_of(v: &serde_json::Value) -> Result<(FunctionSpec, Vec<LatencyModel>), String> {
+    let num = |k: &str| v[k].as_u64().ok_or_else(|| format!("no {k}"));
+    let sizes: Vec<usize> = v["batch_sizes"]
+        .as_array()
+        .ok_or("no batch_sizes")?
+        .iter()
+        .map(|b| b.as_u64().map(|b| b as usize).ok_or("bad batch size"))
+        .collect::<Result<_, _>>()?;
+    let spec = FunctionSpec {
+        name: v["name"].as_str().ok_or("no name")?.to_string(),
+        model: u8::try_from(num("model")?).map_err(|_| "bad model")?,
+        slo_ns: num("slo_ns")?,
+        batch_sizes: sizes.clone(),
+        policy: v["policy"].as_str().ok_or("no policy")?.parse()?,
+        admission: v["admission"].as_bool().ok_or("no admission")?,
+        queue_limit: num("queue_limit")? as usize,
+    };
+    let seeds = v["seeds"]
+        .as_array()
+        .ok_or("no seeds")?
+        .iter()
+        .map(|inst| {
+            let pts: Vec<(usize, f64)> = inst
+                .as_array()
+                .ok_or("bad seeds")?
+                .iter()
+                .map(|p| match (p[0].as_u64(), p[1].as_u64()) {
+                    (Some(b), Some(ns)) => Ok((b as usize, ns as f64)),
+                    _ => Err("bad seed point"),
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(LatencyModel::seeded(&sizes, &pts))
+        })
+        .collect::<Result<Vec<_>, &str>>()?;
+    Ok((spec, seeds))
+}
+
 /// Records, bounded: past `limit` entries recording stops (and says so).
 #[derive(Debug, Default)]
 pub struct Recorder {
@@ -157,6 +243,27 @@ mod tests {
             assert_eq!(Record::from_json(&r.to_json()).unwrap(), r);
         }
         assert!(Record::from_json("{}").is_err());
+        let spec = FunctionSpec {
+            name: "f".into(),
+            model: 3,
+            slo_ns: 50,
+            batch_sizes: vec![1, 4],
+            policy: crate::Policy::Slab,
+            admission: true,
+            queue_limit: 9,
+        };
+        let text = format!(
+            "{}\n{}\n",
+            RecordFile::header_line(&spec, &[vec![(1, 10), (4, 30)]], 0),
+            Record::Poll { now: 4 }.to_json()
+        );
+        let f = RecordFile::parse(&text).unwrap();
+        assert_eq!(f.functions[0].0, spec);
+        assert_eq!(f.functions[0].1[0].predict(4), Some(30));
+        assert_eq!(f.records, vec![Record::Poll { now: 4 }]);
+        assert!(RecordFile::parse("{\"poll\":1}\n")
+            .unwrap_err()
+            .contains("no function"));
         assert!(Record::from_json("{\"offer\":1,\"arrival\":1,\"model\":300}").is_err());
     }
 }

@@ -18,6 +18,7 @@
 mod capture;
 mod columns;
 mod plots;
+mod replay;
 mod report;
 mod setup;
 mod summary;
@@ -97,6 +98,11 @@ pub struct Args {
     /// Print JSON instead of the tables.
     #[arg(long)]
     json: bool,
+    /// Replay a live run's decision record (`netml run --record FILE`) instead: the same
+    /// functions and starting latency models, the recorded arrivals and batch completion
+    /// times; prints whether the simulator makes the live run's batch decisions.
+    #[arg(long, value_name = "FILE")]
+    replay: Option<PathBuf>,
 }
 
 /// One function's outcome in one run.
@@ -134,6 +140,9 @@ struct Context<'a> {
 
 /// Runs `netml simulate`.
 pub fn run(a: Args) -> Result<ExitCode, String> {
+    if let Some(path) = &a.replay {
+        return replay::run(path);
+    }
     if !(a.duration_s.is_finite() && a.duration_s > 0.0) {
         return Err("--duration-s must be a positive number".into());
     }

@@ -69,7 +69,6 @@ fn record_header(server: &Server<Admitted>) -> Vec<String> {
         .iter()
         .enumerate()
         .map(|(i, f)| {
-            let s = f.spec();
             let seeds: Vec<Vec<(usize, u64)>> = (0..f.instances())
                 .map(|k| {
                     let m = f.latency_model(k).expect("instance exists");
@@ -79,12 +78,7 @@ fn record_header(server: &Server<Admitted>) -> Vec<String> {
                         .collect()
                 })
                 .collect();
-            serde_json::json!({
-                "function": i, "name": s.name, "model": s.model, "slo_ns": s.slo_ns,
-                "batch_sizes": s.batch_sizes, "policy": s.policy.to_string(),
-                "admission": s.admission, "queue_limit": s.queue_limit, "seeds": seeds,
-            })
-            .to_string()
+            netml_serve::RecordFile::header_line(f.spec(), &seeds, i)
         })
         .collect()
 }
