@@ -40,6 +40,11 @@ pub struct Args {
     /// Write the raw output tensor to this `.npy` file.
     #[arg(long)]
     output: Option<PathBuf>,
+    /// Print only the row `ID,INPUT,CLASS` (the model id the receiver serves this model as,
+    /// `--input` as given, the top-1 class of the first image): a line of the expected-class
+    /// CSV (`model,input,class`) that `netml-pktgen recv --expected` checks answers against.
+    #[arg(long, value_name = "ID", requires = "input")]
+    expected_row: Option<u8>,
 }
 
 /// Runs the model and prints the top-5 classes per image.
@@ -80,6 +85,11 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
             .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     let top: Vec<Vec<(usize, f32)>> = (0..a.batch).map(|i| out.top_k(i, 5)).collect();
+    if let (Some(id), Some(input)) = (a.expected_row, &a.input) {
+        let class = top[0].first().map_or(0, |t| t.0);
+        println!("{id},{},{class}", input.display());
+        return Ok(ExitCode::SUCCESS);
+    }
     if a.json {
         let doc = json!({
             "model": a.model.display().to_string(),

@@ -63,3 +63,50 @@ fn cpu_and_reference_backends_agree_and_errors_are_clear() {
         );
     }
 }
+
+#[test]
+fn expected_row_is_the_top1_class_as_a_csv_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(model) = small_model(dir.path(), "alexnet") else {
+        return;
+    };
+    // The model's own output saved as input would be the wrong shape; write a 3x96x96 tensor.
+    let input = dir.path().join("x.npy");
+    let values: Vec<f32> = (0..3 * 96 * 96)
+        .map(|i| ((i % 97) as f32) / 97.0 - 0.5)
+        .collect();
+    netml_infer::npy::write_f32(&input, &[1, 3, 96, 96], &values).unwrap();
+    let json = netml()
+        .args(["infer", "--json", "--input"])
+        .arg(&input)
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(
+        json.status.success(),
+        "{}",
+        String::from_utf8_lossy(&json.stderr)
+    );
+    let row = netml()
+        .args(["infer", "--expected-row", "7", "--input"])
+        .arg(&input)
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(
+        row.status.success(),
+        "{}",
+        String::from_utf8_lossy(&row.stderr)
+    );
+    let text = String::from_utf8(row.stdout).unwrap();
+    assert_eq!(
+        text.trim_end(),
+        format!("7,{},{}", input.display(), top1(&json.stdout)[0])
+    );
+    let no_input = netml()
+        .args(["infer", "--expected-row", "7"])
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(!no_input.status.success());
+}
