@@ -189,6 +189,7 @@ impl Pipeline {
             check_crc: cfg.ingest.check_crc,
             record: cfg.record.clone(),
             waited: None,
+            serving: !cfg.functions.is_empty(),
         };
         let sink = std::thread::Builder::new()
             .name("netml-sink".into())

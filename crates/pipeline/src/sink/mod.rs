@@ -57,6 +57,9 @@ pub struct Sink {
     pub(crate) record: Option<std::path::PathBuf>,
     /// An image received while waiting, offered at the next turn.
     pub(crate) waited: Option<Complete>,
+    /// Inference functions are configured (without, the one gather-only lane is not
+    /// reported as a function).
+    pub(crate) serving: bool,
 }
 
 /// Most records a decision record keeps (about 40 B each in memory).
@@ -280,6 +283,9 @@ impl Sink {
     }
 
     fn publish_functions(&self) {
+        if !self.serving {
+            return;
+        }
         let v: Vec<FunctionSnapshot> = self
             .server
             .functions()
