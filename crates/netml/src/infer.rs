@@ -22,9 +22,9 @@ pub struct Args {
     /// Backend: cpu (tract), reference (the plan's CPU executor), gpu.
     #[arg(long, default_value = "cpu")]
     backend: String,
-    /// Images per batch.
-    #[arg(long, default_value_t = 1)]
-    batch: usize,
+    /// Images per batch (default: N of an `[N,C,H,W]` `.npy` input, else 1).
+    #[arg(long)]
+    batch: Option<usize>,
     /// Precision: fp32 or fp16.
     #[arg(long, default_value = "fp32")]
     precision: String,
@@ -54,12 +54,24 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
         .precision
         .parse()
         .map_err(|e| format!("--precision: {e}"))?;
-    if a.batch == 0 {
+    let npy = match &a.input {
+        Some(p) if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) => {
+            Some(npy::read_f32(p).map_err(|e| format!("{}: {e}", p.display()))?)
+        }
+        _ => None,
+    };
+    // An [N,C,H,W] tensor is a batch of N unless --batch says otherwise.
+    let batch = match (a.batch, &npy) {
+        (Some(b), _) => b,
+        (None, Some((s, _))) if s.len() == 4 => s[0],
+        _ => 1,
+    };
+    if batch == 0 {
         return Err("--batch must be at least 1".into());
     }
-    let (mut engine, load_ms) = open_engine(&a.model, backend, a.batch, precision)?;
+    let (mut engine, load_ms) = open_engine(&a.model, backend, batch, precision)?;
     let shape = engine.input_shape().to_vec();
-    let input = input_batch(&a, &shape)?;
+    let input = input_batch(&a, npy, batch, &shape)?;
 
     let mut times = Vec::new();
     let mut out = None;
@@ -67,7 +79,7 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
         let t = Instant::now();
         out = Some(
             engine
-                .run(&input, a.batch)
+                .run(&input, batch)
                 .map_err(|e| format!("inference: {e}"))?,
         );
         times.push(t.elapsed().as_secs_f64() * 1e3);
@@ -84,7 +96,7 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
         npy::write_f32(path, &out.shape, &out.data)
             .map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    let top: Vec<Vec<(usize, f32)>> = (0..a.batch).map(|i| out.top_k(i, 5)).collect();
+    let top: Vec<Vec<(usize, f32)>> = (0..batch).map(|i| out.top_k(i, 5)).collect();
     if let (Some(id), Some(input)) = (a.expected_row, &a.input) {
         let class = top[0].first().map_or(0, |t| t.0);
         println!("{id},{},{class}", input.display());
@@ -95,10 +107,10 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
             "model": a.model.display().to_string(),
             "backend": engine.name(),
             "precision": precision.to_string(),
-            "batch": a.batch,
+            "batch": batch,
             "load_ms": load_ms,
             "ms_per_batch": ms,
-            "images_per_s": a.batch as f64 / (ms / 1e3),
+            "images_per_s": batch as f64 / (ms / 1e3),
             "top5": top.iter().map(|t| t.iter().map(|(c, s)| json!({"class": c, "score": s})).collect::<Vec<_>>()).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&doc).expect("json"));
@@ -107,8 +119,8 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
             "{} on {} ({precision}, batch {}): {ms:.2} ms per batch, {:.1} images/s (load {load_ms:.0} ms)",
             a.model.display(),
             engine.name(),
-            a.batch,
-            a.batch as f64 / (ms / 1e3)
+            batch,
+            batch as f64 / (ms / 1e3)
         );
         for (i, t) in top.iter().enumerate() {
             let classes: Vec<String> = t.iter().map(|(c, s)| format!("{c}:{s:.4}")).collect();
@@ -150,25 +162,28 @@ pub(crate) fn random_input(seed: u64, n: usize) -> Vec<f32> {
 
 /// `batch` images of `shape` (`[C,H,W]`): from the input file (repeated to fill the batch)
 /// or seeded random values.
-fn input_batch(a: &Args, shape: &[usize]) -> Result<Vec<f32>, String> {
+fn input_batch(
+    a: &Args,
+    npy: Option<(Vec<usize>, Vec<f32>)>,
+    batch: usize,
+    shape: &[usize],
+) -> Result<Vec<f32>, String> {
     let per: usize = shape.iter().product();
-    let one: Vec<f32> = match &a.input {
-        None => return Ok(random_input(a.seed, per * a.batch)),
-        Some(p) if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) => {
-            let (s, v) = npy::read_f32(p).map_err(|e| format!("{}: {e}", p.display()))?;
-            if v.len() == per * a.batch {
+    let one: Vec<f32> = match (&a.input, npy) {
+        (None, _) => return Ok(random_input(a.seed, per * batch)),
+        (Some(p), Some((s, v))) => {
+            if v.len() == per * batch {
                 return Ok(v);
             }
             if v.len() != per {
                 return Err(format!(
-                    "{}: shape {s:?} is neither one image {shape:?} nor a batch of {}",
-                    p.display(),
-                    a.batch
+                    "{}: shape {s:?} is neither one image {shape:?} nor a batch of {batch}",
+                    p.display()
                 ));
             }
             v
         }
-        Some(p) => {
+        (Some(p), None) => {
             let [c, h, w] = shape else {
                 return Err(format!(
                     "an image input needs a [C,H,W] model input, not {shape:?}"
@@ -187,5 +202,5 @@ fn input_batch(a: &Args, shape: &[usize]) -> Result<Vec<f32>, String> {
                 .collect()
         }
     };
-    Ok(one.repeat(a.batch))
+    Ok(one.repeat(batch))
 }

@@ -110,3 +110,36 @@ fn expected_row_is_the_top1_class_as_a_csv_line() {
         .unwrap();
     assert!(!no_input.status.success());
 }
+
+#[test]
+fn the_batch_comes_from_an_nchw_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(model) = small_model(dir.path(), "alexnet") else {
+        return;
+    };
+    let input = dir.path().join("four.npy");
+    let values: Vec<f32> = (0..4 * 3 * 96 * 96)
+        .map(|i| ((i % 89) as f32) / 89.0)
+        .collect();
+    netml_infer::npy::write_f32(&input, &[4, 3, 96, 96], &values).unwrap();
+    let o = netml()
+        .args(["infer", "--json", "--input"])
+        .arg(&input)
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        top1(&o.stdout).len(),
+        4,
+        "one answer per image of the input"
+    );
+    let o = netml()
+        .args(["infer", "--batch", "2", "--input"])
+        .arg(&input)
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nor a batch of 2"));
+}
