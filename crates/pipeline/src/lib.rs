@@ -115,6 +115,8 @@ impl Pipeline {
         let running = Arc::new(AtomicBool::new(true));
         let clock = Clock::new();
         let (tx, rx) = crossbeam_channel::bounded(cfg.dispatch_queue);
+        let (refused_tx, refused_rx) =
+            crossbeam_channel::bounded(worker::REFUSED_QUEUE * queues as usize);
         let mut workers = Vec::new();
         for q in 0..queues {
             let chain_txq = match (&chain_port, forward_same_port) {
@@ -142,6 +144,7 @@ impl Pipeline {
                     v
                 },
                 out: tx.clone(),
+                refused: cfg.responses.enabled.then(|| refused_tx.clone()),
                 shared: shared.clone(),
                 running: running.clone(),
                 clock,
@@ -165,6 +168,7 @@ impl Pipeline {
             workers.push(handle);
         }
         drop(tx);
+        drop(refused_tx);
         let txq = if cfg.responses.enabled {
             Some(
                 rx_port
@@ -176,6 +180,7 @@ impl Pipeline {
         };
         let sink = Sink {
             input: rx,
+            refused: refused_rx,
             replies: sink::Replies {
                 txq,
                 pool: pool.clone(),

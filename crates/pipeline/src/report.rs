@@ -119,12 +119,13 @@ impl Report {
         let _ = writeln!(s, "verifier: {}", pairs(&t.verifier.fields()));
         let _ = writeln!(
             s,
-            "chain:    chain_forwarded={} chain_dropped={} chain_tx_full={} backpressure_images={} backpressure_fragments={}",
+            "chain:    chain_forwarded={} chain_dropped={} chain_tx_full={} backpressure_images={} backpressure_fragments={} backpressure_unanswered={}",
             t.chain_forwarded,
             t.chain_dropped,
             t.chain_tx_full,
             t.backpressure_images,
-            t.backpressure_fragments
+            t.backpressure_fragments,
+            t.backpressure_unanswered
         );
         let k = &self.sink;
         let per_image = |ns: u64| {
@@ -193,6 +194,7 @@ fn worker_json(w: &WorkerCounters) -> Value {
         "chain_tx_full": w.chain_tx_full,
         "backpressure_images": w.backpressure_images,
         "backpressure_fragments": w.backpressure_fragments,
+        "backpressure_unanswered": w.backpressure_unanswered,
         "in_flight": w.in_flight,
         "held_fragments": w.held_fragments,
         "cpu_ns": w.cpu_ns,

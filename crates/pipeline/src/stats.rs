@@ -25,6 +25,9 @@ pub struct WorkerCounters {
     pub backpressure_images: u64,
     /// Fragments freed with those images.
     pub backpressure_fragments: u64,
+    /// Of the `backpressure_images`, those whose `overloaded` answer could not be queued
+    /// either (the refusal queue was full too): the only images a receiver leaves unanswered.
+    pub backpressure_unanswered: u64,
     /// Incomplete images held now.
     pub in_flight: u64,
     /// Fragments held now.
@@ -223,6 +226,7 @@ impl Snapshot {
             t.chain_tx_full += w.chain_tx_full;
             t.backpressure_images += w.backpressure_images;
             t.backpressure_fragments += w.backpressure_fragments;
+            t.backpressure_unanswered += w.backpressure_unanswered;
             t.in_flight += w.in_flight;
             t.held_fragments += w.held_fragments;
             t.cpu_ns += w.cpu_ns;

@@ -9,7 +9,8 @@ use crate::stats::{Shared, WorkerCounters};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use netml_dpdk::{Mbuf, RxQueue, TxQueue};
 use netml_gpu::SrcPtrs;
-use netml_verify::{receive, Evicted, Image, Push, Rx, Verifier};
+use netml_verify::{receive, Evicted, Image, ImageKey, Push, Rx, Verifier};
+use netml_wire::frame::{self, Endpoints};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -71,6 +72,41 @@ pub enum Complete {
     Evicted(Evicted<Held>),
 }
 
+/// An image a worker could not hand over (the dispatch queue was full): what its
+/// `overloaded` answer needs, small enough that a second, larger queue holds many.
+#[derive(Debug, Clone, Copy)]
+pub struct Refused {
+    /// Identity.
+    pub key: ImageKey,
+    /// Where the answer goes (the reverse of fragment 0's addresses).
+    pub reply_to: Option<Endpoints>,
+    /// The descriptor's timestamp.
+    pub sender_timestamp: u64,
+    /// When its first fragment arrived.
+    pub first_arrival: u64,
+    /// When it completed.
+    pub completed_at: u64,
+}
+
+impl Refused {
+    fn of(image: &Image<Held>) -> Refused {
+        Refused {
+            key: image.key,
+            reply_to: image
+                .fragments
+                .first()
+                .and_then(|f| frame::parse_udp(f.mbuf.data()).ok().flatten())
+                .map(|d| Endpoints::from(&d).reversed()),
+            sender_timestamp: image.descriptor.timestamp,
+            first_arrival: image.first_arrival,
+            completed_at: image.completed_at,
+        }
+    }
+}
+
+/// Refusals queued per rx worker at most (a few MB at most in all).
+pub const REFUSED_QUEUE: usize = 65536;
+
 /// A dispatch queue (bounded): the workers' `out`, the gather stage's input. A worker drops
 /// a complete image when it is full (counted as backpressure).
 pub fn dispatch_queue(capacity: usize) -> (Sender<Complete>, Receiver<Complete>) {
@@ -98,6 +134,9 @@ pub struct Worker {
     pub verifier: Verifier<Held>,
     /// The dispatch queue.
     pub out: Sender<Complete>,
+    /// Where images the dispatch queue refused go to be answered `overloaded` (`None`: not
+    /// answered, as in the rx benchmark).
+    pub refused: Option<Sender<Refused>>,
     /// Published counters.
     pub shared: Arc<Shared>,
     /// Cleared to stop.
@@ -177,6 +216,17 @@ impl Worker {
             Ok(()) => {}
             Err(TrySendError::Full(dropped)) | Err(TrySendError::Disconnected(dropped)) => {
                 c.backpressure_images += 1;
+                // An evicted image's `incomplete` answer is lost with it (counted).
+                let answered = match &dropped {
+                    Complete::Image(image) => self
+                        .refused
+                        .as_ref()
+                        .is_some_and(|r| r.try_send(Refused::of(image)).is_ok()),
+                    Complete::Evicted(_) => false,
+                };
+                if !answered {
+                    c.backpressure_unanswered += 1;
+                }
                 c.backpressure_fragments += match &dropped {
                     Complete::Image(i) => i.fragments.len() as u64,
                     Complete::Evicted(_) => 1,

@@ -220,6 +220,7 @@ impl Run {
             burst,
             verifier: Verifier::new(netml_verify::Config::default()),
             out,
+            refused: None,
             shared: shared.clone(),
             running: running.clone(),
             clock: Clock::new(),

@@ -19,7 +19,7 @@ mod reply;
 
 use crate::clock::Clock;
 use crate::stats::{FunctionSnapshot, Shared, SinkCounters};
-use crate::worker::{Complete, Held};
+use crate::worker::{Complete, Held, Refused};
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use lane::Lane;
 use netml_serve::{Event, Refusal, Server};
@@ -46,6 +46,8 @@ const FUNCTION_STATS_EVERY: Duration = Duration::from_millis(100);
 pub struct Sink {
     /// Complete images from the rx workers.
     pub(crate) input: Receiver<Complete>,
+    /// Images the dispatch queue refused (full), to be answered `overloaded`.
+    pub(crate) refused: Receiver<Refused>,
     pub(crate) replies: Replies,
     pub(crate) shared: Arc<Shared>,
     pub(crate) clock: Clock,
@@ -210,11 +212,16 @@ impl Sink {
 
     /// Admits what is queued (up to a burst) at `now`. True when anything arrived.
     fn receive(&mut self, now: u64, c: &mut SinkCounters, disconnected: &mut bool) -> bool {
-        let waited = self
+        let mut waited = self
             .waited
             .take()
             .map(|done| self.admit(now, c, done))
             .is_some();
+        while let Ok(r) = self.refused.try_recv() {
+            self.replies
+                .reply(c, Answer::refused(&r), Status::Overloaded);
+            waited = true;
+        }
         for n in 0..RECEIVE_BURST {
             match self.input.try_recv() {
                 Ok(done) => self.admit(now, c, done),

@@ -2,7 +2,7 @@
 
 use crate::clock::Clock;
 use crate::stats::SinkCounters;
-use crate::worker::Held;
+use crate::worker::{Held, Refused};
 use netml_dpdk::{Mbuf, Mempool, TxQueue};
 use netml_verify::{Evicted, Image, ImageKey};
 use netml_wire::frame::{self, Endpoints};
@@ -56,6 +56,26 @@ impl Answer {
             ingested: 0,
             inferred: 0,
             len: image.total_bytes as usize,
+            top_k: Vec::new(),
+            arrived: 0,
+        }
+    }
+
+    /// The answer to an image the dispatch queue refused (`overloaded`).
+    pub(super) fn refused(r: &Refused) -> Answer {
+        Answer {
+            key: r.key,
+            reply_to: r.reply_to,
+            status: Status::Overloaded,
+            crc32: 0,
+            sender_crc: 0,
+            sender_timestamp: r.sender_timestamp,
+            first: r.first_arrival,
+            completed: r.completed_at,
+            dispatched: 0,
+            ingested: 0,
+            inferred: 0,
+            len: 0,
             top_k: Vec::new(),
             arrived: 0,
         }
