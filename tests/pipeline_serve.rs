@@ -68,6 +68,33 @@ fn top1(model: &Path, values: &[f32]) -> u32 {
     e.run(values, 1).unwrap().top_k(0, 1)[0].0 as u32
 }
 
+/// `count` images of model 1 cycling over `tensors`, in `dir/burst.pcap`.
+fn burst(dir: &Path, tensors: &[(PathBuf, Vec<f32>)], count: usize) -> PathBuf {
+    let input = dir.join("burst.pcap");
+    let count = count.to_string();
+    let mut args = vec!["--npy"];
+    args.extend(tensors.iter().map(|t| t.0.to_str().unwrap()));
+    args.extend([
+        "--model",
+        "1",
+        "--count",
+        &count,
+        "--pcap",
+        input.to_str().unwrap(),
+    ]);
+    pktgen(&args);
+    input
+}
+
+fn assert_no_leak(report: &Value) {
+    let m = &report["mempool"];
+    assert_eq!(
+        n(&m["in_use_at_end"]),
+        n(&m["in_use_at_start"]),
+        "mbuf leak"
+    );
+}
+
 fn pktgen(args: &[&str]) {
     run_ok(Command::new(bin("netml-pktgen")).arg("send").args(args));
 }
@@ -261,12 +288,7 @@ fn two_functions_answer_every_image_once_with_classes_or_a_status() {
     let f = report["functions"].as_array().unwrap();
     assert_eq!(f.len(), 2);
     assert_eq!(n(&f[0]["answered"]) + n(&f[1]["answered"]), ok);
-    let m = &report["mempool"];
-    assert_eq!(
-        n(&m["in_use_at_end"]),
-        n(&m["in_use_at_start"]),
-        "mbuf leak"
-    );
+    assert_no_leak(&report);
 }
 
 #[test]
@@ -276,20 +298,9 @@ fn overload_is_shed_and_admitted_images_keep_their_slo() {
     let d = dir.path();
     let (resnet, _) = models(d);
     let ts = tensors(d, 2);
-    let input = d.join("burst.pcap");
     // 1000 images at once (net_pcap reads the file as fast as it can): far more than one CPU
     // instance runs inside a 300 ms SLO, on a fast machine too.
-    pktgen(&[
-        "--npy",
-        ts[0].0.to_str().unwrap(),
-        ts[1].0.to_str().unwrap(),
-        "--model",
-        "1",
-        "--count",
-        "1000",
-        "--pcap",
-        input.to_str().unwrap(),
-    ]);
+    let input = burst(d, &ts, 1000);
     let f = [format!("1={},slo_ms=300,max_batch=4", resnet.display())];
     let (report, results) = run_serving(d, &input, &f, "");
     assert_eq!(results.len(), 1000, "every image answered");
@@ -304,12 +315,7 @@ fn overload_is_shed_and_admitted_images_keep_their_slo() {
         within as f64 >= 0.95 * answered as f64,
         "{within} of {answered} inside the SLO: {fun}"
     );
-    let m = &report["mempool"];
-    assert_eq!(
-        n(&m["in_use_at_end"]),
-        n(&m["in_use_at_start"]),
-        "mbuf leak"
-    );
+    assert_no_leak(&report);
 }
 
 #[test]
@@ -346,33 +352,9 @@ fn the_simulator_replays_a_live_run_to_the_same_batch_decisions() {
     assert_eq!(file.functions.len(), 2);
     let records = file.records;
     let functions = file.functions;
-    let live: Vec<(usize, usize, usize, usize)> = records
-        .iter()
-        .filter_map(|r| match *r {
-            netml_serve::Record::Batch {
-                function,
-                instance,
-                images,
-                engine,
-                ..
-            } => Some((function, instance, images, engine)),
-            _ => None,
-        })
-        .collect();
-    let sim: Vec<(usize, usize, usize, usize)> = netml_serve::sim::replay(functions, &records)
-        .unwrap()
-        .into_iter()
-        .filter_map(|r| match r {
-            netml_serve::Record::Batch {
-                function,
-                instance,
-                images,
-                engine,
-                ..
-            } => Some((function, instance, images, engine)),
-            _ => None,
-        })
-        .collect();
+    let live = netml_serve::record::decisions(&records);
+    let sim =
+        netml_serve::record::decisions(&netml_serve::sim::replay(functions, &records).unwrap());
     assert!(live.len() >= 8, "{} batches", live.len());
     assert_eq!(sim, live, "simulated vs live batch decisions");
     // The same through the command line.
@@ -392,17 +374,7 @@ fn images_the_dispatch_queue_refuses_are_answered_overloaded() {
     let d = dir.path();
     let (resnet, _) = models(d);
     let ts = tensors(d, 1);
-    let input = d.join("burst.pcap");
-    pktgen(&[
-        "--npy",
-        ts[0].0.to_str().unwrap(),
-        "--model",
-        "1",
-        "--count",
-        "1000",
-        "--pcap",
-        input.to_str().unwrap(),
-    ]);
+    let input = burst(d, &ts, 1000);
     // A dispatch queue of 1 image in front of one CPU instance: the burst overflows it.
     let f = [format!(
         "1={},slo_ms=60000,max_batch=4,admission=off",
@@ -419,10 +391,5 @@ fn images_the_dispatch_queue_refuses_are_answered_overloaded() {
     let k = &report["sink"];
     assert_eq!(n(&k["ok"]) + n(&k["overloaded"]), 1000);
     assert_eq!(n(&k["overloaded"]), n(&t["backpressure_images"]));
-    let m = &report["mempool"];
-    assert_eq!(
-        n(&m["in_use_at_end"]),
-        n(&m["in_use_at_start"]),
-        "mbuf leak"
-    );
+    assert_no_leak(&report);
 }

@@ -88,15 +88,19 @@ pub struct Refused {
     pub completed_at: u64,
 }
 
+/// Where an answer to the packet `h` goes: the reverse of its addresses.
+pub(crate) fn reply_to(h: &Held) -> Option<Endpoints> {
+    frame::parse_udp(h.mbuf.data())
+        .ok()
+        .flatten()
+        .map(|d| Endpoints::from(&d).reversed())
+}
+
 impl Refused {
     fn of(image: &Image<Held>) -> Refused {
         Refused {
             key: image.key,
-            reply_to: image
-                .fragments
-                .first()
-                .and_then(|f| frame::parse_udp(f.mbuf.data()).ok().flatten())
-                .map(|d| Endpoints::from(&d).reversed()),
+            reply_to: image.fragments.first().and_then(reply_to),
             sender_timestamp: image.descriptor.timestamp,
             first_arrival: image.first_arrival,
             completed_at: image.completed_at,

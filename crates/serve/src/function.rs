@@ -327,6 +327,17 @@ impl<T> Function<T> {
             .unwrap_or(self.spec.max_batch())
     }
 
+    /// The predicted latency of the smallest plan on the fastest healthy instance: the
+    /// earliest any queued image could still finish after now.
+    fn fastest_single(&self) -> Option<u64> {
+        let smallest = self.spec.batch_sizes[0];
+        self.instances
+            .iter()
+            .filter(|i| i.healthy)
+            .filter_map(|i| i.latency.predict(smallest))
+            .min()
+    }
+
     /// Removes queued images that can no longer finish inside their SLO even alone on the
     /// fastest instance (only with admission control on); the caller answers them `overloaded`.
     pub fn expire(&mut self, now: u64, out: &mut Vec<Queued<T>>) {
@@ -334,14 +345,7 @@ impl<T> Function<T> {
         if !self.spec.admission {
             return;
         }
-        let smallest = self.spec.batch_sizes[0];
-        let Some(fastest) = self
-            .instances
-            .iter()
-            .filter(|i| i.healthy)
-            .filter_map(|i| i.latency.predict(smallest))
-            .min()
-        else {
+        let Some(fastest) = self.fastest_single() else {
             return;
         };
         // With every instance idle the front image runs next whatever the estimate says:
@@ -528,13 +532,7 @@ impl<T> Function<T> {
     /// arrival or completion (a policy wait that ends, a queued image about to expire).
     pub fn wakeup(&self) -> Option<u64> {
         let expiry = if self.spec.admission {
-            let smallest = self.spec.batch_sizes[0];
-            let fastest = self
-                .instances
-                .iter()
-                .filter(|i| i.healthy)
-                .filter_map(|i| i.latency.predict(smallest))
-                .min();
+            let fastest = self.fastest_single();
             self.queue
                 .front()
                 .zip(fastest)

@@ -47,6 +47,26 @@ pub enum Record {
     },
 }
 
+/// A batch decision: function, instance, images, engine batch.
+pub type Decision = (usize, usize, usize, usize);
+
+/// The batch decisions among `records`, in order (what a replay is compared on).
+pub fn decisions(records: &[Record]) -> Vec<Decision> {
+    records
+        .iter()
+        .filter_map(|r| match *r {
+            Record::Batch {
+                function,
+                instance,
+                images,
+                engine,
+                ..
+            } => Some((function, instance, images, engine)),
+            _ => None,
+        })
+        .collect()
+}
+
 impl Record {
     /// One JSON line (no dependency: the fields are numbers).
     pub fn to_json(&self) -> String {

@@ -1,28 +1,10 @@
 //! `netml simulate --replay FILE`: a live run's decision record through the simulator, and
 //! whether it decides every batch as the live run did.
 
+use netml_serve::record::{decisions, Decision};
 use netml_serve::{sim, Record, RecordFile};
 use std::path::Path;
 use std::process::ExitCode;
-
-/// A batch decision: function, instance, images, engine batch.
-type Decision = (usize, usize, usize, usize);
-
-fn decisions(records: &[Record]) -> Vec<Decision> {
-    records
-        .iter()
-        .filter_map(|r| match *r {
-            Record::Batch {
-                function,
-                instance,
-                images,
-                engine,
-                ..
-            } => Some((function, instance, images, engine)),
-            _ => None,
-        })
-        .collect()
-}
 
 /// Replays `path`; exit 0 when every batch decision agrees, 1 otherwise.
 pub(super) fn run(path: &Path) -> Result<ExitCode, String> {

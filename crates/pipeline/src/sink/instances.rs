@@ -3,6 +3,7 @@
 
 use crate::config::FunctionConfig;
 use cudarc::driver::CudaContext;
+use netml_infer::gpu::GpuEngine;
 use netml_infer::{Backend, Engine, Precision};
 use netml_serve::exec::{Answers, CpuInstance, GpuInstance, Input};
 use std::collections::BTreeMap;
@@ -70,33 +71,51 @@ pub(super) fn build(
     place: &Place,
 ) -> Result<Built, String> {
     let (name, file) = (&f.name, f.model_file.display());
-    let mut engines: BTreeMap<usize, Box<dyn Engine>> = BTreeMap::new();
     let mut measured = Vec::new();
     let mut shape = Vec::new();
-    for &b in sizes {
-        let mut e: Box<dyn Engine> = match place {
-            Place::Cpu => netml_infer::open(&f.model_file, Backend::Cpu, b, precision),
-            Place::Gpu(ctx) => netml_infer::Plan::load(&f.model_file, b, precision)
-                .and_then(|p| netml_infer::gpu::GpuEngine::with_context(ctx, p))
-                .map(|e| Box::new(e) as Box<dyn Engine>),
-        }
-        .map_err(|e| format!("function {name:?}: loading {file} for batch {b}: {e}"))?;
+    // Each plan is loaded once, warmed up (its second run timed) and kept.
+    let mut warm = |e: &mut dyn Engine, b: usize| -> Result<(), String> {
         shape = e.input_shape().to_vec();
-        let t = warm_up(e.as_mut(), b).map_err(|e| format!("function {name:?}: {file}: {e}"))?;
+        let t = warm_up(e, b)
+            .map_err(|e| format!("function {:?}: {}: {e}", f.name, f.model_file.display()))?;
         measured.push((b, t));
-        engines.insert(b, e);
-    }
+        Ok(())
+    };
+    let loading = |b: usize| {
+        move |e: netml_infer::Error| {
+            format!(
+                "function {:?}: loading {} for batch {b}: {e}",
+                f.name,
+                f.model_file.display()
+            )
+        }
+    };
     let executor = match place {
-        Place::Cpu => Executor::Cpu(CpuInstance::spawn(
-            &format!("netml-if-{}-{k}", f.model),
-            engines,
-            f.top_k,
-        )?),
+        Place::Cpu => {
+            let mut engines: BTreeMap<usize, Box<dyn Engine>> = BTreeMap::new();
+            for &b in sizes {
+                let mut e = netml_infer::open(&f.model_file, Backend::Cpu, b, precision)
+                    .map_err(loading(b))?;
+                warm(e.as_mut(), b)?;
+                engines.insert(b, e);
+            }
+            Executor::Cpu(CpuInstance::spawn(
+                &format!("netml-if-{}-{k}", f.model),
+                engines,
+                f.top_k,
+            )?)
+        }
         Place::Gpu(ctx) => {
-            // The warm-up engines go; the instance loads its own, graph-captured on its stream.
-            drop(engines);
+            let mut engines = BTreeMap::new();
+            for &b in sizes {
+                let mut e = netml_infer::Plan::load(&f.model_file, b, precision)
+                    .and_then(|p| GpuEngine::with_context(ctx, p))
+                    .map_err(loading(b))?;
+                warm(&mut e, b)?;
+                engines.insert(b, e);
+            }
             Executor::Gpu(
-                GpuInstance::load(ctx, &f.model_file, sizes, precision, f.top_k)
+                GpuInstance::new(ctx, engines, f.top_k)
                     .map_err(|e| format!("function {name:?}: {file} on the GPU: {e}"))?,
             )
         }

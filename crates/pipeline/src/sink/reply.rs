@@ -2,10 +2,10 @@
 
 use crate::clock::Clock;
 use crate::stats::SinkCounters;
-use crate::worker::{Held, Refused};
+use crate::worker::{reply_to, Held, Refused};
 use netml_dpdk::{Mbuf, Mempool, TxQueue};
 use netml_verify::{Evicted, Image, ImageKey};
-use netml_wire::frame::{self, Endpoints};
+use netml_wire::frame::Endpoints;
 use netml_wire::result::{self, Stage, Status, STAGES};
 
 /// Result frames are sent in bursts of this many (or when the stage runs out of work).
@@ -38,11 +38,7 @@ pub(crate) struct Answer {
 impl Answer {
     /// Reads what the answer needs from the image, before its mbufs are freed.
     pub(super) fn new(image: &Image<Held>) -> Answer {
-        let reply_to = image
-            .fragments
-            .first()
-            .and_then(|f| frame::parse_udp(f.mbuf.data()).ok().flatten())
-            .map(|d| Endpoints::from(&d).reversed());
+        let reply_to = image.fragments.first().and_then(reply_to);
         Answer {
             key: image.key,
             reply_to,
@@ -86,10 +82,7 @@ impl Answer {
     pub(super) fn evicted(e: &Evicted<Held>) -> Answer {
         Answer {
             key: e.key,
-            reply_to: frame::parse_udp(e.handle.mbuf.data())
-                .ok()
-                .flatten()
-                .map(|d| Endpoints::from(&d).reversed()),
+            reply_to: reply_to(&e.handle),
             status: Status::Incomplete,
             crc32: 0,
             sender_crc: 0,

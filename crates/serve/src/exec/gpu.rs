@@ -11,9 +11,8 @@ use super::{top_k_rows, Answers, Input};
 use cudarc::driver::{result, CudaContext, CudaEvent, CudaStream};
 use netml_gpu::cuda::memory::MappedPinned;
 use netml_infer::gpu::GpuEngine;
-use netml_infer::{Engine, Plan, Precision};
+use netml_infer::Engine;
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 
 /// The batch on the stream.
@@ -36,22 +35,15 @@ pub struct GpuInstance {
 }
 
 impl GpuInstance {
-    /// Loads `model` once per batch size in `sizes` into `ctx` (each plan captured as a CUDA
-    /// graph), with a stream, an event and the pinned score buffer of its own.
-    pub fn load(
+    /// An instance over `engines` (one per batch size, built with
+    /// [`GpuEngine::with_context`] in `ctx`, so each plan is captured as a CUDA graph), with a
+    /// stream, an event and the pinned score buffer of its own.
+    pub fn new(
         ctx: &Arc<CudaContext>,
-        model: &Path,
-        sizes: &[usize],
-        precision: Precision,
+        engines: BTreeMap<usize, GpuEngine>,
         top_k: usize,
     ) -> Result<GpuInstance, String> {
         netml_gpu::cuda::untracked(ctx);
-        let mut engines = BTreeMap::new();
-        for &b in sizes {
-            let plan = Plan::load(model, b, precision).map_err(|e| format!("batch {b}: {e}"))?;
-            let e = GpuEngine::with_context(ctx, plan).map_err(|e| format!("batch {b}: {e}"))?;
-            engines.insert(b, e);
-        }
         let (per_image, classes, max_batch) = {
             let (&b, e) = engines.iter().next_back().ok_or("no batch size")?;
             (
