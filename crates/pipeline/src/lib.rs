@@ -191,7 +191,6 @@ impl Pipeline {
             clock,
             server,
             lanes,
-            check_crc: cfg.ingest.check_crc,
             record: cfg.record.clone(),
             waited: None,
             serving: !cfg.functions.is_empty(),

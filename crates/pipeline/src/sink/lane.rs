@@ -88,6 +88,16 @@ impl Instance {
     }
 }
 
+/// What a lane's steps act on beside the lane: the function's index, the loop turn's time,
+/// the scheduler, the answers and the counters.
+pub(crate) struct Turn<'a> {
+    pub(crate) function: usize,
+    pub(crate) now: u64,
+    pub(crate) server: &'a mut Server<Admitted>,
+    pub(crate) replies: &'a mut Replies,
+    pub(crate) c: &'a mut SinkCounters,
+}
+
 /// A function's lane.
 pub(crate) struct Lane {
     pub(crate) ingest: Box<dyn Ingest>,
@@ -97,26 +107,20 @@ pub(crate) struct Lane {
     pub(crate) instances: Vec<Instance>,
     /// An engine running longer than this is taken out of rotation.
     pub(crate) stall_after: Duration,
+    /// Read every batch back and check the images' CRC-32 (not for converted input).
+    pub(crate) check_crc: bool,
 }
 
 impl Lane {
     /// Starts gathering `batch` into its instance's slot.
-    pub(crate) fn start(
-        &mut self,
-        function: usize,
-        now: u64,
-        mut batch: Batch<Admitted>,
-        server: &mut Server<Admitted>,
-        replies: &mut Replies,
-        c: &mut SinkCounters,
-    ) {
+    pub(crate) fn start(&mut self, t: &mut Turn<'_>, mut batch: Batch<Admitted>) {
         let i = batch.instance;
         let convert = match &self.accepts {
             Accepts::U8 { normalize } => Some(*normalize),
             _ => None,
         };
         for q in &mut batch.items {
-            q.item.answer.dispatched = now;
+            q.item.answer.dispatched = t.now;
         }
         let jobs: Vec<ImageJob<'_>> = batch
             .items
@@ -139,11 +143,11 @@ impl Lane {
         // ticket complete or the ingest failed for good; the slot belongs to this instance,
         // which the scheduler gives one batch at a time.
         let submitted = unsafe { self.ingest.submit(i, &jobs) };
-        c.gather_ns += t0.elapsed().as_nanos() as u64;
+        t.c.gather_ns += t0.elapsed().as_nanos() as u64;
         drop(jobs);
         match submitted {
             Ok(ticket) => {
-                c.batches += 1;
+                t.c.batches += 1;
                 self.instances[i].state = State::Gathering {
                     ticket,
                     batch,
@@ -155,10 +159,10 @@ impl Lane {
                     "ingest refused a batch of {} images: {e}",
                     batch.items.len()
                 );
-                server.function_mut(function).abort(i);
+                t.server.function_mut(t.function).abort(i);
                 for q in batch.items {
-                    c.ingest_failed += 1;
-                    replies.reply(c, q.item.answer, Status::Failed);
+                    t.c.ingest_failed += 1;
+                    t.replies.reply(t.c, q.item.answer, Status::Failed);
                 }
             }
         }
@@ -166,39 +170,19 @@ impl Lane {
 
     /// Moves every instance on: finished gathers start their engine (or are answered on a
     /// gather-only lane), finished engines are answered. True when anything moved.
-    pub(crate) fn progress(
-        &mut self,
-        function: usize,
-        now: u64,
-        server: &mut Server<Admitted>,
-        replies: &mut Replies,
-        c: &mut SinkCounters,
-        check_crc: bool,
-    ) -> bool {
+    pub(crate) fn progress(&mut self, t: &mut Turn<'_>) -> bool {
         let mut moved = false;
         for i in 0..self.instances.len() {
             moved |= match self.instances[i].state {
-                State::Gathering { .. } => {
-                    self.gathered(function, i, now, server, replies, c, check_crc)
-                }
-                State::Inferring { .. } => self.inferred(function, i, now, server, replies, c),
+                State::Gathering { .. } => self.gathered(t, i),
+                State::Inferring { .. } => self.inferred(t, i),
                 State::Idle | State::Lost => false,
             };
         }
         moved
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn gathered(
-        &mut self,
-        function: usize,
-        i: usize,
-        now: u64,
-        server: &mut Server<Admitted>,
-        replies: &mut Replies,
-        c: &mut SinkCounters,
-        check_crc: bool,
-    ) -> bool {
+    fn gathered(&mut self, t: &mut Turn<'_>, i: usize) -> bool {
         let State::Gathering {
             ticket, stalled, ..
         } = &mut self.instances[i].state
@@ -211,7 +195,7 @@ impl Lane {
                 // Its payloads may still be read: keep the mbufs and keep waiting.
                 if !*stalled {
                     *stalled = true;
-                    c.ingest_stalls += 1;
+                    t.c.ingest_stalls += 1;
                     tracing::error!(
                         "ingest: batch in slot {i} without progress for {waited_ms} ms"
                     );
@@ -225,10 +209,10 @@ impl Lane {
                 else {
                     unreachable!()
                 };
-                server.function_mut(function).abort(i);
+                t.server.function_mut(t.function).abort(i);
                 for q in batch.items {
-                    c.ingest_failed += 1;
-                    replies.reply(c, q.item.answer, Status::Failed);
+                    t.c.ingest_failed += 1;
+                    t.replies.reply(t.c, q.item.answer, Status::Failed);
                 }
                 return true;
             }
@@ -242,21 +226,21 @@ impl Lane {
         let (engine_batch, images) = (batch.engine_batch, batch.items.len());
         let mut answers = Vec::with_capacity(images);
         for q in batch.items {
-            c.images += 1;
-            c.bytes += q.item.image.total_bytes as u64;
+            t.c.images += 1;
+            t.c.bytes += q.item.image.total_bytes as u64;
             let mut a = q.item.answer;
-            a.ingested = now;
+            a.ingested = t.now;
             drop(q.item.image); // the mbufs go back to the pool now
             answers.push(a);
         }
         let converted = matches!(self.accepts, Accepts::U8 { .. });
-        if check_crc && !converted {
-            self.check_crc(i, &mut answers, c);
+        if self.check_crc && !converted {
+            self.crc(i, &mut answers, t.c);
         }
         let Some(engine) = self.instances[i].engine.as_ref() else {
-            server.complete(now, function, i);
+            t.server.complete(t.now, t.function, i);
             for a in answers {
-                replies.reply(c, a, Status::Ok);
+                t.replies.reply(t.c, a, Status::Ok);
             }
             return true;
         };
@@ -288,8 +272,8 @@ impl Lane {
                 };
             }
             Err(e) => {
-                tracing::error!("function {function} instance {i}: {e}");
-                self.lose(function, i, answers, server, replies, c);
+                tracing::error!("function {} instance {i}: {e}", t.function);
+                self.lose(t, i, answers);
             }
         }
         true
@@ -324,15 +308,7 @@ impl Lane {
         }
     }
 
-    fn inferred(
-        &mut self,
-        function: usize,
-        i: usize,
-        now: u64,
-        server: &mut Server<Admitted>,
-        replies: &mut Replies,
-        c: &mut SinkCounters,
-    ) -> bool {
+    fn inferred(&mut self, t: &mut Turn<'_>, i: usize) -> bool {
         let State::Inferring { since, .. } = &self.instances[i].state else {
             return false;
         };
@@ -355,18 +331,19 @@ impl Lane {
         };
         match result {
             Ok(tops) => {
-                server.complete(now, function, i);
+                t.server.complete(t.now, t.function, i);
                 for (mut a, top) in answers.into_iter().zip(tops) {
-                    a.inferred = now;
+                    a.inferred = t.now;
                     a.top_k = top;
-                    replies.reply(c, a, Status::Ok);
+                    t.replies.reply(t.c, a, Status::Ok);
                 }
             }
             Err(e) => {
                 tracing::error!(
-                    "function {function} instance {i}: engine failed: {e}; out of rotation"
+                    "function {} instance {i}: engine failed: {e}; out of rotation",
+                    t.function
                 );
-                self.lose(function, i, answers, server, replies, c);
+                self.lose(t, i, answers);
             }
         }
         true
@@ -374,27 +351,19 @@ impl Lane {
 
     /// Takes instance `i` out of rotation and answers its batch (and, if it was the last
     /// one, everything queued for the function) `failed`.
-    fn lose(
-        &mut self,
-        function: usize,
-        i: usize,
-        answers: Vec<Answer>,
-        server: &mut Server<Admitted>,
-        replies: &mut Replies,
-        c: &mut SinkCounters,
-    ) {
+    fn lose(&mut self, t: &mut Turn<'_>, i: usize, answers: Vec<Answer>) {
         self.instances[i].state = State::Lost;
-        c.instances_lost += 1;
-        let queued = server.function_mut(function).fail_instance(i);
+        t.c.instances_lost += 1;
+        let queued = t.server.function_mut(t.function).fail_instance(i);
         for a in answers
             .into_iter()
             .chain(queued.into_iter().map(|q| q.item.answer))
         {
-            replies.reply(c, a, Status::Failed);
+            t.replies.reply(t.c, a, Status::Failed);
         }
     }
 
-    fn check_crc(&mut self, slot: usize, answers: &mut [Answer], c: &mut SinkCounters) {
+    fn crc(&mut self, slot: usize, answers: &mut [Answer], c: &mut SinkCounters) {
         let t0 = Instant::now();
         self.crc_into(slot, answers, c);
         c.crc_ns += t0.elapsed().as_nanos() as u64;

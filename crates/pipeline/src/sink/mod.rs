@@ -21,7 +21,7 @@ use crate::clock::Clock;
 use crate::stats::{FunctionSnapshot, Shared, SinkCounters};
 use crate::worker::{Complete, Held, Refused};
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
-use lane::Lane;
+use lane::{Lane, Turn};
 use netml_serve::{Event, Refusal, Server};
 use netml_verify::Image;
 use netml_wire::result::Status;
@@ -53,8 +53,6 @@ pub struct Sink {
     pub(crate) clock: Clock,
     pub(crate) server: Server<Admitted>,
     pub(crate) lanes: Vec<Lane>,
-    /// Read every batch back and check the images' CRC-32 (not for converted input).
-    pub(crate) check_crc: bool,
     /// Where to write the decision record at the end.
     pub(crate) record: Option<std::path::PathBuf>,
     /// An image received while waiting, offered at the next turn.
@@ -134,15 +132,14 @@ impl Sink {
             let turn_cpu = crate::stats::thread_cpu_ns();
             let (gather_before, crc_before) = (c.gather_ns, c.crc_ns);
             let mut worked = false;
-            for (f, lane) in self.lanes.iter_mut().enumerate() {
-                worked |= lane.progress(
-                    f,
+            for (function, lane) in self.lanes.iter_mut().enumerate() {
+                worked |= lane.progress(&mut Turn {
+                    function,
                     now,
-                    &mut self.server,
-                    &mut self.replies,
-                    &mut c,
-                    self.check_crc,
-                );
+                    server: &mut self.server,
+                    replies: &mut self.replies,
+                    c: &mut c,
+                });
             }
             worked |= self.receive(now, &mut c, &mut disconnected);
             self.server.poll(now, &mut events);
@@ -150,12 +147,14 @@ impl Sink {
                 worked = true;
                 match e {
                     Event::Batch { function, batch } => self.lanes[function].start(
-                        function,
-                        now,
+                        &mut Turn {
+                            function,
+                            now,
+                            server: &mut self.server,
+                            replies: &mut self.replies,
+                            c: &mut c,
+                        },
                         batch,
-                        &mut self.server,
-                        &mut self.replies,
-                        &mut c,
                     ),
                     Event::Expired { image, .. } => {
                         self.replies

@@ -36,6 +36,7 @@ pub(crate) fn open(cfg: &Config, target: Target) -> Result<(Server<Admitted>, Ve
             accepts: p.accepts,
             instances: p.instances,
             stall_after: p.stall_after,
+            check_crc: cfg.ingest.check_crc,
         });
     }
     Ok((Server::new(functions)?, lanes))
@@ -79,6 +80,7 @@ fn gather_only(cfg: &Config, target: Target) -> Result<(Server<Admitted>, Vec<La
         accepts: Accepts::Any,
         instances: (0..i.slots).map(|_| Instance::new(None)).collect(),
         stall_after: Duration::MAX,
+        check_crc: i.check_crc,
     };
     Ok((Server::catch_all(function), vec![lane]))
 }

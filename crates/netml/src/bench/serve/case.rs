@@ -92,8 +92,8 @@ pub(super) struct Figures {
     pub(super) rx_share: f64,
     pub(super) engine_share: f64,
     pub(super) sender_share: f64,
-    /// Share of the wall time the sink thread was ready but waited for a CPU (its
-    /// `serve_ns` is wall time of its working turns, so it includes such waits).
+    /// Share of the wall time the sink thread was ready but waited for a CPU (latency it
+    /// adds; its `serve_ns` is CPU time and does not include these waits).
     pub(super) sink_wait_share: f64,
     /// Result frames that did not parse, and result messages the pipeline could not send
     /// (tx ring full, no mbuf), over the case.
