@@ -620,6 +620,15 @@ impl<T> Function<T> {
         }
     }
 
+    /// `instance` moved to another compute share: its latency estimates are scaled by
+    /// `factor(engine batch)` (new share's latency over the old's). Called at a batch
+    /// boundary, while it runs nothing.
+    pub fn reshare(&mut self, instance: usize, factor: impl Fn(usize) -> f64) {
+        if let Some(i) = self.instances.get_mut(instance) {
+            i.latency.rescale(factor);
+        }
+    }
+
     /// Whether `instance` runs a batch now.
     pub fn busy(&self, instance: usize) -> bool {
         self.instances

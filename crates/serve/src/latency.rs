@@ -129,6 +129,14 @@ impl LatencyModel {
     pub fn spread(&self) -> f64 {
         self.spread
     }
+
+    /// Multiplies every estimate by `factor(size)`: the instance moved to another share, and
+    /// what it learned about this machine carries over at the new share's scale.
+    pub fn rescale(&mut self, factor: impl Fn(usize) -> f64) {
+        for (e, &s) in self.est.iter_mut().zip(&self.sizes) {
+            *e = e.map(|v| v * factor(s));
+        }
+    }
 }
 
 /// Piecewise-linear through `pts` (sorted by batch); see [`LatencyModel::predict`] outside.

@@ -20,6 +20,7 @@ pub mod policy;
 pub mod profile;
 pub mod record;
 pub mod server;
+pub mod share;
 pub mod sim;
 pub mod stats;
 
@@ -29,4 +30,5 @@ pub use policy::Policy;
 pub use profile::Profile;
 pub use record::{Record, RecordFile, Recorder};
 pub use server::{Event, Server};
+pub use share::{Device, ShareCurve, Sharing, Unit};
 pub use stats::{Decision, FunctionStats, Histogram};
