@@ -16,6 +16,7 @@
 pub mod exec;
 pub mod function;
 pub mod latency;
+pub mod place;
 pub mod policy;
 pub mod profile;
 pub mod record;
