@@ -91,6 +91,22 @@ const FUNCTIONS: &[&str] = &[
     "rte_eth_from_rings",
     "rte_vdev_init",
     "rte_vdev_uninit",
+    // telemetry: commands of our own, answered with rte_tel_data dicts and arrays
+    "rte_telemetry_register_cmd",
+    "rte_tel_data_start_dict",
+    "rte_tel_data_start_array",
+    "rte_tel_data_string",
+    "rte_tel_data_add_dict_string",
+    "rte_tel_data_add_dict_int",
+    "rte_tel_data_add_dict_u64",
+    "rte_tel_data_add_dict_container",
+    "rte_tel_data_add_array_string",
+    "rte_tel_data_add_array_u64",
+    "rte_tel_data_alloc",
+    "rte_tel_data_free",
+    // packet capture by secondary processes (dpdk-dumpcap, dpdk-pdump)
+    "rte_pdump_init",
+    "rte_pdump_uninit",
     // the C shim
     "netml_shim_.*",
 ];
@@ -112,6 +128,7 @@ const TYPES: &[&str] = &[
     "rte_memseg_list",
     "rte_proc_type_t",
     "rte_iova_t",
+    "rte_tel_value_type",
 ];
 
 /// Object-like macros and variables.
@@ -129,11 +146,20 @@ const VARS: &[&str] = &[
     "RING_F_SC_DEQ",
     "RING_F_EXACT_SZ",
     "SOCKET_ID_ANY",
+    "RTE_TEL_MAX_STRING_LEN",
+    "RTE_TEL_MAX_DICT_ENTRIES",
+    "RTE_TEL_MAX_ARRAY_ENTRIES",
     "netml_shim_.*",
 ];
 
 /// Opaque types: netml only passes pointers to them (their layouts need not be mirrored).
-const OPAQUE: &[&str] = &["rte_mempool", "rte_ring", "rte_device", "rte_fbarray"];
+const OPAQUE: &[&str] = &[
+    "rte_mempool",
+    "rte_ring",
+    "rte_device",
+    "rte_fbarray",
+    "rte_tel_data",
+];
 
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));

@@ -218,9 +218,19 @@ pub fn lcore_id() -> Option<u32> {
 /// Adopts the calling thread as a DPDK lcore (`rte_thread_register`), so that it gets an
 /// lcore id and with it the per-lcore mempool caches; returns the id. Poll-mode workers
 /// started with `std::thread` call this first. Idempotent on an already adopted thread.
+///
+/// While the process serves packet capture ([`crate::Pdump`]) it declines with `ENOTSUP`:
+/// DPDK refuses secondary processes once a thread has been adopted this way.
 pub fn register_thread() -> Result<u32> {
     if let Some(id) = lcore_id() {
         return Ok(id);
+    }
+    if crate::pdump::serving_captures() {
+        return Err(Error::with_message(
+            "rte_thread_register",
+            errno::ENOTSUP,
+            "not done while serving packet capture (DPDK then refuses secondary processes)",
+        ));
     }
     // SAFETY: registers the calling thread with an initialised EAL; DPDK checks both.
     let rc = unsafe { sys::rte_thread_register() };

@@ -9,6 +9,8 @@
 //! - [`Port`] with [`RxQueue`] / [`TxQueue`] handles (one owner each, `Send`).
 //! - [`Ring`] and [`ring_port`]: net_ring ports over `rte_ring`s.
 //! - [`memory_segments`]: DPDK's memory ranges (for GPU registration); [`tsc_hz`], [`rdtsc`].
+//! - [`telemetry`]: commands of the application's own on DPDK's telemetry socket.
+//! - [`Pdump`]: packet capture served to `dpdk-dumpcap` (`rte_pdump_init`).
 //!
 //! Ownership rules that make the API safe:
 //! - Every object (mempool, port, ring) keeps the EAL alive; `rte_eal_cleanup` runs when
@@ -43,14 +45,17 @@ mod error;
 mod mbuf;
 mod memory;
 mod mempool;
+mod pdump;
 mod port;
 mod ring;
+pub mod telemetry;
 
 pub use eal::{is_initialized, lcore_id, rdtsc, register_thread, socket_id, tsc_hz, Eal};
 pub use error::{errno, Error, Result};
 pub use mbuf::Mbuf;
 pub use memory::{memory_segments, memseg_lists, MemSegment, MemsegList};
 pub use mempool::{Mempool, DEFAULT_DATA_ROOM, HEADROOM};
+pub use pdump::{serving_captures, Pdump};
 pub use port::{
     port_by_name, port_count, Link, MacAddr, Port, PortConfig, PortInfo, PortStats, RxQueue,
     TxQueue,
