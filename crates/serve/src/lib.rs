@@ -13,6 +13,7 @@
 
 #![warn(missing_docs)]
 
+pub mod controller;
 pub mod exec;
 pub mod function;
 pub mod latency;
@@ -25,6 +26,7 @@ pub mod share;
 pub mod sim;
 pub mod stats;
 
+pub use controller::{Controller, ControllerConfig, Resize};
 pub use function::{Batch, Function, FunctionSpec, Queued, Refusal, Refused};
 pub use latency::LatencyModel;
 pub use policy::Policy;

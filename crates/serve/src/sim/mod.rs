@@ -2,6 +2,7 @@
 //! (routing, admission, the policies, instance choice, latency learning) driven by a virtual
 //! clock, with batches that take the time a latency profile says (or a recorded run took).
 
+pub mod device;
 pub mod trace;
 
 use crate::function::{Function, FunctionSpec};
