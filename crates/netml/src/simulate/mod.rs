@@ -21,6 +21,7 @@ mod plots;
 mod replay;
 mod report;
 mod setup;
+mod sharing;
 mod summary;
 mod trace;
 
@@ -35,7 +36,7 @@ use trace::{Level, TraceSpec};
 
 /// The project's first profile (PyTorch eager on a whole H100), built in so that the
 /// default works from any directory.
-const H100_PROFILE: &str = include_str!("../../../../docs/profiles/h100-pytorch.csv");
+pub(crate) const H100_PROFILE: &str = include_str!("../../../../docs/profiles/h100-pytorch.csv");
 
 /// Options of `netml simulate`.
 #[derive(ClapArgs)]
@@ -103,6 +104,25 @@ pub struct Args {
     /// times; prints whether the simulator makes the live run's batch decisions.
     #[arg(long, value_name = "FILE")]
     replay: Option<PathBuf>,
+    /// Put every function on one GPU and compare sharing modes instead of policies (each
+    /// function under SLAB): `temporal` (time-slicing: one function's kernels at a time),
+    /// `shared` (all concurrent, no limits: default MPS), `mps` (fixed equal shares, the
+    /// papers' baseline), `partitioned` (green-context SM shares resized online by the GSLICE
+    /// controller), comma-separated, or `all`. --load is then a fraction of the GPU's
+    /// capacity for the mix (every function at the same rate). Share latencies come from the
+    /// profile's gpu_share_pct rows, else from a model (the report says which).
+    #[arg(long, value_name = "MODES")]
+    sharing: Option<String>,
+    /// SMs of the simulated GPU (--sharing); shares are multiples of 8 SMs, 8 kept for ingest.
+    #[arg(long, default_value_t = netml_serve::share::HOPPER_SMS)]
+    gpu_sms: u32,
+    /// Slowdown per other running batch in the `shared` mode (memory and cache contention
+    /// that SM limits do not remove).
+    #[arg(long, default_value_t = 0.1)]
+    interference: f64,
+    /// Time between the controller's decisions, ms (--sharing partitioned).
+    #[arg(long, default_value_t = 100.0)]
+    controller_period_ms: f64,
 }
 
 /// One function's outcome in one run.
@@ -132,6 +152,8 @@ struct Run {
 /// What the report says about the whole simulation.
 struct Context<'a> {
     profile: &'a str,
+    /// The device and the share-latency source, when modes were compared (`--sharing`).
+    sharing: Option<String>,
     trace: String,
     setups: &'a [Setup],
     seed: u64,
@@ -189,6 +211,42 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
     };
     let duration_s = duration_ns as f64 / 1e9;
 
+    if let Some(modes) = &a.sharing {
+        if captured.is_some() {
+            return Err("--sharing runs generated arrivals, not a pcap: trace".into());
+        }
+        if !(a.controller_period_ms.is_finite() && a.controller_period_ms > 0.0) {
+            return Err("--controller-period-ms must be a positive number".into());
+        }
+        if !(a.interference.is_finite() && a.interference >= 0.0) {
+            return Err("--interference must be a number >= 0".into());
+        }
+        let o = sharing::Options {
+            modes: sharing::modes(modes)?,
+            device: netml_serve::Device::gpu(a.gpu_sms.max(16)),
+            interference: a.interference,
+            controller: netml_serve::ControllerConfig {
+                period_ns: (a.controller_period_ms * 1e6) as u64,
+                ..Default::default()
+            },
+            jitter: a.jitter,
+            seed: a.seed,
+        };
+        let mode_runs = sharing::run_all(&o, &setups, &levels, &spec, duration_ns)?;
+        let curves = sharing::curves(&setups)?;
+        let ctx = Context {
+            profile: &profile_name,
+            sharing: Some(sharing::header(&o.device, &curves, o.interference)),
+            trace: a.trace.clone(),
+            setups: &setups,
+            seed: a.seed,
+            jitter: a.jitter,
+        };
+        let extra = sharing::summary_text(&mode_runs, &o.device);
+        let runs: Vec<Run> = mode_runs.into_iter().map(|m| m.run).collect();
+        return report_all(&a, &ctx, &runs, &extra);
+    }
+
     let total = levels.len() * policies.len();
     let mut runs = Vec::with_capacity(total);
     for (li, &level) in levels.iter().enumerate() {
@@ -243,24 +301,30 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
 
     let ctx = Context {
         profile: &profile_name,
+        sharing: None,
         trace: a.trace.clone(),
         setups: &setups,
         seed: a.seed,
         jitter: a.jitter,
     };
+    report_all(&a, &ctx, &runs, "")
+}
+
+/// Prints the report (text with `extra` after it, or JSON) and writes the CSV and plots.
+fn report_all(a: &Args, ctx: &Context, runs: &[Run], extra: &str) -> Result<ExitCode, String> {
     if a.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&report::json(&ctx, &runs)).expect("json")
+            serde_json::to_string_pretty(&report::json(ctx, runs)).expect("json")
         );
     } else {
-        print!("{}", report::text(&ctx, &runs));
+        print!("{}{extra}", report::text(ctx, runs));
     }
     if let Some(path) = &a.csv {
-        report::write_csv(path, &ctx, &runs)?;
+        report::write_csv(path, ctx, runs)?;
     }
     if let Some(path) = &a.plot {
-        plots::write(path, &ctx, &runs)?;
+        plots::write(path, ctx, runs)?;
     }
     Ok(ExitCode::SUCCESS)
 }

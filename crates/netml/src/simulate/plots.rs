@@ -22,6 +22,7 @@ fn charts(ctx: &Context, runs: &[Run]) -> (String, String) {
     let x_label = match levels.first().map(|g| g[0].level) {
         Some(Level::Rate(_)) => "offered images/s per function",
         Some(Level::Capture) => "the capture",
+        _ if ctx.sharing.is_some() => "load (fraction of the GPU's capacity for the mix)",
         _ => "load (fraction of each function's capacity)",
     };
     let mut policies: Vec<&str> = Vec::new();

@@ -18,6 +18,9 @@ pub(super) fn text(ctx: &Context, runs: &[Run]) -> String {
         "profile: {}; trace: {}; jitter {}; seed {}",
         ctx.profile, ctx.trace, ctx.jitter, ctx.seed
     );
+    if let Some(sharing) = &ctx.sharing {
+        let _ = writeln!(s, "{sharing}");
+    }
     for st in ctx.setups {
         let a = &st.arg;
         let _ = writeln!(
@@ -128,7 +131,7 @@ pub(super) fn json(ctx: &Context, runs: &[Run]) -> Value {
         })
         .collect();
     json!({
-        "profile": ctx.profile, "trace": ctx.trace, "seed": ctx.seed, "jitter": ctx.jitter,
+        "profile": ctx.profile, "sharing": ctx.sharing, "trace": ctx.trace, "seed": ctx.seed, "jitter": ctx.jitter,
         "duration_s": runs.first().map(|r| r.duration_s), "functions": functions,
         "runs": runs_json, "summary": summary,
     })
