@@ -5,13 +5,14 @@ use crate::config::FunctionConfig;
 use cudarc::driver::CudaContext;
 use netml_infer::gpu::GpuEngine;
 use netml_infer::{Backend, Engine, Precision};
-use netml_serve::exec::{Answers, CpuInstance, GpuInstance, Input};
+use netml_serve::exec::{Answers, BuildEngine, CpuInstance, CpuShare, GpuInstance, Input};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Where a function's instances run.
 pub(super) enum Place {
-    Cpu,
+    /// CPU instances, each on its share of cores (one share per instance).
+    Cpu(Vec<CpuShare>),
     Gpu(Arc<CudaContext>),
 }
 
@@ -73,39 +74,36 @@ pub(super) fn build(
     let (name, file) = (&f.name, f.model_file.display());
     let mut measured = Vec::new();
     let mut shape = Vec::new();
-    // Each plan is loaded once, warmed up (its second run timed) and kept.
-    let mut warm = |e: &mut dyn Engine, b: usize| -> Result<(), String> {
-        shape = e.input_shape().to_vec();
-        let t = warm_up(e, b)
-            .map_err(|e| format!("function {:?}: {}: {e}", f.name, f.model_file.display()))?;
-        measured.push((b, t));
-        Ok(())
-    };
-    let loading = |b: usize| {
-        move |e: netml_infer::Error| {
-            format!(
-                "function {:?}: loading {} for batch {b}: {e}",
-                f.name,
-                f.model_file.display()
-            )
-        }
-    };
     let executor = match place {
-        Place::Cpu => {
-            let mut engines: BTreeMap<usize, Box<dyn Engine>> = BTreeMap::new();
+        Place::Cpu(shares) => {
+            let share = shares.get(k).cloned().unwrap_or_else(CpuShare::single);
+            let mut instance = cpu_instance(f, k, sizes, precision, share)?;
+            shape = instance.input_shape().to_vec();
             for &b in sizes {
-                let mut e = netml_infer::open(&f.model_file, Backend::Cpu, b, precision)
-                    .map_err(loading(b))?;
-                warm(e.as_mut(), b)?;
-                engines.insert(b, e);
+                // The workers ran each plan once; this second run is timed.
+                let t = instance
+                    .measure(b, b)
+                    .map_err(|e| format!("function {name:?}: {file}: {e}"))?;
+                measured.push((b, t));
             }
-            Executor::Cpu(CpuInstance::spawn(
-                &format!("netml-if-{}-{k}", f.model),
-                engines,
-                f.top_k,
-            )?)
+            Executor::Cpu(instance)
         }
         Place::Gpu(ctx) => {
+            // Each plan is loaded once, warmed up (its second run timed) and kept.
+            let mut warm = |e: &mut dyn Engine, b: usize| -> Result<(), String> {
+                shape = e.input_shape().to_vec();
+                let t = warm_up(e, b).map_err(|e| format!("function {name:?}: {file}: {e}"))?;
+                measured.push((b, t));
+                Ok(())
+            };
+            let loading = |b: usize| {
+                move |e: netml_infer::Error| {
+                    format!(
+                        "function {name:?}: loading {} for batch {b}: {e}",
+                        f.model_file.display()
+                    )
+                }
+            };
             let mut engines = BTreeMap::new();
             for &b in sizes {
                 let mut e = netml_infer::Plan::load(&f.model_file, b, precision)
@@ -121,6 +119,30 @@ pub(super) fn build(
         }
     };
     Ok((executor, measured, shape))
+}
+
+/// A CPU instance of `f` on `share`, each worker building its plans for `sizes` (ready and
+/// warmed up once when this returns).
+pub(super) fn cpu_instance(
+    f: &FunctionConfig,
+    k: usize,
+    sizes: &[usize],
+    precision: Precision,
+    share: CpuShare,
+) -> Result<CpuInstance, String> {
+    let path = f.model_file.clone();
+    let build: BuildEngine = Arc::new(move |b, _threads| {
+        netml_infer::open(&path, Backend::Cpu, b, precision)
+            .map_err(|e| format!("loading {}: {e}", path.display()))
+    });
+    CpuInstance::spawn(
+        &format!("netml-if-{}-{k}", f.model),
+        share,
+        sizes,
+        f.top_k,
+        build,
+    )
+    .map_err(|e| format!("function {:?}: {e}", f.name))
 }
 
 /// Runs a zero batch twice (the first run pays for lazy allocation and cold caches) and

@@ -93,7 +93,7 @@ fn prepare(f: &FunctionConfig, target: Target) -> Result<Prepared, String> {
         .parse()
         .map_err(|e| format!("function {name:?}: {e}"))?;
     let place = match (f.target.as_str(), target) {
-        ("cpu", _) | ("auto", Target::Host) => Place::Cpu,
+        ("cpu", _) | ("auto", Target::Host) => Place::Cpu(Vec::new()),
         ("auto", Target::Gpu(ordinal)) => Place::Gpu(gpu_context(ordinal)?),
         (t, _) => match t.strip_prefix("gpu:").and_then(|n| n.parse::<usize>().ok()) {
             Some(n) if target == Target::Gpu(n) => Place::Gpu(gpu_context(n)?),

@@ -9,6 +9,7 @@
 
 use super::{top_k_rows, Answers, Input};
 use cudarc::driver::{result, CudaContext, CudaEvent, CudaStream};
+use netml_gpu::cuda::green::{GreenPartition, GreenStream};
 use netml_gpu::cuda::memory::MappedPinned;
 use netml_infer::gpu::GpuEngine;
 use netml_infer::Engine;
@@ -32,6 +33,11 @@ pub struct GpuInstance {
     done: CudaEvent,
     stream: Arc<CudaStream>,
     ctx: Arc<CudaContext>,
+    /// The green-context stream `stream` borrows, on a partition; declared after `stream` so
+    /// that the borrowing wrapper is dropped first.
+    _green: Option<GreenStream>,
+    /// SMs the instance runs on: the partition's grant, or `None` for the whole device.
+    sms: Option<u32>,
 }
 
 impl GpuInstance {
@@ -40,6 +46,46 @@ impl GpuInstance {
     /// stream, an event and the pinned score buffer of its own.
     pub fn new(
         ctx: &Arc<CudaContext>,
+        engines: BTreeMap<usize, GpuEngine>,
+        top_k: usize,
+    ) -> Result<GpuInstance, String> {
+        let stream = ctx
+            .new_stream()
+            .map_err(|e| format!("cuStreamCreate: {e:?}"))?;
+        GpuInstance::with_stream(ctx, stream, None, engines, top_k)
+    }
+
+    /// An instance on `partition`'s SMs: as [`new`](Self::new), its batches (the engines'
+    /// CUDA graphs and the scores' copy) on a stream of the green context, so that they
+    /// run on the partition's SMs only. A resize builds a new instance on a new partition
+    /// ([`super::shadow`]). Unrun: written without a GPU at hand.
+    pub fn on_partition(
+        ctx: &Arc<CudaContext>,
+        partition: &GreenPartition,
+        engines: BTreeMap<usize, GpuEngine>,
+        top_k: usize,
+    ) -> Result<GpuInstance, String> {
+        netml_gpu::cuda::untracked(ctx);
+        let green = partition
+            .new_stream()
+            .map_err(|e| format!("cuGreenCtxStreamCreate: {e:?}"))?;
+        // SAFETY: the wrapper lives in the instance's `stream` field, which is dropped before
+        // its `green` field (declaration order), and is never handed out.
+        let stream = unsafe { green.as_cuda_stream() };
+        let mut instance = GpuInstance::with_stream(ctx, stream, Some(green), engines, top_k)?;
+        instance.sms = Some(partition.sm_count());
+        Ok(instance)
+    }
+
+    /// SMs of the partition it runs on (`None`: the whole device).
+    pub fn sms(&self) -> Option<u32> {
+        self.sms
+    }
+
+    fn with_stream(
+        ctx: &Arc<CudaContext>,
+        stream: Arc<CudaStream>,
+        green: Option<GreenStream>,
         engines: BTreeMap<usize, GpuEngine>,
         top_k: usize,
     ) -> Result<GpuInstance, String> {
@@ -52,9 +98,6 @@ impl GpuInstance {
                 b,
             )
         };
-        let stream = ctx
-            .new_stream()
-            .map_err(|e| format!("cuStreamCreate: {e:?}"))?;
         let done = ctx
             .new_event(None)
             .map_err(|e| format!("cuEventCreate: {e:?}"))?;
@@ -70,6 +113,8 @@ impl GpuInstance {
             done,
             stream,
             ctx: ctx.clone(),
+            _green: green,
+            sms: None,
         })
     }
 

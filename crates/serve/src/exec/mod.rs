@@ -1,13 +1,16 @@
-//! Instances that run batches in the live pipeline, each with one engine plan per batch size
-//! and reading its input in place from its ingest slot: a CPU worker thread ([`cpu`]) or a
-//! GPU stream ([`gpu`]). The serving loop starts a batch and polls for its end; nothing
-//! blocks it and nothing calls back.
+//! Instances that run batches in the live pipeline, each with engine plans per batch size
+//! and reading its input in place from its ingest slot: CPU worker threads on a share of
+//! cores ([`cpu`]) or a GPU stream, on a green-context partition or the whole device
+//! ([`gpu`]). The serving loop starts a batch and polls for its end; nothing blocks it and
+//! nothing calls back. [`shadow`] moves an instance to a new share without stopping it.
 
 pub mod cpu;
 pub mod gpu;
+pub mod shadow;
 
-pub use cpu::CpuInstance;
+pub use cpu::{BuildEngine, CpuInstance, CpuShare, Parallel};
 pub use gpu::GpuInstance;
+pub use shadow::{Prepared, Reshare, ResizeStats, Resized, Shadowed};
 
 /// Top-k `(class, score)` of each image of a batch, best first.
 pub type Answers = Vec<Vec<(u32, f32)>>;
