@@ -11,7 +11,8 @@
 //! may use, how they rank options and how they pack:
 //! - [`Strategy::Packed`] (ours, after ParvaGPU): any share at the device's granularity; the
 //!   bulk option is the one with the most images/s per GPU when a GPU is filled with copies of
-//!   it (so shares that leave unusable fragments rank lower); best-fit decreasing packing.
+//!   it (so shares that leave unusable fragments rank lower); best-fit decreasing packing,
+//!   then GPUs emptied into the others' free units where their rate fits there.
 //! - [`Strategy::GpuLets`] (the gpu-lets greedy): partitions of 20, 40, 50, 60, 80 or 100% of
 //!   a GPU, at most two per GPU; the option with the most images/s per unit; first fit in
 //!   allocation order.
@@ -243,6 +244,7 @@ pub fn place(strategy: Strategy, demands: &[Demand], p: &Params) -> Result<Place
     p.check()?;
     let shares = strategy.shares(&p.device);
     let mut instances = Vec::new();
+    let mut all_opts = vec![Vec::new(); demands.len()];
     // gpu-lets allocates the most demanding model first and packs in that order.
     let mut order: Vec<usize> = (0..demands.len()).collect();
     if strategy == Strategy::GpuLets {
@@ -262,10 +264,16 @@ pub fn place(strategy: Strategy, demands: &[Demand], p: &Params) -> Result<Place
             ));
         }
         instances.extend(options::split(f, d.rate, &opts, strategy, &p.device));
+        all_opts[f] = opts;
     }
     let gpus = match strategy {
         Strategy::GpuLets => pack::first_fit(instances, &p.device, strategy.max_per_gpu()),
-        _ => pack::best_fit_decreasing(instances, &p.device, strategy.max_per_gpu()),
+        Strategy::OnePerGpu => pack::best_fit_decreasing(instances, &p.device, 1),
+        Strategy::Packed => pack::consolidate(
+            pack::best_fit_decreasing(instances, &p.device, usize::MAX),
+            &all_opts,
+            &p.device,
+        ),
     };
     Ok(Placement { strategy, gpus })
 }
