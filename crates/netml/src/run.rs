@@ -2,9 +2,10 @@
 
 use crate::demo::{self, Demo, DemoArgs};
 use clap::Args as ClapArgs;
-use netml_dpdk::Eal;
+use netml_dpdk::{Eal, Pdump};
 use netml_pipeline::config::{ChainAction, Config, IngestTarget};
 use netml_pipeline::report::live_line;
+use netml_pipeline::telemetry::Telemetry;
 use netml_pipeline::{open_port, Pipeline};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +44,14 @@ pub struct Args {
     /// first: `scripts/hugepages setup`).
     #[arg(long)]
     huge: bool,
+    /// Turn DPDK's telemetry socket off (adds `--no-telemetry` to the EAL arguments); on,
+    /// `dpdk-telemetry.py -f PREFIX` reads DPDK's and netml's counters (/netml/stats, ...).
+    #[arg(long)]
+    no_telemetry: bool,
+    /// Serve packet capture to `dpdk-dumpcap --file-prefix PREFIX` (needs hugepages:
+    /// `--huge` keeps them shared; threads run without lcore ids, so no mempool caches).
+    #[arg(long)]
+    pdump: bool,
     /// Extra EAL argument (repeatable), appended to the configuration's.
     #[arg(long = "eal", allow_hyphen_values = true)]
     eal: Vec<String>,
@@ -116,10 +125,14 @@ impl Args {
         if self.chain_port.is_some() {
             c.chain.tx_port = self.chain_port.clone();
         }
+        c.pdump |= self.pdump;
         if self.huge {
-            c.eal_args = without_no_huge(&c.eal_args);
+            c.eal_args = without_no_huge(&c.eal_args, c.pdump);
         }
         c.eal_args.extend(self.eal.iter().cloned());
+        if self.no_telemetry {
+            c.eal_args.push("--no-telemetry".into());
+        }
         if let Some(m) = &self.ingest {
             c.ingest.mode = m.clone();
         }
@@ -152,9 +165,14 @@ impl Args {
 }
 
 /// EAL arguments for hugepages: without `--no-huge`, the `-m N` it needs and `--no-shconf`,
-/// and with `--in-memory` (hugepage files are unlinked, so none is left behind).
-fn without_no_huge(args: &[String]) -> Vec<String> {
-    let mut out = vec!["--in-memory".to_string()];
+/// and with `--in-memory` (hugepage files are unlinked, so none is left behind) unless
+/// `shared`: a capture tool (pdump) maps the hugepage files.
+fn without_no_huge(args: &[String], shared: bool) -> Vec<String> {
+    let mut out = if shared {
+        Vec::new()
+    } else {
+        vec!["--in-memory".to_string()]
+    };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -181,6 +199,21 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
     let argv = cfg.eal_argv();
     tracing::info!("EAL: {}", argv.join(" "));
     let _eal = Eal::init(&argv).map_err(|e| format!("EAL init: {e}"))?;
+    // Before any pipeline thread registers with DPDK (which would refuse capture tools).
+    let _pdump = cfg
+        .pdump
+        .then(Pdump::init)
+        .transpose()
+        .map_err(|e| format!("pdump: {e}"))?;
+    // Published at the live-statistics interval, and at least once a second.
+    let publish = match cfg.stats_interval_s {
+        s if s > 0.0 => s.min(1.0),
+        _ => 1.0,
+    };
+    let mut telemetry = cfg
+        .telemetry()
+        .then(|| Telemetry::register(Duration::from_secs_f64(publish)))
+        .transpose()?;
 
     let is_demo = cfg.rx.port == format!("net_ring_{}", demo::PORT) && cfg.rx.vdev_args.is_none();
     let (rx_port, rings) = if is_demo {
@@ -229,6 +262,9 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
     let mut interrupted = false;
     loop {
         std::thread::sleep(Duration::from_millis(50));
+        if let Some(t) = telemetry.as_mut() {
+            t.tick(&pipeline);
+        }
         if stop.load(Ordering::Relaxed) {
             tracing::info!("signal received: stopping");
             interrupted = true;
@@ -330,6 +366,9 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
             "netml: {} mbufs still in use after draining (started with {})",
             report.mempool_in_use_at_end, report.mempool_in_use_at_start
         );
+    }
+    if let Some(t) = telemetry.as_mut() {
+        t.finish(&report);
     }
     let mut doc = report.to_json();
     if let Some(d) = demo_json {

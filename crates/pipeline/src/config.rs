@@ -11,6 +11,10 @@ pub struct Config {
     /// EAL arguments passed through as they are (after the program name). A
     /// `--file-prefix` is added when missing, so that several instances coexist.
     pub eal_args: Vec<String>,
+    /// Serve packet capture to `dpdk-dumpcap` (`rte_pdump_init`). Needs hugepages with
+    /// shared files: no `--no-huge`, `--in-memory` or `--no-shconf` in `eal_args`. The
+    /// pipeline's threads then run without DPDK lcore ids (no per-lcore mempool caches).
+    pub pdump: bool,
     /// The port fragments arrive on.
     pub rx: RxConfig,
     /// What happens to traffic that is not ours.
@@ -364,12 +368,12 @@ impl Default for Config {
                 "1024",
                 "--no-pci",
                 "--no-shconf",
-                "--no-telemetry",
                 "--log-level",
                 "warning",
             ]
             .map(String::from)
             .to_vec(),
+            pdump: false,
             rx: RxConfig::default(),
             chain: ChainConfig::default(),
             responses: ResponseConfig::default(),
@@ -504,6 +508,19 @@ impl Config {
         {
             return Err("ingest.max_batch x ingest.max_image_bytes must stay below 4 GiB".into());
         }
+        let unshared = ["--no-huge", "--in-memory", "--no-shconf"];
+        if self.pdump {
+            if let Some(a) = self
+                .eal_args
+                .iter()
+                .find(|a| unshared.contains(&a.as_str()))
+            {
+                return Err(format!(
+                    "pdump: a capture tool shares this process's hugepages; remove {a} from \
+                     the EAL arguments (`netml run --huge --pdump` does)"
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -516,6 +533,11 @@ impl Config {
             argv.push(format!("--file-prefix=netml-{}", std::process::id()));
         }
         argv
+    }
+
+    /// Whether DPDK's telemetry socket is on (no `--no-telemetry` among the EAL arguments).
+    pub fn telemetry(&self) -> bool {
+        !self.eal_args.iter().any(|a| a == "--no-telemetry")
     }
 }
 
@@ -543,6 +565,19 @@ mod tests {
             .last()
             .unwrap()
             .starts_with("--file-prefix=netml-"));
+    }
+
+    #[test]
+    fn telemetry_is_on_and_pdump_wants_shared_hugepages() {
+        let c = Config::default();
+        assert!(c.telemetry() && !c.pdump);
+        assert!(!Config::from_toml("eal_args = [\"--no-telemetry\"]")
+            .unwrap()
+            .telemetry());
+        assert!(Config::from_toml("pdump = true")
+            .unwrap_err()
+            .contains("remove --no-huge"));
+        assert!(Config::from_toml("pdump = true\neal_args = [\"--file-prefix=a\"]").is_ok());
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod report;
 pub mod sink;
 pub mod stats;
+pub mod telemetry;
 pub mod worker;
 
 use clock::Clock;
