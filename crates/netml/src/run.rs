@@ -4,6 +4,7 @@ use crate::demo::{self, Demo, DemoArgs};
 use clap::Args as ClapArgs;
 use netml_dpdk::{Eal, Pdump};
 use netml_pipeline::config::{ChainAction, Config, IngestTarget};
+use netml_pipeline::metrics::Exporter;
 use netml_pipeline::report::live_line;
 use netml_pipeline::telemetry::Telemetry;
 use netml_pipeline::{open_port, Pipeline};
@@ -90,6 +91,13 @@ pub struct Args {
     /// Write the final report as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Serve Prometheus metrics on http://ADDR:PORT/metrics (e.g. `127.0.0.1:9464`).
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<String>,
+    /// After the run, keep serving the final counters on `--metrics` for this many seconds
+    /// before exiting (a signal ends the wait).
+    #[arg(long, value_name = "S")]
+    metrics_linger_s: Option<f64>,
     #[command(flatten)]
     demo: DemoArgs,
 }
@@ -159,6 +167,12 @@ impl Args {
         if let Some(s) = self.stats_interval {
             c.stats_interval_s = s;
         }
+        if self.metrics.is_some() {
+            c.metrics.listen = self.metrics.clone();
+        }
+        if let Some(s) = self.metrics_linger_s {
+            c.metrics.linger_s = s;
+        }
         c.validate()?;
         Ok(c)
     }
@@ -196,6 +210,7 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
         signal_hook::flag::register(sig, stop.clone())
             .map_err(|e| format!("signal handler: {e}"))?;
     }
+    let mut metrics = Exporter::start(&cfg.metrics)?;
     let argv = cfg.eal_argv();
     tracing::info!("EAL: {}", argv.join(" "));
     let _eal = Eal::init(&argv).map_err(|e| format!("EAL init: {e}"))?;
@@ -264,6 +279,9 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
         std::thread::sleep(Duration::from_millis(50));
         if let Some(t) = telemetry.as_mut() {
             t.tick(&pipeline);
+        }
+        if let Some(m) = metrics.as_mut() {
+            m.tick(&pipeline);
         }
         if stop.load(Ordering::Relaxed) {
             tracing::info!("signal received: stopping");
@@ -367,6 +385,9 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
             report.mempool_in_use_at_end, report.mempool_in_use_at_start
         );
     }
+    if let Some(m) = metrics.as_mut() {
+        m.finish(&report);
+    }
     if let Some(t) = telemetry.as_mut() {
         t.finish(&report);
     }
@@ -378,6 +399,9 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
     if let Some(path) = &a.json {
         std::fs::write(path, serde_json::to_string_pretty(&doc).expect("json"))
             .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if let Some(m) = &metrics {
+        m.linger(&stop);
     }
     Ok(if ok {
         ExitCode::SUCCESS

@@ -39,6 +39,8 @@ pub struct Config {
     /// Inference functions served; images of other models are answered `unknown_model`.
     /// Empty: no inference, every image is gathered and answered with its CRC-32.
     pub functions: Vec<FunctionConfig>,
+    /// The Prometheus endpoint (`[metrics]`).
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 /// The receive port.
@@ -384,6 +386,7 @@ impl Default for Config {
             stats_interval_s: 1.0,
             functions: Vec::new(),
             record: None,
+            metrics: Default::default(),
         }
     }
 }
@@ -470,6 +473,7 @@ impl Config {
 
     /// Checks values that parse but cannot work.
     pub fn validate(&self) -> Result<(), String> {
+        self.metrics.validate()?;
         if self.rx.queues == 0 {
             return Err("rx.queues must be at least 1".into());
         }

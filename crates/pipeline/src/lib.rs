@@ -13,6 +13,7 @@
 pub mod clock;
 pub mod config;
 pub mod ingest;
+pub mod metrics;
 pub mod report;
 pub mod sink;
 pub mod stats;

@@ -10,6 +10,7 @@ const OCTAVES: u32 = 40;
 pub struct Histogram {
     buckets: Vec<u64>,
     count: u64,
+    sum: u64,
     max: u64,
 }
 
@@ -18,6 +19,7 @@ impl Default for Histogram {
         Histogram {
             buckets: vec![0; (SUB * OCTAVES) as usize],
             count: 0,
+            sum: 0,
             max: 0,
         }
     }
@@ -50,6 +52,7 @@ impl Histogram {
     pub fn record(&mut self, v: u64) {
         self.buckets[Self::bucket(v)] += 1;
         self.count += 1;
+        self.sum = self.sum.saturating_add(v);
         self.max = self.max.max(v);
     }
 
@@ -61,6 +64,24 @@ impl Histogram {
     /// Largest value recorded.
     pub fn max(&self) -> u64 {
         self.max
+    }
+
+    /// Values recorded, summed (saturating).
+    pub fn sum(&self) -> u64 {
+        self.sum
+    }
+
+    /// Values known to be at most `v`: those in buckets whose upper bound is `<= v`. A
+    /// value within 1/32 below `v` may share a bucket with larger ones and is then left
+    /// out (the cumulative counts of a Prometheus histogram at fixed bounds).
+    pub fn count_at_most(&self, v: u64) -> u64 {
+        let last = self.buckets.len() - 1;
+        self.buckets
+            .iter()
+            .enumerate()
+            .take_while(|&(i, _)| i < last && Self::upper(i) <= v)
+            .map(|(_, n)| n)
+            .sum()
     }
 
     /// The `q`-quantile (0..=1, nearest rank), as its bucket's upper bound (capped at the
@@ -92,6 +113,7 @@ impl Histogram {
             *a += b;
         }
         self.count += o.count;
+        self.sum = self.sum.saturating_add(o.sum);
         self.max = self.max.max(o.max);
     }
 }
@@ -220,6 +242,24 @@ mod tests {
         assert_eq!(small.quantile(0.5), Some(3));
         small.record(u64::MAX);
         assert_eq!(small.quantile(1.0), Some(u64::MAX));
+    }
+
+    #[test]
+    fn counts_at_most_a_bound_never_include_larger_values() {
+        let mut h = Histogram::default();
+        for v in [5u64, 31, 1_000, 1_000_000, 2_000_000, 1 << 45] {
+            h.record(v);
+        }
+        assert_eq!(h.sum(), 5 + 31 + 1_000 + 1_000_000 + 2_000_000 + (1 << 45));
+        assert_eq!(h.count_at_most(4), 0);
+        assert_eq!(h.count_at_most(5), 1);
+        assert_eq!(h.count_at_most(1_100), 3);
+        // 1 ms shares its bucket with values up to ~1.016 ms: counted from there on.
+        assert_eq!(h.count_at_most(1_000_000), 3);
+        assert_eq!(h.count_at_most(1_050_000), 4);
+        // Beyond the range: only the count says how many.
+        assert_eq!(h.count_at_most(u64::MAX), 5);
+        assert_eq!(h.count(), 6);
     }
 
     #[test]
