@@ -81,10 +81,7 @@ fn prepare(path: &Path, threads: usize) -> Result<Prepared<CpuInstance>, String>
         TOP_K,
         builder(path),
     )?;
-    let latency = SIZES
-        .iter()
-        .map(|&b| instance.measure(b, b).map(|ns| (b, ns)))
-        .collect::<Result<_, _>>()?;
+    let latency = instance.measure_all(&SIZES)?;
     Ok(Prepared { instance, latency })
 }
 

@@ -281,6 +281,15 @@ impl CpuInstance {
         Some(Ok(running.parts.into_iter().flatten().flatten().collect()))
     }
 
+    /// [`measure`](Self::measure) of each engine batch in `batches`, full: `(batch, ns)`,
+    /// the latencies a scheduler is seeded with for this share.
+    pub fn measure_all(&mut self, batches: &[usize]) -> Result<Vec<(usize, f64)>, String> {
+        batches
+            .iter()
+            .map(|&b| self.measure(b, b).map(|ns| (b, ns)))
+            .collect()
+    }
+
     /// Runs `images` zero images as engine batch `batch` through the instance (blocking)
     /// and returns the time it took, ns: a plan's latency on this share.
     pub fn measure(&mut self, batch: usize, images: usize) -> Result<f64, String> {
