@@ -52,35 +52,63 @@ pub(super) struct Feeder {
     pub(super) meter: Arc<FeedMeter>,
 }
 
+/// Where the rx side gives the mbufs back to the feeder.
+pub(super) enum Returns {
+    /// The pipeline worker's dispatch queue (polled without blocking): complete images.
+    Images(Box<dyn FnMut() -> Option<Complete> + Send>),
+    /// The floor worker's return ring: packets in the order they were received.
+    Packets(Ring),
+}
+
 impl Feeder {
-    pub(super) fn run(mut self, mut completed: impl FnMut() -> Option<Complete>) {
+    pub(super) fn run(mut self, mut returns: Returns) {
         let _ = register_thread();
         let flows = self.queues.len();
         let mut staged: Vec<Mbuf> = Vec::with_capacity(self.burst);
-        let (mut rr, mut in_chunk) = (0usize, 0usize);
+        let mut returned: Vec<Mbuf> = Vec::with_capacity(4 * self.burst);
+        let (mut rr, mut in_chunk, mut back_rr) = (0usize, 0usize, 0usize);
         let (mut packets, mut busy, mut images, mut ring_full) = (0u64, 0u64, 0u64, 0u64);
         let mut iterations = 0u32;
         while !self.stop.load(Ordering::Relaxed) {
             let t0 = rdtsc();
             let mut worked = false;
-            // Recycle completed images under fresh ids.
-            while let Some(done) = completed() {
-                // The bench's workers do not report evictions.
-                let Complete::Image(image) = done else {
-                    continue;
-                };
-                let port = image.key.source.port();
-                let flow = usize::from(port.wrapping_sub(self.base_port)) % flows;
-                let id = self.next_id[flow];
-                self.next_id[flow] = id.wrapping_add(1);
-                let q = &mut self.queues[flow];
-                for held in image.fragments {
-                    let mut m = held.mbuf;
-                    set_image_id(m.data_mut(), self.udp_off, id);
-                    q.push_back(m);
+            match &mut returns {
+                // Recycle completed images under fresh ids.
+                Returns::Images(completed) => {
+                    while let Some(done) = completed() {
+                        // The bench's workers do not report evictions.
+                        let Complete::Image(image) = done else {
+                            continue;
+                        };
+                        let port = image.key.source.port();
+                        let flow = usize::from(port.wrapping_sub(self.base_port)) % flows;
+                        let id = self.next_id[flow];
+                        self.next_id[flow] = id.wrapping_add(1);
+                        let q = &mut self.queues[flow];
+                        for held in image.fragments {
+                            let mut m = held.mbuf;
+                            set_image_id(m.data_mut(), self.udp_off, id);
+                            q.push_back(m);
+                        }
+                        images += 1;
+                        worked = true;
+                    }
                 }
-                images += 1;
-                worked = true;
+                // Stamp every returned packet as a recycled image's (the same write per
+                // packet), dealt to the flows in turn.
+                Returns::Packets(ring) => {
+                    if ring.dequeue_burst(&mut returned, 4 * self.burst) > 0 {
+                        for mut m in returned.drain(..) {
+                            let flow = back_rr;
+                            back_rr = (back_rr + 1) % flows;
+                            let id = self.next_id[flow];
+                            self.next_id[flow] = id.wrapping_add(1);
+                            set_image_id(m.data_mut(), self.udp_off, id);
+                            self.queues[flow].push_back(m);
+                        }
+                        worked = true;
+                    }
+                }
             }
             // Top up the burst, `interleave` packets per flow in turn.
             let mut dry = 0;

@@ -28,12 +28,19 @@
 //! and busy time are reported beside it. Other processes on a small machine are detected
 //! through the threads' scheduler statistics (`/proc/.../schedstat`).
 //!
+//! The floor ([`floor`]) runs next, on the same feeder, ring and traffic: a receiver that
+//! does only `rx_burst`, reads each packet's first 64 bytes and gives the mbufs back
+//! through a return ring, where the feeder stamps them as it stamps completed images. The
+//! report gives netml's ns/packet as a multiple of the floor's.
+//!
 //! The code: [`rx`] (the benchmark, in the order it runs), [`traffic`] (the frames and the
-//! circulation), [`feeder`] (the feeder thread), [`monitor`] (the warm-up and the measured
-//! window), [`meter`] (the threads' counters and the rates), [`report`] (text and CSV).
+//! circulation), [`feeder`] (the feeder thread), [`floor`] (the floor's receiver),
+//! [`monitor`] (the warm-up and the measured window), [`meter`] (the threads' counters and
+//! the rates), [`report`] (text and CSV).
 
 mod eal;
 mod feeder;
+mod floor;
 pub(crate) mod infer;
 mod ingest;
 mod meter;
@@ -59,7 +66,9 @@ pub struct Args {
 #[derive(Subcommand)]
 enum What {
     /// Rx + classify + verify per core: the pipeline's rx worker loop on one thread, fed
-    /// from a net_ring port by a feeder thread that recycles the mbufs of completed images.
+    /// from a net_ring port by a feeder thread that recycles the mbufs of completed images;
+    /// then the floor (rx_burst, read each packet's first 64 bytes, give back) on the same
+    /// feeder and ring, and netml's ns/packet as a multiple of the floor's.
     Rx(RxArgs),
     /// Inference per model x batch x precision on one backend: ms per batch, images/s,
     /// latency p50/p99/max; optional CSV, SVG plots and a baseline to compare with.
@@ -110,10 +119,29 @@ struct RxArgs {
     /// Extra EAL argument (repeatable), appended to the defaults.
     #[arg(long = "eal", allow_hyphen_values = true)]
     eal: Vec<String>,
-    /// Append one CSV row per run to this file (header written when the file is new):
-    /// mode, mpps, ns_per_packet, images_per_s, budget_ns, target_mpps.
+    /// Measure only the floor: a receiver that does rx_burst, reads each packet's first 64
+    /// bytes and gives the mbufs back (by default the floor runs after the pipeline's worker).
+    #[arg(long, conflicts_with = "no_floor")]
+    floor: bool,
+    /// Measure only the pipeline's worker, not the floor.
+    #[arg(long)]
+    no_floor: bool,
+    /// Append one CSV row per receiver to this file (header written when the file is new):
+    /// mode (rx-* or floor-*), mpps, ns_per_packet, images_per_s, budget_ns, target_mpps,
+    /// vs_floor (netml's ns/packet over the floor's, on the rx row), target_vs_floor.
     #[arg(long)]
     csv: Option<PathBuf>,
+}
+
+impl RxArgs {
+    /// The receivers to measure, in order.
+    fn receivers(&self) -> Vec<rx::Receiver> {
+        match (self.floor, self.no_floor) {
+            (true, _) => vec![rx::Receiver::Floor],
+            (false, true) => vec![rx::Receiver::Netml],
+            (false, false) => vec![rx::Receiver::Netml, rx::Receiver::Floor],
+        }
+    }
 }
 
 /// Runs `netml bench ...`.

@@ -13,6 +13,8 @@ const BUDGET_NS: f64 = 88.0;
 const BUDGET_MPPS: f64 = 11.34;
 /// What one rx core should sustain.
 const TARGET_MPPS: f64 = 20.0;
+/// The most the pipeline's rx core may cost per packet, as a multiple of the floor's.
+const TARGET_VS_FLOOR: f64 = 1.5;
 
 /// The per-core figures a run reports (and writes to the CSV file).
 pub(super) struct Headline {
@@ -77,18 +79,7 @@ pub(super) fn report(
         "  rx core (rx_burst + classify + verify, Worker loop): {:.2} Mpps, {:.1} ns/packet, {:.0} images/s  [{}]",
         h.mpps, h.ns_per_packet, h.images_per_s, h.source
     );
-    let _ = writeln!(
-        s,
-        "    whole window: {:.2} Mpps, {:.1} ns/packet; rx thread {:.1}% in busy polls, on a CPU {:.1}%, waiting for one {:.1}%; {:.1} packets/poll; {} preempted polls ({} packets) left out",
-        r.mpps, r.ns_per_packet, r.rx_busy * 100.0, r.rx_oncpu * 100.0, r.rx_wait * 100.0, r.pkts_per_poll, r.rx_preempted, r.rx_preempted_packets
-    );
-    if r.rx_wait > 0.02 {
-        let _ = writeln!(
-            s,
-            "  WARNING: other processes kept the rx thread off a CPU {:.1}% of the time (and shared the caches); rerun on a quiet machine",
-            r.rx_wait * 100.0
-        );
-    }
+    window_lines(&mut s, r);
     let _ = writeln!(
         s,
         "  100 GbE budget {BUDGET_NS:.0} ns/packet ({BUDGET_MPPS} Mpps): {}",
@@ -120,25 +111,7 @@ pub(super) fn report(
         "  delivered (wall clock): {:.2} Mpps, {:.0} images/s",
         r.wall_mpps, r.wall_images_per_s
     );
-    let bound = if r.rx_wait > 0.02 {
-        "disturbed: other processes took CPU time from the bench threads, the delivered rate says little"
-    } else if r.rx_busy >= 0.9 && r.feed_busy < 0.8 {
-        "rx-bound: the rx core was busy nearly all the time, the source was not the bottleneck"
-    } else if r.rx_busy >= 0.9 {
-        "both near their limits: the rx core was busy nearly all the time and so was the feeder"
-    } else {
-        "feeder-bound: the rx core idled part of the time (empty polls are excluded from its figure)"
-    };
-    let _ = writeln!(
-        s,
-        "  feeder: {:.2} Mpps delivered, {:.1} ns/packet busy ({:.0}% busy, on a CPU {:.0}%), ring {:.0}% full on average, found full {} times -> {bound}",
-        r.feed_mpps,
-        r.feed_ns_per_packet,
-        r.feed_busy * 100.0,
-        r.feed_oncpu * 100.0,
-        r.ring_fill * 100.0,
-        r.feed_ring_full,
-    );
+    feeder_line(&mut s, r);
     let v = &w.verifier;
     let _ = writeln!(
         s,
@@ -162,13 +135,122 @@ pub(super) fn report(
     s
 }
 
-const CSV_HEADER: &str = "mode,mpps,ns_per_packet,images_per_s,budget_ns,target_mpps";
+/// The whole window's rx figures and the thread's share of the CPU (and a warning when
+/// other processes took it).
+fn window_lines(s: &mut String, r: &Rates) {
+    let _ = writeln!(
+        s,
+        "    whole window: {:.2} Mpps, {:.1} ns/packet; rx thread {:.1}% in busy polls, on a CPU {:.1}%, waiting for one {:.1}%; {:.1} packets/poll; {} preempted polls ({} packets) left out",
+        r.mpps, r.ns_per_packet, r.rx_busy * 100.0, r.rx_oncpu * 100.0, r.rx_wait * 100.0, r.pkts_per_poll, r.rx_preempted, r.rx_preempted_packets
+    );
+    if r.rx_wait > 0.02 {
+        let _ = writeln!(
+            s,
+            "  WARNING: other processes kept the rx thread off a CPU {:.1}% of the time (and shared the caches); rerun on a quiet machine",
+            r.rx_wait * 100.0
+        );
+    }
+}
 
-/// Appends the run's row to the CSV file at `path` (header first when the file is new or
-/// empty); the error names the file.
-pub(super) fn write_csv(path: &Path, mode: &str, r: &Headline) -> Result<(), String> {
+/// The feeder's figures and what bounded the run.
+fn feeder_line(s: &mut String, r: &Rates) {
+    let bound = if r.rx_wait > 0.02 {
+        "disturbed: other processes took CPU time from the bench threads, the delivered rate says little"
+    } else if r.rx_busy >= 0.9 && r.feed_busy < 0.8 {
+        "rx-bound: the rx core was busy nearly all the time, the source was not the bottleneck"
+    } else if r.rx_busy >= 0.9 {
+        "both near their limits: the rx core was busy nearly all the time and so was the feeder"
+    } else {
+        "feeder-bound: the rx core idled part of the time (empty polls are excluded from its figure)"
+    };
+    let _ = writeln!(
+        s,
+        "  feeder: {:.2} Mpps delivered, {:.1} ns/packet busy ({:.0}% busy, on a CPU {:.0}%), ring {:.0}% full on average, found full {} times -> {bound}",
+        r.feed_mpps,
+        r.feed_ns_per_packet,
+        r.feed_busy * 100.0,
+        r.feed_oncpu * 100.0,
+        r.ring_fill * 100.0,
+        r.feed_ring_full,
+    );
+}
+
+/// The floor's run (see `bench::floor`): its per-core figures, window and feeder.
+pub(super) fn report_floor(
+    a: &RxArgs,
+    r: &Rates,
+    h: &Headline,
+    leaked: u32,
+    interrupted: bool,
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "floor ({:.2} s measured after {:.1} s warm-up{}; same feeder, ring and traffic):",
+        r.wall_s,
+        a.warmup,
+        if interrupted { ", interrupted" } else { "" },
+    );
+    let _ = writeln!(
+        s,
+        "  floor core (rx_burst + prefetch + read 64 B per packet + give back): {:.2} Mpps, {:.1} ns/packet  [{}]",
+        h.mpps, h.ns_per_packet, h.source
+    );
+    window_lines(&mut s, r);
+    feeder_line(&mut s, r);
+    let _ = writeln!(s, "  checks (whole run): mbufs leaked {leaked}");
+    s
+}
+
+/// The pipeline's rx core against the floor, measured in the same run.
+pub(super) struct Ratio {
+    netml_ns: f64,
+    floor_ns: f64,
+}
+
+impl Ratio {
+    pub(super) fn of(netml: &Headline, floor: &Headline) -> Ratio {
+        Ratio {
+            netml_ns: netml.ns_per_packet,
+            floor_ns: floor.ns_per_packet,
+        }
+    }
+
+    /// netml's ns/packet over the floor's (NaN when the floor measured nothing).
+    pub(super) fn value(&self) -> f64 {
+        if self.floor_ns > 0.0 {
+            self.netml_ns / self.floor_ns
+        } else {
+            f64::NAN
+        }
+    }
+
+    pub(super) fn report(&self) -> String {
+        let v = self.value();
+        format!(
+            "netml vs floor: {:.1} ns/packet vs {:.1} ns/packet = {v:.2}x the floor, {:.1} ns/packet above it; target <= {TARGET_VS_FLOOR}x: {}\n",
+            self.netml_ns,
+            self.floor_ns,
+            self.netml_ns - self.floor_ns,
+            if v <= TARGET_VS_FLOOR { "met" } else { "NOT met" }
+        )
+    }
+}
+
+const CSV_HEADER: &str =
+    "mode,mpps,ns_per_packet,images_per_s,budget_ns,target_mpps,vs_floor,target_vs_floor";
+
+/// Appends a receiver's row to the CSV file at `path` (header first when the file is new or
+/// empty), with its ratio to the floor when it has one; the error names the file.
+pub(super) fn write_csv(
+    path: &Path,
+    mode: &str,
+    r: &Headline,
+    vs_floor: Option<&Ratio>,
+) -> Result<(), String> {
+    let ratio = vs_floor.map_or(String::new(), |v| format!("{:.3}", v.value()));
     let row = format!(
-        "{mode},{:.3},{:.2},{:.0},{BUDGET_NS},{TARGET_MPPS}\n",
+        "{mode},{:.3},{:.2},{:.0},{BUDGET_NS},{TARGET_MPPS},{ratio},{TARGET_VS_FLOOR}\n",
         r.mpps, r.ns_per_packet, r.images_per_s
     );
     append_csv(path, CSV_HEADER, &row)
@@ -188,12 +270,26 @@ mod tests {
             images_per_s: 34_864.0,
             source: String::new(),
         };
-        write_csv(&p, "rx-no-huge", &r).unwrap();
-        write_csv(&p, "rx-huge", &r).unwrap();
+        let floor = Headline {
+            mpps: 41.0,
+            ns_per_packet: 24.39,
+            images_per_s: 69_728.0,
+            source: String::new(),
+        };
+        let ratio = Ratio::of(&r, &floor);
+        write_csv(&p, "rx-no-huge", &r, Some(&ratio)).unwrap();
+        write_csv(&p, "floor-no-huge", &floor, None).unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], CSV_HEADER);
-        assert_eq!(lines[1], "rx-no-huge,20.500,48.78,34864,88,20");
+        assert_eq!(lines[1], "rx-no-huge,20.500,48.78,34864,88,20,2.000,1.5");
+        assert_eq!(lines[2], "floor-no-huge,41.000,24.39,69728,88,20,,1.5");
         assert_eq!(lines.len(), 3);
+        assert!(
+            ratio.report().contains("2.00x the floor"),
+            "{}",
+            ratio.report()
+        );
+        assert!(ratio.report().contains("NOT met"), "{}", ratio.report());
     }
 }

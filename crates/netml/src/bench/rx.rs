@@ -1,15 +1,18 @@
 //! `netml bench rx`: the setup, the run and the tear-down, in the order they happen.
 //!
 //! [`rx`] reads top to bottom: build the traffic, start the bench threads (before
-//! `rte_eal_init`, see [`prestarted`]), bring up EAL, the mempool and the net_ring port,
-//! fill the circulation, start the rx worker and the feeder, warm up, measure, stop
-//! everything and report.
+//! `rte_eal_init`, see [`prestarted`]), bring up EAL and the mempool; then for each
+//! receiver (the pipeline's worker, then the floor of [`super::floor`]): a net_ring port,
+//! the circulation, the receiver and the feeder started, warm-up, measurement, everything
+//! stopped and the mbufs counted back; last the report, with netml's ns/packet over the
+//! floor's.
 
 use super::eal::{check_huge, eal_argv};
-use super::feeder::{prestarted, thread_cpus, thread_dir, Feeder, Job};
+use super::feeder::{prestarted, thread_cpus, thread_dir, Feeder, Job, Returns};
+use super::floor::FloorWorker;
 use super::meter::{rx_observer, FeedMeter, Probes, Rates, RxMeter};
 use super::monitor::Monitor;
-use super::report::{report, write_csv, Headline};
+use super::report::{report, report_floor, write_csv, Headline, Ratio};
 use super::traffic::Traffic;
 use super::RxArgs;
 use netml_dpdk::{
@@ -43,8 +46,12 @@ pub(super) fn rx(a: RxArgs) -> Result<ExitCode, String> {
         signal_hook::flag::register(sig, stop.clone())
             .map_err(|e| format!("signal handler: {e}"))?;
     }
+    let receivers = a.receivers();
     // Before rte_eal_init: see `prestarted`.
-    let threads = Threads::prestart()?;
+    let threads = receivers
+        .iter()
+        .map(|_| Threads::prestart())
+        .collect::<Result<Vec<_>, _>>()?;
     let argv = eal_argv(a.huge, &a.eal);
     eprintln!("EAL: {}", argv.join(" "));
     let _eal = Eal::init(&argv).map_err(|e| format!("EAL init: {e}"))?;
@@ -58,48 +65,46 @@ pub(super) fn rx(a: RxArgs) -> Result<ExitCode, String> {
         DEFAULT_DATA_ROOM,
     )
     .map_err(|e| format!("mempool of {pool_size} mbufs: {e}"))?;
-    let rx_port = RxPort::start(&pool, a.ring)?;
-    let in_use_at_start = pool.in_use();
-    let circulation = traffic.fill(&pool)?;
     traffic.check_rewrite()?;
     print_setup(&a, &traffic, memory, hz)?;
 
-    // Run: the rx worker and the feeder on their threads, watched from this one.
-    let run = Run::start(&a, &traffic, &rx_port, circulation, threads, hz)?;
-    let mut monitor = Monitor::new(
-        &run.probes,
-        &rx_port.ring,
-        &stop,
-        hz,
-        traffic.frames.frags,
-        a.ring,
-    );
-    if monitor.warm_up(a.warmup) {
-        monitor.measure(a.warmup + a.seconds);
+    // Run each receiver in turn on the same feeder, ring and traffic.
+    let mut measured = Vec::new();
+    for (k, (receiver, threads)) in receivers.into_iter().zip(threads).enumerate() {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let phase = Phase {
+            a: &a,
+            traffic: &traffic,
+            pool: &pool,
+            stop: &stop,
+            hz,
+        };
+        measured.push(phase.measure(receiver, k, threads)?);
     }
-    let window = monitor.finish();
-
-    // Tear down, then count the mbufs that did not come back to the pool.
-    let w = run.stop();
-    rx_port.close();
-    let leaked = pool.in_use().saturating_sub(in_use_at_start);
 
     // Report.
     let frags = traffic.frames.frags;
-    let r = Rates::between(&window.begin, &window.end, hz, frags as f64, a.ring);
-    let head = Headline::choose(&r, &window.quiet, hz, frags as f64);
-    let mode = format!("rx-{memory}");
-    let text = report(&a, &r, &head, &w, leaked, frags, window.interrupted);
+    let (mut text, mut clean) = (String::new(), true);
+    for m in &measured {
+        text.push_str(&m.report(&a, frags));
+        clean &= m.clean();
+    }
+    let netml = measured.iter().find(|m| m.receiver == Receiver::Netml);
+    let floor = measured.iter().find(|m| m.receiver == Receiver::Floor);
+    let ratio = netml.zip(floor).map(|(n, f)| Ratio::of(&n.head, &f.head));
+    if let Some(r) = &ratio {
+        text.push_str(&r.report());
+    }
     println!("{}", text.trim_end());
     if let Some(path) = &a.csv {
-        write_csv(path, &mode, &head)?;
+        for m in &measured {
+            let mode = format!("{}-{memory}", m.receiver.mode());
+            let vs_floor = ratio.as_ref().filter(|_| m.receiver == Receiver::Netml);
+            write_csv(path, &mode, &m.head, vs_floor)?;
+        }
     }
-    let clean = w.rx.invalid() == 0
-        && w.rx.other == 0
-        && w.verifier.dropped() == 0
-        && w.verifier.evicted_pressure == 0
-        && w.backpressure_images == 0
-        && leaked == 0;
     Ok(if clean {
         ExitCode::SUCCESS
     } else {
@@ -107,22 +112,133 @@ pub(super) fn rx(a: RxArgs) -> Result<ExitCode, String> {
     })
 }
 
+/// What reads the ring: the pipeline's worker, or the floor (see [`super::floor`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Receiver {
+    Netml,
+    Floor,
+}
+
+impl Receiver {
+    /// The CSV mode's prefix.
+    fn mode(self) -> &'static str {
+        match self {
+            Receiver::Netml => "rx",
+            Receiver::Floor => "floor",
+        }
+    }
+}
+
+/// What one receiver's run measured.
+struct Measured {
+    receiver: Receiver,
+    rates: Rates,
+    head: Headline,
+    counters: WorkerCounters,
+    leaked: u32,
+    interrupted: bool,
+}
+
+impl Measured {
+    fn report(&self, a: &RxArgs, frags: usize) -> String {
+        match self.receiver {
+            Receiver::Netml => report(
+                a,
+                &self.rates,
+                &self.head,
+                &self.counters,
+                self.leaked,
+                frags,
+                self.interrupted,
+            ),
+            Receiver::Floor => {
+                report_floor(a, &self.rates, &self.head, self.leaked, self.interrupted)
+            }
+        }
+    }
+
+    /// Nothing invalid, dropped, evicted, refused or leaked.
+    fn clean(&self) -> bool {
+        let w = &self.counters;
+        w.rx.invalid() == 0
+            && w.rx.other == 0
+            && w.verifier.dropped() == 0
+            && w.verifier.evicted_pressure == 0
+            && w.backpressure_images == 0
+            && self.leaked == 0
+    }
+}
+
+/// One receiver's run: its own port and circulation from the shared pool.
+struct Phase<'a> {
+    a: &'a RxArgs,
+    traffic: &'a Traffic,
+    pool: &'a Mempool,
+    stop: &'a AtomicBool,
+    hz: f64,
+}
+
+impl Phase<'_> {
+    /// Fills the circulation, runs `receiver` and the feeder, warms up, measures, stops
+    /// them and counts the mbufs that did not come back to the pool.
+    fn measure(&self, receiver: Receiver, k: usize, threads: Threads) -> Result<Measured, String> {
+        let (a, traffic, hz) = (self.a, self.traffic, self.hz);
+        let rx_port = RxPort::start(self.pool, a.ring, k)?;
+        let in_use_at_start = self.pool.in_use();
+        let circulation = traffic.fill(self.pool)?;
+        eprintln!("measuring {receiver:?}");
+        let run = Run::start(receiver, a, traffic, &rx_port, circulation, threads, hz)?;
+        let mut monitor = Monitor::new(
+            &run.probes,
+            &rx_port.ring,
+            self.stop,
+            hz,
+            traffic.frames.frags,
+            a.ring,
+        );
+        if monitor.warm_up(a.warmup) {
+            monitor.measure(a.warmup + a.seconds);
+        }
+        let window = monitor.finish();
+        let counters = run.stop();
+        rx_port.close();
+        let leaked = self.pool.in_use().saturating_sub(in_use_at_start);
+        let frags = traffic.frames.frags as f64;
+        let rates = Rates::between(&window.begin, &window.end, hz, frags, a.ring);
+        let head = Headline::choose(&rates, &window.quiet, hz, frags);
+        Ok(Measured {
+            receiver,
+            rates,
+            head,
+            counters,
+            leaked,
+            interrupted: window.interrupted,
+        })
+    }
+}
+
 /// The rx port: a net_ring port whose rx queue 0 is `ring`, which the feeder fills.
 struct RxPort {
+    /// Which port of the run it is.
+    index: usize,
     port: Port,
     tx_ring: Ring,
     ring: Ring,
 }
 
 impl RxPort {
-    fn start(pool: &Mempool, size: u32) -> Result<RxPort, String> {
-        let ring = Ring::new("bench_rx0", size).map_err(|e| format!("rx ring: {e}"))?;
-        let tx_ring = Ring::new("bench_tx0", 64).map_err(|e| format!("tx ring: {e}"))?;
-        let mut port = ring_port("bench", &[&ring], &[&tx_ring]).map_err(|e| e.to_string())?;
+    /// The `k`-th port of the run (names are unique in the process).
+    fn start(pool: &Mempool, size: u32, k: usize) -> Result<RxPort, String> {
+        let ring = Ring::new(&format!("bench_rx{k}"), size).map_err(|e| format!("rx ring: {e}"))?;
+        let tx_ring =
+            Ring::new(&format!("bench_tx{k}"), 64).map_err(|e| format!("tx ring: {e}"))?;
+        let mut port =
+            ring_port(&format!("bench{k}"), &[&ring], &[&tx_ring]).map_err(|e| e.to_string())?;
         port.configure(&PortConfig::default(), pool)
             .map_err(|e| e.to_string())?;
         port.start().map_err(|e| e.to_string())?;
         Ok(RxPort {
+            index: k,
             port,
             tx_ring,
             ring,
@@ -132,6 +248,7 @@ impl RxPort {
     /// Closes the port and frees the rings (and the mbufs left in them).
     fn close(self) {
         let RxPort {
+            index: _,
             port,
             tx_ring,
             ring,
@@ -186,6 +303,12 @@ impl Threads {
     }
 }
 
+/// The loop the rx thread runs.
+enum RxLoop {
+    Netml(Worker),
+    Floor(FloorWorker),
+}
+
 /// The rx worker and the feeder, running.
 struct Run {
     probes: Probes,
@@ -197,9 +320,11 @@ struct Run {
 }
 
 impl Run {
-    /// Gives the rx thread the pipeline's [`Worker`] on rx queue 0 and the feeder thread
-    /// the circulation, and reports the CPUs they may run on.
+    /// Gives the rx thread `receiver` on rx queue 0 (the pipeline's [`Worker`] or the
+    /// [`FloorWorker`]) and the feeder thread the circulation, and reports the CPUs they may
+    /// run on.
     fn start(
+        receiver: Receiver,
         a: &RxArgs,
         traffic: &Traffic,
         rx_port: &RxPort,
@@ -210,20 +335,39 @@ impl Run {
         let burst = usize::from(a.burst);
         let shared = Arc::new(Shared::new(1));
         let running = Arc::new(AtomicBool::new(true));
-        let (out, completed) = dispatch_queue(traffic.images_total * 2 + 16);
-        let worker = Worker {
-            index: 0,
-            rxq: rx_port.port.rx_queue(0).map_err(|e| e.to_string())?,
-            chain_txq: None,
-            chain: ChainAction::Drop,
-            udp_ports: vec![traffic.frames.udp_port],
-            burst,
-            verifier: Verifier::new(netml_verify::Config::default()),
-            out,
-            refused: None,
-            shared: shared.clone(),
-            running: running.clone(),
-            clock: Clock::new(),
+        let rxq = rx_port.port.rx_queue(0).map_err(|e| e.to_string())?;
+        let (rx_loop, returns) = match receiver {
+            Receiver::Netml => {
+                let (out, completed) = dispatch_queue(traffic.images_total * 2 + 16);
+                let worker = Worker {
+                    index: 0,
+                    rxq,
+                    chain_txq: None,
+                    chain: ChainAction::Drop,
+                    udp_ports: vec![traffic.frames.udp_port],
+                    burst,
+                    verifier: Verifier::new(netml_verify::Config::default()),
+                    out,
+                    refused: None,
+                    shared: shared.clone(),
+                    running: running.clone(),
+                    clock: Clock::new(),
+                };
+                let returns = Returns::Images(Box::new(move || completed.try_recv().ok()));
+                (RxLoop::Netml(worker), returns)
+            }
+            Receiver::Floor => {
+                let capacity = (traffic.mbufs + 4 * burst) as u32;
+                let ring = Ring::new(&format!("bench_back{}", rx_port.index), capacity)
+                    .map_err(|e| format!("return ring: {e}"))?;
+                let floor = FloorWorker {
+                    rxq,
+                    burst,
+                    returns: ring.clone(),
+                    running: running.clone(),
+                };
+                (RxLoop::Floor(floor), Returns::Packets(ring))
+            }
         };
         let rx_meter = Arc::new(RxMeter::default());
         // A burst normally takes a few microseconds; one that took 250 us (or 1 us per
@@ -254,14 +398,17 @@ impl Run {
                 if let Err(e) = register_thread() {
                     eprintln!("netml bench: rx thread: {e}; running without an lcore id");
                 }
-                worker.run_observed(rx_observer(rm, preempted));
+                match rx_loop {
+                    RxLoop::Netml(worker) => worker.run_observed(rx_observer(rm, preempted)),
+                    RxLoop::Floor(floor) => floor.run_observed(rx_observer(rm, preempted)),
+                }
             }))
             .map_err(|_| "rx thread gone")?;
         threads
             .feed_job
             .send(Box::new(move || {
                 let _ = cpu_tx.send(("feeder", thread_cpus(), thread_dir()));
-                feeder.run(move || completed.try_recv().ok());
+                feeder.run(returns);
             }))
             .map_err(|_| "feeder thread gone")?;
         let hellos: Vec<Hello> = (0..2)
