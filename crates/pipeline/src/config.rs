@@ -195,6 +195,9 @@ pub struct FunctionConfig {
     pub batch_sizes: Vec<usize>,
     /// Instances (CPU worker threads, or GPUs), each running one batch at a time.
     pub instances: usize,
+    /// Compute share of each instance, in the device's units (SMs of its GPU, or cores of
+    /// the CPU), one per instance (`netml place` writes them); empty: none set.
+    pub shares: Vec<u32>,
     /// `auto` (a GPU when the ingest is on one, else the CPU), `cpu` or `gpu:N`.
     pub target: String,
     /// Classes per answer (at most 32).
@@ -231,6 +234,7 @@ impl Default for FunctionConfig {
             max_batch: 8,
             batch_sizes: Vec::new(),
             instances: 1,
+            shares: Vec::new(),
             target: "auto".into(),
             top_k: 5,
             policy: "slab".into(),
@@ -324,6 +328,15 @@ impl FunctionConfig {
         if self.max_batch == 0 || self.instances == 0 || self.queue_limit == 0 {
             return Err(format!(
                 "function {n:?}: max_batch, instances and queue_limit must be at least 1"
+            ));
+        }
+        if !self.shares.is_empty() && self.shares.len() != self.instances
+            || self.shares.contains(&0)
+        {
+            return Err(format!(
+                "function {n:?}: shares lists {} shares for {} instances; give one (at least 1) per instance or none",
+                self.shares.len(),
+                self.instances
             ));
         }
         if self.top_k > netml_wire::result::MAX_TOP_K {
@@ -601,5 +614,12 @@ mod tests {
             .contains("cpu-copy"));
         assert!(Config::from_toml("[ingest]\ntarget = \"tpu\"").is_err());
         assert!(Config::from_toml("[ingest]\nslots = 0").is_err());
+        let f = "[[functions]]\nmodel = 1\nmodel_file = \"m.onnx\"\ninstances = 2\n";
+        let c = Config::from_toml(&format!("{f}shares = [64, 32]")).unwrap();
+        assert_eq!(c.functions[0].shares, vec![64, 32]);
+        assert!(Config::from_toml(&format!("{f}shares = [64]"))
+            .unwrap_err()
+            .contains("one (at least 1) per instance"));
+        assert!(Config::from_toml(&format!("{f}shares = [64, 0]")).is_err());
     }
 }
