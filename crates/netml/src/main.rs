@@ -7,6 +7,7 @@ mod bench;
 mod demo;
 mod gpu_check;
 mod infer;
+mod place;
 mod plot;
 mod run;
 mod simulate;
@@ -49,6 +50,10 @@ enum Command {
     /// arrivals; prints per function and policy offered, answered, goodput, p50/p99 and SLO
     /// attainment per load, and plots goodput and p99 against the load.
     Simulate(simulate::Args),
+    /// Place models at given rates and SLOs on the fewest GPUs (instances, SM shares, batch
+    /// sizes), beside one model per GPU and a gpu-lets-style greedy; --evaluate simulates
+    /// each placement, --write writes it as `netml run` configurations.
+    Place(place::Args),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +70,7 @@ fn main() -> ExitCode {
         Command::Infer(a) => infer::run(a),
         Command::GpuCheck(a) => gpu_check::run(a),
         Command::Simulate(a) => simulate::run(a),
+        Command::Place(a) => place::run(a),
     };
     match result {
         Ok(code) => code,
