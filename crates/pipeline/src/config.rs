@@ -36,6 +36,8 @@ pub struct Config {
     /// with their starting latency models, then every offer, batch and completion), for
     /// replaying the run through the simulator.
     pub record: Option<std::path::PathBuf>,
+    /// Online resizing of the CPU functions' shares (`[controller]`).
+    pub controller: ControllerSection,
     /// Inference functions served; images of other models are answered `unknown_model`.
     /// Empty: no inference, every image is gathered and answered with its CRC-32.
     pub functions: Vec<FunctionConfig>,
@@ -223,6 +225,27 @@ pub struct FunctionConfig {
     pub queue_limit: usize,
 }
 
+/// The GSLICE controller over the CPU functions' shares: every period it resizes each
+/// function's instances (threads per instance) from its rate, latency and SLO, through a
+/// shadow instance. Needs every CPU function to have `shares`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControllerSection {
+    /// Resize online (off: shares stay as configured).
+    pub enabled: bool,
+    /// Time between decisions, ms.
+    pub period_ms: f64,
+}
+
+impl Default for ControllerSection {
+    fn default() -> Self {
+        ControllerSection {
+            enabled: false,
+            period_ms: 100.0,
+        }
+    }
+}
+
 impl Default for FunctionConfig {
     fn default() -> Self {
         FunctionConfig {
@@ -251,8 +274,9 @@ impl Default for FunctionConfig {
 
 impl FunctionConfig {
     /// Parses `ID=PATH[,key=value...]` (the `--function` option): keys `name`, `slo_ms`,
-    /// `max_batch`, `instances`, `policy` (with its own `:` and `,` in `max_delay:N,D`,
-    /// given last), `top_k`, `input`, `profile`, `target`, `admission` (`on`/`off`).
+    /// `max_batch`, `instances`, `share` (the same share for every instance), `policy` (with
+    /// its own `:` and `,` in `max_delay:N,D`, given last), `top_k`, `input`, `profile`,
+    /// `target`, `admission` (`on`/`off`).
     pub fn from_arg(arg: &str) -> Result<FunctionConfig, String> {
         let bad = |why: String| format!("--function {arg:?}: {why}");
         let (id, rest) = arg
@@ -275,6 +299,7 @@ impl FunctionConfig {
             || format!("model{model}"),
             |s| s.to_string_lossy().into_owned(),
         );
+        let mut share = None;
         while !opts.is_empty() {
             let (kv, more) = match opts.split_once(',') {
                 Some((kv, more)) if !kv.starts_with("policy=") => (kv, more),
@@ -297,6 +322,7 @@ impl FunctionConfig {
                 }
                 "max_batch" => f.max_batch = num(v)?,
                 "instances" => f.instances = num(v)?,
+                "share" => share = Some(num(v)? as u32),
                 "top_k" => f.top_k = num(v)?,
                 "policy" => f.policy = v.into(),
                 "input" => f.input = v.into(),
@@ -311,6 +337,9 @@ impl FunctionConfig {
                 }
                 _ => return Err(bad(format!("unknown key {k:?}"))),
             }
+        }
+        if let Some(s) = share {
+            f.shares = vec![s; f.instances];
         }
         f.check().map_err(bad)?;
         Ok(f)
@@ -399,6 +428,7 @@ impl Default for Config {
             stats_interval_s: 1.0,
             functions: Vec::new(),
             record: None,
+            controller: ControllerSection::default(),
             metrics: Default::default(),
         }
     }
@@ -621,5 +651,25 @@ mod tests {
             .unwrap_err()
             .contains("one (at least 1) per instance"));
         assert!(Config::from_toml(&format!("{f}shares = [64, 0]")).is_err());
+    }
+
+    #[test]
+    fn share_key_gives_every_instance_that_share() {
+        let f = FunctionConfig::from_arg("1=m.onnx,share=2,instances=3").unwrap();
+        assert_eq!(f.shares, vec![2, 2, 2]);
+        assert!(FunctionConfig::from_arg("1=m.onnx")
+            .unwrap()
+            .shares
+            .is_empty());
+        assert!(FunctionConfig::from_arg("1=m.onnx,share=0").is_err());
+        let c = Config::from_toml("[controller]\nenabled = true\nperiod_ms = 50").unwrap();
+        assert_eq!(
+            c.controller,
+            ControllerSection {
+                enabled: true,
+                period_ms: 50.0
+            }
+        );
+        assert!(!Config::default().controller.enabled);
     }
 }

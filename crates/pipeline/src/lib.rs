@@ -111,7 +111,7 @@ impl Pipeline {
         // stops the start with its function named.
         let prepared = ingest::prepare(&cfg.ingest)?;
         let ingest_target = prepared.target;
-        let (server, lanes) = sink::open::open(cfg, ingest_target)?;
+        let (server, lanes, control) = sink::open::open(cfg, ingest_target)?;
 
         let shared = Arc::new(Shared::new(queues as usize));
         let running = Arc::new(AtomicBool::new(true));
@@ -196,6 +196,7 @@ impl Pipeline {
             record: cfg.record.clone(),
             waited: None,
             serving: !cfg.functions.is_empty(),
+            control,
         };
         let sink = std::thread::Builder::new()
             .name("netml-sink".into())

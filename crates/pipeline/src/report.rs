@@ -1,7 +1,7 @@
 //! What the pipeline tells its operator: a live line per interval and a final report
 //! (text or JSON).
 
-use crate::stats::{FunctionSnapshot, SinkCounters, Snapshot, WorkerCounters};
+use crate::stats::{FunctionSnapshot, SharesSnapshot, SinkCounters, Snapshot, WorkerCounters};
 use crate::Pipeline;
 use netml_dpdk::{Port, PortStats};
 use serde_json::{json, Map, Value};
@@ -222,7 +222,40 @@ fn function_text(f: &FunctionSnapshot) -> String {
         f.name, f.model, f.policy, ms(f.slo_ns), st.offered, st.admitted, st.answered, st.within_slo,
         st.attainment(), st.shed_admission, st.shed_queue_full, st.shed_expired, st.failed, st.batches,
         st.mean_batch(), q(0.5), q(0.99), st.mean_prediction_error() * 100.0, f.instances, f.queued
+    ) + &f.shares.as_ref().map_or(String::new(), shares_text)
+}
+
+/// ` threads=2,1 resizes=3 downtime_us=[80.1,-,95.0] gap_us=41.2`: threads per instance now,
+/// each resize's downtime (`-`: no batch was waiting), the mean gap at other batch boundaries.
+fn shares_text(s: &SharesSnapshot) -> String {
+    let threads: Vec<String> = s.threads.iter().map(u32::to_string).collect();
+    let downtimes: Vec<String> = s
+        .resizes
+        .iter()
+        .map(|(_, r)| {
+            r.downtime_ns
+                .map_or("-".into(), |d| format!("{:.1}", d as f64 / 1e3))
+        })
+        .collect();
+    format!(
+        " threads={} resizes={} downtime_us=[{}] gap_us={:.1}",
+        threads.join(","),
+        s.resizes.len(),
+        downtimes.join(","),
+        s.gaps.mean_ns() / 1e3
     )
+}
+
+/// A function's shares as JSON: threads per instance, every resize, the batch-boundary gaps.
+fn shares_json(s: &SharesSnapshot) -> Value {
+    json!({
+        "threads": s.threads,
+        "resizes": s.resizes.iter().map(|(k, r)| json!({
+            "instance": k, "from": r.from, "to": r.to, "prepare_ms": r.prepare_ns as f64 / 1e6,
+            "downtime_us": r.downtime_ns.map(|d| d as f64 / 1e3),
+        })).collect::<Vec<_>>(),
+        "gap_us": {"count": s.gaps.count, "mean": s.gaps.mean_ns() / 1e3, "max": s.gaps.max_ns as f64 / 1e3},
+    })
 }
 
 /// One function as JSON: its counters, latency percentiles and last batching decision.
@@ -242,6 +275,7 @@ pub fn function_json(f: &FunctionSnapshot) -> Value {
         "mean_batch_ms": st.mean_batch_ns() / 1e6,
         "last_decision": {"images": d.images, "engine_batch": d.engine_batch, "predicted_ms": ms(d.predicted_ns), "measured_ms": ms(d.measured_ns), "slack_ms": d.slack_ns as f64 / 1e6},
         "instances": f.instances, "queued": f.queued,
+        "shares": f.shares.as_ref().map(shares_json),
     })
 }
 

@@ -161,6 +161,19 @@ pub struct FunctionSnapshot {
     pub instances: usize,
     /// Its counters, latency distribution and last batching decision.
     pub stats: netml_serve::FunctionStats,
+    /// Its CPU instances' shares and resizes (`None`: not on CPU shares).
+    pub shares: Option<SharesSnapshot>,
+}
+
+/// A function's CPU instances on their shares.
+#[derive(Debug, Clone, Default)]
+pub struct SharesSnapshot {
+    /// Threads of each instance now.
+    pub threads: Vec<u32>,
+    /// Every resize so far: `(instance, what happened)`, by instance.
+    pub resizes: Vec<(usize, netml_serve::exec::Resized)>,
+    /// Batch-boundary gaps without a resize, over all instances (the downtimes' baseline).
+    pub gaps: netml_serve::exec::shadow::Gaps,
 }
 
 /// Everything the threads publish.

@@ -1,24 +1,133 @@
 //! Building a function's instances: engines loaded (one plan per batch size) and warmed up,
-//! on the CPU (a worker thread each) or on the GPU (a stream each, in the pipeline's context).
+//! on the CPU (worker threads on a share of cores, resizable through a shadow instance) or on
+//! the GPU (a stream each, in the pipeline's context).
 
 use crate::config::FunctionConfig;
 use cudarc::driver::CudaContext;
 use netml_infer::gpu::GpuEngine;
 use netml_infer::{Backend, Engine, Precision};
-use netml_serve::exec::{Answers, BuildEngine, CpuInstance, CpuShare, GpuInstance, Input};
+use netml_serve::exec::{
+    Answers, BuildEngine, CpuInstance, CpuShare, GpuInstance, Input, Parallel, Prepared, Reshare,
+    Shadowed,
+};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Where a function's instances run.
 pub(super) enum Place {
-    /// CPU instances, each on its share of cores (one share per instance).
+    /// CPU instances, each on its share of cores (one share per instance; none: one
+    /// unpinned thread each).
     Cpu(Vec<CpuShare>),
     Gpu(Arc<CudaContext>),
 }
 
+/// The cores CPU shares are pinned to, handed out in turn: the rx workers' cores are left
+/// out while others remain, and the list wraps around (shares then overlap, said once) when
+/// the configured shares ask for more cores than there are.
+pub(crate) struct Cores {
+    list: Vec<usize>,
+    next: usize,
+}
+
+impl Cores {
+    /// Every online core but those in `avoid` (all of them when that leaves none).
+    pub(crate) fn new(avoid: &[usize]) -> Cores {
+        // SAFETY: sysconf has no preconditions.
+        let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
+        let all: Vec<usize> = (0..online).collect();
+        let free: Vec<usize> = all.iter().copied().filter(|c| !avoid.contains(c)).collect();
+        Cores {
+            list: if free.is_empty() { all } else { free },
+            next: 0,
+        }
+    }
+
+    /// Cores shares are handed out from.
+    pub(crate) fn list(&self) -> &[usize] {
+        &self.list
+    }
+
+    /// `n` cores for one share.
+    pub(crate) fn take(&mut self, n: usize) -> Vec<usize> {
+        if self.next + n > self.list.len() {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                tracing::warn!(
+                    "CPU shares ask for more than the {} cores {:?}: shares overlap",
+                    self.list.len(),
+                    self.list
+                )
+            });
+        }
+        (0..n)
+            .map(|_| {
+                let c = self.list[self.next % self.list.len()];
+                self.next += 1;
+                c
+            })
+            .collect()
+    }
+}
+
+/// The CPU share of each instance of `f`: its `shares` (threads) on cores from `cores`, or,
+/// without, one unpinned thread each.
+pub(super) fn cpu_shares(f: &FunctionConfig, cores: &mut Cores) -> Vec<CpuShare> {
+    f.shares
+        .iter()
+        .map(|&threads| CpuShare {
+            threads: threads as usize,
+            cores: cores.take(threads as usize),
+            parallel: Parallel::Split,
+        })
+        .collect()
+}
+
+/// What a CPU instance of a function is built from, for its first share and every resize.
+#[derive(Clone)]
+pub(crate) struct Recipe {
+    /// Worker thread name prefix.
+    name: String,
+    sizes: Vec<usize>,
+    top_k: usize,
+    build: BuildEngine,
+    parallel: Parallel,
+}
+
+impl Recipe {
+    /// An instance on `threads` threads pinned to `cores`, its plans built, warmed up and
+    /// timed (the latencies the scheduler is seeded or rescaled with).
+    pub(crate) fn prepare(
+        &self,
+        threads: usize,
+        cores: Vec<usize>,
+    ) -> Result<Prepared<CpuInstance>, String> {
+        let share = CpuShare {
+            threads,
+            cores,
+            parallel: self.parallel,
+        };
+        let mut instance = CpuInstance::spawn(
+            &self.name,
+            share,
+            &self.sizes,
+            self.top_k,
+            self.build.clone(),
+        )?;
+        // The workers ran each plan once; this second run is timed.
+        let latency = instance.measure_all(&self.sizes)?;
+        Ok(Prepared { instance, latency })
+    }
+}
+
+/// A CPU instance on its share, resizable.
+pub(crate) struct CpuExecutor {
+    pub(crate) shadow: Shadowed<CpuInstance>,
+    pub(crate) recipe: Recipe,
+}
+
 /// A running instance's engine side.
 pub(crate) enum Executor {
-    Cpu(CpuInstance),
+    Cpu(Box<CpuExecutor>),
     Gpu(GpuInstance),
 }
 
@@ -31,19 +140,20 @@ impl Executor {
     /// f32 values per image.
     pub(crate) fn per_image(&self) -> usize {
         match self {
-            Executor::Cpu(c) => c.per_image(),
+            Executor::Cpu(c) => c.shadow.current().per_image(),
             Executor::Gpu(g) => g.per_image(),
         }
     }
 
-    /// Starts a batch.
+    /// Starts a batch; `waiting`: it was queued when the instance's previous batch completed
+    /// (the gap since then counts as a batch-boundary gap, or as a resize's downtime).
     ///
     /// # Safety
     /// As [`CpuInstance::start`] (host memory) or [`GpuInstance::start`] (device memory).
-    pub(crate) unsafe fn start(&mut self, input: Input) -> Result<(), String> {
+    pub(crate) unsafe fn start(&mut self, input: Input, waiting: bool) -> Result<(), String> {
         match self {
             // SAFETY: the caller's contract.
-            Executor::Cpu(c) => unsafe { c.start(input) },
+            Executor::Cpu(c) => unsafe { c.shadow.start(input, waiting) },
             // SAFETY: the caller's contract.
             Executor::Gpu(g) => unsafe { g.start(input) },
         }
@@ -52,8 +162,16 @@ impl Executor {
     /// The running batch's result, once there.
     pub(crate) fn poll(&mut self) -> Option<Result<Answers, String>> {
         match self {
-            Executor::Cpu(c) => c.poll(),
+            Executor::Cpu(c) => c.shadow.poll(),
             Executor::Gpu(g) => g.poll(),
+        }
+    }
+
+    /// At a batch boundary: moves to a prepared share if one is ready.
+    pub(crate) fn switch(&mut self) -> Option<Reshare> {
+        match self {
+            Executor::Cpu(c) => c.shadow.switch(),
+            Executor::Gpu(_) => None,
         }
     }
 }
@@ -77,16 +195,17 @@ pub(super) fn build(
     let executor = match place {
         Place::Cpu(shares) => {
             let share = shares.get(k).cloned().unwrap_or_else(CpuShare::single);
-            let mut instance = cpu_instance(f, k, sizes, precision, share)?;
-            shape = instance.input_shape().to_vec();
-            for &b in sizes {
-                // The workers ran each plan once; this second run is timed.
-                let t = instance
-                    .measure(b, b)
-                    .map_err(|e| format!("function {name:?}: {file}: {e}"))?;
-                measured.push((b, t));
-            }
-            Executor::Cpu(instance)
+            let recipe = recipe(f, k, sizes, precision, share.parallel);
+            let prepared = recipe
+                .prepare(share.threads, share.cores)
+                .map_err(|e| format!("function {name:?}: {e}"))?;
+            shape = prepared.instance.input_shape().to_vec();
+            measured = prepared.latency.clone();
+            let threads = prepared.instance.share().threads as u32;
+            Executor::Cpu(Box::new(CpuExecutor {
+                shadow: Shadowed::new(prepared, threads),
+                recipe,
+            }))
         }
         Place::Gpu(ctx) => {
             // Each plan is loaded once, warmed up (its second run timed) and kept.
@@ -121,28 +240,26 @@ pub(super) fn build(
     Ok((executor, measured, shape))
 }
 
-/// A CPU instance of `f` on `share`, each worker building its plans for `sizes` (ready and
-/// warmed up once when this returns).
-pub(super) fn cpu_instance(
+/// How instance `k` of `f` is built on the CPU: each worker loads its plans for `sizes`.
+fn recipe(
     f: &FunctionConfig,
     k: usize,
     sizes: &[usize],
     precision: Precision,
-    share: CpuShare,
-) -> Result<CpuInstance, String> {
+    parallel: Parallel,
+) -> Recipe {
     let path = f.model_file.clone();
     let build: BuildEngine = Arc::new(move |b, _threads| {
         netml_infer::open(&path, Backend::Cpu, b, precision)
-            .map_err(|e| format!("loading {}: {e}", path.display()))
+            .map_err(|e| format!("loading {} for batch {b}: {e}", path.display()))
     });
-    CpuInstance::spawn(
-        &format!("netml-if-{}-{k}", f.model),
-        share,
-        sizes,
-        f.top_k,
+    Recipe {
+        name: format!("netml-if-{}-{k}", f.model),
+        sizes: sizes.to_vec(),
+        top_k: f.top_k,
         build,
-    )
-    .map_err(|e| format!("function {:?}: {e}", f.name))
+        parallel,
+    }
 }
 
 /// Runs a zero batch twice (the first run pays for lazy allocation and cold caches) and

@@ -76,6 +76,9 @@ pub(crate) struct Instance {
     state: State,
     /// Where a slot in GPU memory is copied for a CPU engine.
     staging: Vec<f32>,
+    /// Images were queued for the function when its last batch completed (the next start's
+    /// gap counts as a batch-boundary gap or a resize's downtime).
+    queued_at_done: bool,
 }
 
 impl Instance {
@@ -84,6 +87,7 @@ impl Instance {
             engine,
             state: State::Idle,
             staging: Vec::new(),
+            queued_at_done: false,
         }
     }
 }
@@ -178,6 +182,19 @@ impl Lane {
                 State::Inferring { .. } => self.inferred(t, i),
                 State::Idle | State::Lost => false,
             };
+            // A batch boundary: the engine runs nothing (its slot may be filling).
+            if matches!(
+                self.instances[i].state,
+                State::Idle | State::Gathering { .. }
+            ) {
+                let engine = self.instances[i].engine.as_mut();
+                if let Some(r) = engine.and_then(|e| e.switch()) {
+                    t.server
+                        .function_mut(t.function)
+                        .reshare(i, |b| r.factor(b));
+                    moved = true;
+                }
+            }
         }
         moved
     }
@@ -250,6 +267,7 @@ impl Lane {
             if !ptr.is_multiple_of(std::mem::align_of::<f32>() as u64) {
                 return Err("batch slot is not f32-aligned".to_string());
             }
+            let waiting = self.instances[i].queued_at_done;
             let engine = self.instances[i].engine.as_mut().expect("checked above");
             // SAFETY: the slot (or staging) holds `images * per` f32 values (device memory
             // for a GPU instance, host memory otherwise) and is neither written nor freed
@@ -257,11 +275,14 @@ impl Lane {
             // so the slot) no other batch while it is Inferring, and a Lost instance's slot
             // is never reused.
             unsafe {
-                engine.start(Input {
-                    ptr,
-                    images,
-                    engine_batch,
-                })
+                engine.start(
+                    Input {
+                        ptr,
+                        images,
+                        engine_batch,
+                    },
+                    waiting,
+                )
             }
         });
         match started {
@@ -332,6 +353,7 @@ impl Lane {
         match result {
             Ok(tops) => {
                 t.server.complete(t.now, t.function, i);
+                self.instances[i].queued_at_done = t.server.functions()[t.function].queued() > 0;
                 for (mut a, top) in answers.into_iter().zip(tops) {
                     a.inferred = t.now;
                     a.top_k = top;

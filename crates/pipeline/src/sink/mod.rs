@@ -16,9 +16,10 @@ mod instances;
 mod lane;
 pub(crate) mod open;
 mod reply;
+mod shares;
 
 use crate::clock::Clock;
-use crate::stats::{FunctionSnapshot, Shared, SinkCounters};
+use crate::stats::{FunctionSnapshot, Shared, SharesSnapshot, SinkCounters};
 use crate::worker::{Complete, Held, Refused};
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use lane::{Lane, Turn};
@@ -60,6 +61,8 @@ pub struct Sink {
     /// Inference functions are configured (without, the one gather-only lane is not
     /// reported as a function).
     pub(crate) serving: bool,
+    /// The controller resizing the CPU functions' shares, when on.
+    pub(crate) control: Option<shares::ShareControl>,
 }
 
 /// Most records a decision record keeps (about 40 B each in memory).
@@ -142,6 +145,9 @@ impl Sink {
                 });
             }
             worked |= self.receive(now, &mut c, &mut disconnected);
+            if let Some(control) = self.control.as_mut() {
+                control.step(now, &self.server, &mut self.lanes);
+            }
             self.server.poll(now, &mut events);
             for e in events.drain(..) {
                 worked = true;
@@ -296,7 +302,8 @@ impl Sink {
             .server
             .functions()
             .iter()
-            .map(|f| FunctionSnapshot {
+            .zip(&self.lanes)
+            .map(|(f, lane)| FunctionSnapshot {
                 name: f.spec().name.clone(),
                 model: f.spec().model,
                 slo_ns: f.spec().slo_ns,
@@ -304,8 +311,27 @@ impl Sink {
                 queued: f.queued(),
                 instances: f.healthy_instances(),
                 stats: f.stats().clone(),
+                shares: shares_of(lane),
             })
             .collect();
         *self.shared.functions.lock().expect("stats lock") = v;
     }
+}
+
+/// The CPU shares of a lane's instances and their resizes; `None` unless every instance is
+/// a CPU instance.
+fn shares_of(lane: &Lane) -> Option<SharesSnapshot> {
+    let mut snap = SharesSnapshot::default();
+    for (k, inst) in lane.instances.iter().enumerate() {
+        let instances::Executor::Cpu(c) = inst.engine.as_ref()? else {
+            return None;
+        };
+        let stats = c.shadow.stats();
+        snap.threads.push(c.shadow.units());
+        snap.resizes.extend(stats.resizes.iter().map(|r| (k, *r)));
+        snap.gaps.count += stats.gaps.count;
+        snap.gaps.sum_ns += stats.gaps.sum_ns;
+        snap.gaps.max_ns = snap.gaps.max_ns.max(stats.gaps.max_ns);
+    }
+    Some(snap)
 }

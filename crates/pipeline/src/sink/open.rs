@@ -2,8 +2,9 @@
 //! (engines loaded, ingest opened, scheduler seeded) before any packet flows, so that a
 //! model that fails to load stops `netml run` at start with its function and file named.
 
-use super::instances::{self, Place};
+use super::instances::{self, Cores, Place};
 use super::lane::{Accepts, Instance, Lane};
+use super::shares::ShareControl;
 use super::Admitted;
 use crate::config::{Config, FunctionConfig};
 use crate::ingest;
@@ -15,14 +16,16 @@ use std::time::Duration;
 /// The scheduler and the lanes of a pipeline. Every engine of every function is built
 /// before the first ingest opens: on a GPU the `netml` ingest starts its resident kernel,
 /// after which building an engine could wait for the whole device.
-pub(crate) fn open(cfg: &Config, target: Target) -> Result<(Server<Admitted>, Vec<Lane>), String> {
+pub(crate) fn open(cfg: &Config, target: Target) -> Result<Opened, String> {
     if cfg.functions.is_empty() {
-        return gather_only(cfg, target);
+        let (server, lanes) = gather_only(cfg, target)?;
+        return Ok((server, lanes, None));
     }
+    let mut cores = Cores::new(&cfg.rx.lcores);
     let prepared: Vec<Prepared> = cfg
         .functions
         .iter()
-        .map(|f| prepare(f, target))
+        .map(|f| prepare(f, target, &mut cores))
         .collect::<Result<_, _>>()?;
     let mut functions = Vec::new();
     let mut lanes = Vec::new();
@@ -39,8 +42,13 @@ pub(crate) fn open(cfg: &Config, target: Target) -> Result<(Server<Admitted>, Ve
             check_crc: cfg.ingest.check_crc,
         });
     }
-    Ok((Server::new(functions)?, lanes))
+    let server = Server::new(functions)?;
+    let control = ShareControl::new(cfg, &server, &lanes, cores)?;
+    Ok((server, lanes, control))
 }
+
+/// The scheduler, the lanes, and the share controller when it is on.
+pub(crate) type Opened = (Server<Admitted>, Vec<Lane>, Option<ShareControl>);
 
 /// A function with its engines, before its ingest opens.
 struct Prepared {
@@ -85,7 +93,7 @@ fn gather_only(cfg: &Config, target: Target) -> Result<(Server<Admitted>, Vec<La
     Ok((Server::catch_all(function), vec![lane]))
 }
 
-fn prepare(f: &FunctionConfig, target: Target) -> Result<Prepared, String> {
+fn prepare(f: &FunctionConfig, target: Target, cores: &mut Cores) -> Result<Prepared, String> {
     let name = &f.name;
     let file = f.model_file.display();
     let precision: Precision = f
@@ -93,7 +101,7 @@ fn prepare(f: &FunctionConfig, target: Target) -> Result<Prepared, String> {
         .parse()
         .map_err(|e| format!("function {name:?}: {e}"))?;
     let place = match (f.target.as_str(), target) {
-        ("cpu", _) | ("auto", Target::Host) => Place::Cpu(Vec::new()),
+        ("cpu", _) | ("auto", Target::Host) => Place::Cpu(instances::cpu_shares(f, cores)),
         ("auto", Target::Gpu(ordinal)) => Place::Gpu(gpu_context(ordinal)?),
         (t, _) => match t.strip_prefix("gpu:").and_then(|n| n.parse::<usize>().ok()) {
             Some(n) if target == Target::Gpu(n) => Place::Gpu(gpu_context(n)?),
