@@ -181,6 +181,23 @@ fn kustomization_lists_every_manifest() {
             .any(|i| i["name"] == name),
         "kustomization.yaml has no images entry for {name}"
     );
+
+    // Where kubectl is installed (not in CI), its kustomize builds the whole set.
+    if have("kubectl") {
+        let out = run_ok(
+            Command::new("kubectl")
+                .arg("kustomize")
+                .arg(kubernetes_dir()),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let built = dir.path().join("built.yaml");
+        std::fs::write(&built, &out.stdout).unwrap();
+        let docs = yaml_documents(&built);
+        assert_eq!(docs.len(), all.len());
+        for d in docs.iter().filter(|d| d["kind"] != "Namespace") {
+            assert_eq!(d["metadata"]["namespace"], namespace, "{}", d["kind"]);
+        }
+    }
 }
 
 /// The Deployment's only container.

@@ -1,6 +1,7 @@
 //! A minimal AF_PACKET raw socket for sending whole Ethernet frames.
 #![allow(unsafe_code)]
 
+use crate::mmsg::Batch;
 use crate::output::is_transient;
 use crate::{bail, Result};
 use std::ffi::CString;
@@ -57,6 +58,34 @@ impl PacketSocket {
         Ok(PacketSocket { fd })
     }
 
+    /// Makes the socket hand frames straight to the driver (`PACKET_QDISC_BYPASS`): no
+    /// queueing discipline, and packet sockets capturing on the interface do not see them.
+    /// A frame the driver cannot take fails with ENOBUFS, which [`PacketSocket::send`] and
+    /// [`PacketSocket::send_batch`] retry.
+    pub fn bypass_qdisc(&self) -> io::Result<()> {
+        let on: libc::c_int = 1;
+        // SAFETY: `on` is a live c_int and the length passed is its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_QDISC_BYPASS,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Sends the frames of `batch` with `sendmmsg`, in order, retrying while the interface
+    /// queue is full, and empties it.
+    pub fn send_batch(&self, batch: &mut Batch) -> io::Result<()> {
+        batch.send(self.fd.as_raw_fd(), None)
+    }
+
     /// Sends one frame, retrying while the interface queue is full.
     pub fn send(&self, frame: &[u8]) -> io::Result<()> {
         loop {
@@ -101,6 +130,15 @@ mod tests {
                 let mut frame = vec![0u8; 60];
                 frame[12..14].copy_from_slice(&[0x88, 0xb5]); // local experimental EtherType
                 s.send(&frame).unwrap();
+                let mut b = Batch::new(3);
+                for _ in 0..3 {
+                    b.push(&frame);
+                }
+                s.send_batch(&mut b).unwrap();
+                assert!(b.is_empty());
+                s.bypass_qdisc().unwrap();
+                b.push(&frame);
+                s.send_batch(&mut b).unwrap();
             }
             Err(e) => eprintln!("skipping raw-socket send: {e}"),
         }

@@ -134,6 +134,20 @@ pub struct SendArgs {
     /// Send only UDP payloads through UDP sockets bound to the flow sources (loopback tests).
     #[arg(long, help_heading = "Output")]
     pub udp: bool,
+    /// Live outputs: frames per sendmmsg(2) call (1: one frame per system call). Paced
+    /// runs send what is batched before waiting for the next frame's time.
+    #[arg(
+        long,
+        default_value_t = netml_pktgen::mmsg::DEFAULT_BATCH,
+        value_name = "N",
+        value_parser = clap::value_parser!(u16).range(1..=1024),
+        help_heading = "Output"
+    )]
+    pub batch: u16,
+    /// With --iface: hand frames straight to the driver (PACKET_QDISC_BYPASS): no queueing
+    /// discipline, and captures on the sending interface do not see them.
+    #[arg(long, requires = "iface", help_heading = "Output")]
+    pub qdisc_bypass: bool,
     /// Frames per second.
     #[arg(long, help_heading = "Output", conflicts_with_all = ["mbps", "ips"])]
     pub pps: Option<f64>,

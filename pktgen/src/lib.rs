@@ -9,8 +9,8 @@
 //!
 //! Modules, one concern each: [`tensor`], [`npy`] and [`images`] make tensors;
 //! [`fragmenter`] cuts them into frames; [`faults`] and [`reorder`] decide what happens to
-//! each frame; [`output`] (with [`afpacket`]) and [`pace`] put frames on the wire;
-//! [`send`] drives a run and [`summary`]/[`manifest`] record it; [`recv`] collects results
+//! each frame; [`output`] (with [`afpacket`] and [`mmsg`], batched `sendmmsg`) and
+//! [`pace`] put frames on the wire; [`send`] drives a run and [`summary`]/[`manifest`] record it; [`recv`] collects results
 //! and [`report`] presents them, with SLO attainment ([`slo`]) and top-1 checks against
 //! expected classes ([`expected`]).
 
@@ -25,6 +25,7 @@ pub mod flows;
 pub mod fragmenter;
 pub mod images;
 pub mod manifest;
+pub mod mmsg;
 pub mod npy;
 pub mod output;
 pub mod pace;

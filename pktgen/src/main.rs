@@ -145,9 +145,9 @@ fn send_main(a: &SendArgs) -> Result<()> {
     let mut listener = None;
     let mut sink: Box<dyn Sink> = match (&a.pcap, &a.iface, a.udp) {
         (Some(p), _, _) => Box::new(PcapSink::create(p)?),
-        (_, Some(i), _) => Box::new(InterfaceSink::open(i)?),
+        (_, Some(i), _) => Box::new(InterfaceSink::open(i, a.batch.into(), a.qdisc_bypass)?),
         (_, _, true) => {
-            let s = UdpSink::bind(&cfg.flows.endpoints()?)?;
+            let s = UdpSink::bind(&cfg.flows.endpoints()?, a.batch.into())?;
             if collect.is_some() {
                 // Listen before the first image leaves, so no early result is missed.
                 listener = Some(Listener::spawn(s.try_clone_sockets()?)?);

@@ -2,12 +2,14 @@
 
 use crate::afpacket::PacketSocket;
 use crate::error::Context;
+use crate::mmsg::Batch;
 use crate::{bail, Result};
 use netml_wire::frame::Endpoints;
 use netml_wire::pcap;
 use std::fs::File;
 use std::io::{self, BufWriter};
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 /// A destination for frames.
@@ -21,6 +23,11 @@ pub trait Sink {
         flow: usize,
         payload_start: usize,
     ) -> Result<usize>;
+    /// Sends what a live output has batched; the send loop calls it before waiting for a
+    /// paced frame's slot, so that no frame waits in a batch past its time.
+    fn flush(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// Flushes what is buffered.
     fn finish(&mut self) -> Result<()>;
     /// Whether frames leave in real time (and must be paced by waiting).
@@ -65,31 +72,49 @@ impl Sink for PcapSink {
     }
 }
 
-/// Sends whole frames on a Linux interface through an AF_PACKET raw socket.
+/// Sends whole frames on a Linux interface through an AF_PACKET raw socket, `batch` frames
+/// per `sendmmsg` call.
 pub struct InterfaceSink {
     iface: String,
     socket: PacketSocket,
+    batch: Batch,
 }
 
 impl InterfaceSink {
-    /// Opens a raw socket bound to `iface` (needs root or CAP_NET_RAW).
-    pub fn open(iface: &str) -> Result<Self> {
+    /// Opens a raw socket bound to `iface` (needs root or CAP_NET_RAW) that sends up to
+    /// `batch` frames per system call and, with `qdisc_bypass`, hands them straight to the
+    /// driver (`PACKET_QDISC_BYPASS`: no queueing discipline, and no copy to packet
+    /// sockets capturing on the interface, such as a tcpdump there).
+    pub fn open(iface: &str, batch: usize, qdisc_bypass: bool) -> Result<Self> {
+        let socket = PacketSocket::open(iface)?;
+        if qdisc_bypass {
+            socket
+                .bypass_qdisc()
+                .context(format_args!("PACKET_QDISC_BYPASS on {iface}"))?;
+        }
         Ok(InterfaceSink {
             iface: iface.to_string(),
-            socket: PacketSocket::open(iface)?,
+            socket,
+            batch: Batch::new(batch),
         })
     }
 }
 
 impl Sink for InterfaceSink {
     fn send(&mut self, frame: &[u8], _ts: u64, _flow: usize, _payload: usize) -> Result<usize> {
-        self.socket
-            .send(frame)
-            .context(format_args!("sending on {}", self.iface))?;
+        if self.batch.is_full() {
+            self.flush()?;
+        }
+        self.batch.push(frame);
         Ok(frame.len())
     }
+    fn flush(&mut self) -> Result<()> {
+        self.socket
+            .send_batch(&mut self.batch)
+            .context(format_args!("sending on {}", self.iface))
+    }
     fn finish(&mut self) -> Result<()> {
-        Ok(())
+        self.flush()
     }
     fn is_live(&self) -> bool {
         true
@@ -101,11 +126,15 @@ impl Sink for InterfaceSink {
 pub struct UdpSink {
     sockets: Vec<UdpSocket>,
     dst: SocketAddr,
+    /// Payloads of one flow waiting for one `sendmmsg` on its socket.
+    batch: Batch,
+    batch_flow: usize,
 }
 
 impl UdpSink {
-    /// Binds one socket per flow.
-    pub fn bind(endpoints: &[Endpoints]) -> Result<Self> {
+    /// Binds one socket per flow; consecutive payloads of a flow leave up to `batch` per
+    /// `sendmmsg` call.
+    pub fn bind(endpoints: &[Endpoints], batch: usize) -> Result<Self> {
         let mut sockets = Vec::with_capacity(endpoints.len());
         for ep in endpoints {
             let s = UdpSocket::bind(ep.src).map_err(|e| {
@@ -119,7 +148,12 @@ impl UdpSink {
         }
         let dst = endpoints.first().map(|e| e.dst);
         match dst {
-            Some(dst) => Ok(UdpSink { sockets, dst }),
+            Some(dst) => Ok(UdpSink {
+                sockets,
+                dst,
+                batch: Batch::new(batch),
+                batch_flow: 0,
+            }),
             None => bail!("no flows"),
         }
     }
@@ -136,17 +170,22 @@ impl UdpSink {
 impl Sink for UdpSink {
     fn send(&mut self, frame: &[u8], _ts: u64, flow: usize, payload: usize) -> Result<usize> {
         let data = &frame[payload.min(frame.len())..];
-        loop {
-            match self.sockets[flow].send_to(data, self.dst) {
-                Ok(n) => return Ok(n),
-                // The local socket buffer is full: wait for the kernel to drain it.
-                Err(e) if is_transient(&e) => std::thread::yield_now(),
-                Err(e) => bail!("sending to {}: {e}", self.dst),
-            }
+        if !self.batch.is_empty() && (self.batch.is_full() || flow != self.batch_flow) {
+            self.flush()?;
+        }
+        self.batch_flow = flow;
+        self.batch.push(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> Result<()> {
+        let fd = self.sockets[self.batch_flow].as_raw_fd();
+        match self.batch.send(fd, Some(&self.dst)) {
+            Ok(()) => Ok(()),
+            Err(e) => bail!("sending to {}: {e}", self.dst),
         }
     }
     fn finish(&mut self) -> Result<()> {
-        Ok(())
+        self.flush()
     }
     fn is_live(&self) -> bool {
         true

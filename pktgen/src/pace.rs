@@ -79,6 +79,14 @@ impl Pacer {
         }
     }
 
+    /// Whether [`Pacer::slot`] would wait now (live, paced, and the next slot is ahead):
+    /// the moment to send what a batching output holds.
+    pub fn must_wait(&self) -> bool {
+        self.live
+            && self.rate != Rate::Unlimited
+            && Instant::now() < self.start + Duration::from_nanos(self.next_ns.round() as u64)
+    }
+
     /// Waits for the next slot (live) and returns the frame's timestamp (ns since epoch).
     pub fn slot(&mut self) -> u64 {
         if !self.live {
@@ -172,5 +180,12 @@ mod tests {
         }
         let e = start.elapsed();
         assert!(e >= Duration::from_millis(10), "{e:?}");
+        // One frame per second: the first slot is now, the second a second ahead.
+        let mut p = Pacer::new(Rate::Pps(1.0), true);
+        assert!(!p.must_wait());
+        p.advance(64, 1);
+        assert!(p.must_wait());
+        assert!(!Pacer::new(Rate::Unlimited, true).must_wait());
+        assert!(!Pacer::new(Rate::Pps(1.0), false).must_wait());
     }
 }

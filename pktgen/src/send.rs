@@ -144,6 +144,9 @@ struct Run<'a> {
 
 impl Run<'_> {
     fn write(&mut self, p: Planned) -> Result<()> {
+        if self.pacer.must_wait() {
+            self.sink.flush()?;
+        }
         let ts = self.pacer.slot();
         let mut st = p.img.borrow_mut();
         st.first_ts.get_or_insert(ts);

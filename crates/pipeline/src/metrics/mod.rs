@@ -12,8 +12,12 @@
 //! a scrape during `linger_s` reads exactly what the JSON report says.
 
 mod encode;
+mod families;
+mod functions;
 mod http;
 mod process;
+#[cfg(test)]
+mod tests;
 
 use crate::report::Report;
 use crate::Pipeline;
