@@ -156,7 +156,6 @@ pub(super) fn run(
         for &f in &on_gpu {
             let (arg, d) = (&functions[f], &demands[f]);
             let mine: Vec<_> = gpu.instances.iter().filter(|i| i.function == f).collect();
-            let largest = mine.iter().map(|i| i.batch).max().unwrap_or(1);
             let curve = if gpu.instances.len() > 1 {
                 ShareCurve::from_profile(&crowded, &arg.name, &arg.precision)
                     .ok_or_else(|| format!("{}: not in the profile", arg.name))?
@@ -168,12 +167,7 @@ pub(super) fn run(
                     name: d.name.clone(),
                     model: arg.model,
                     slo_ns: d.slo_ns,
-                    batch_sizes: params
-                        .batch_sizes
-                        .iter()
-                        .copied()
-                        .filter(|&b| b <= largest)
-                        .collect(),
+                    batch_sizes: super::engine_batches(&params.batch_sizes),
                     policy: Policy::Slab,
                     admission: Policy::Slab.admission_by_default(),
                     queue_limit: netml_pipeline::config::FunctionConfig::default().queue_limit,

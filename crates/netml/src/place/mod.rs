@@ -117,6 +117,16 @@ pub(super) struct Context {
     modelled: Option<Vec<String>>,
 }
 
+/// The engine batch sizes a placed function gets: every size placement may plan with, not
+/// only its instances' planned batches, so that SLAB can catch up on a burst with a larger
+/// batch where the SLO allows it.
+fn engine_batches(sizes: &[usize]) -> Vec<usize> {
+    let mut v = sizes.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
 /// Runs `netml place`.
 pub fn run(a: Args) -> Result<ExitCode, String> {
     let (profile, profile_name) = match &a.profile {

@@ -4,7 +4,7 @@
 
 use super::{Context, Level};
 use crate::bench::output::{append_csv, csv_field};
-use netml_serve::place::{Placement, Strategy};
+use netml_serve::place::{self, Placement, Strategy};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -162,7 +162,31 @@ fn summary(s: &mut String, ctx: &Context, levels: &[Level]) {
             let _ = writeln!(s);
         }
         ours_against_baselines(s, level);
+        let _ = writeln!(
+            s,
+            "{:>10} work: {:.2} GPUs (each model's rate over its best whole-GPU capacity, summed)",
+            "",
+            work(ctx, level)
+        );
     }
+}
+
+/// GPUs' worth of work at a level: each model's rate over its best capacity on a whole GPU
+/// (at the planning load), summed; what a placement without fragmentation or co-location
+/// margin would need.
+fn work(ctx: &Context, level: &Level) -> f64 {
+    let whole = [ctx.params.device.available()];
+    level
+        .demands
+        .iter()
+        .map(|d| {
+            let best = place::options(d, &ctx.params, &whole)
+                .iter()
+                .map(|c| c.capacity)
+                .fold(0.0, f64::max);
+            d.rate / best.max(f64::MIN_POSITIVE)
+        })
+        .sum()
 }
 
 /// One line per level: our GPUs against each baseline's.

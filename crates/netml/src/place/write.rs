@@ -68,14 +68,9 @@ pub(super) fn config(
     for f in functions {
         let arg = &ctx.functions[f];
         let mine: Vec<_> = gpu.instances.iter().filter(|i| i.function == f).collect();
-        let largest = mine.iter().map(|i| i.batch).max().unwrap_or(1);
-        let sizes: Vec<String> = ctx
-            .params
-            .batch_sizes
-            .iter()
-            .filter(|&&b| b <= largest)
-            .map(|b| b.to_string())
-            .collect();
+        let batches = super::engine_batches(&ctx.params.batch_sizes);
+        let largest = batches.last().copied().unwrap_or(1);
+        let sizes: Vec<String> = batches.iter().map(|b| b.to_string()).collect();
         let shares: Vec<String> = mine.iter().map(|i| i.share.to_string()).collect();
         let planned: Vec<String> = mine
             .iter()

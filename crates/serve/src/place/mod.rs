@@ -29,7 +29,7 @@ use crate::share::{Device, ShareCurve};
 use std::fmt;
 use std::str::FromStr;
 
-pub use options::{options, Choice};
+pub use options::{options, queue_load, Choice};
 
 /// Default co-location slowdown margin: predicted latencies in a partial share are taken
 /// 10% longer. gpu-lets models the slowdown of each co-located pair and plans with it; we

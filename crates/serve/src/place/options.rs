@@ -14,28 +14,49 @@ pub struct Choice {
     pub batch: usize,
     /// Predicted batch latency (margin included), ns.
     pub latency_ns: f64,
-    /// Images/s it is planned to sustain: the planning load times batch / latency.
+    /// Images/s it is planned to sustain: batch / latency times the planning load or the
+    /// [`queue_load`], whichever is lower.
     pub capacity: f64,
 }
 
 /// Every `(share, batch)` of `shares` x the batch sizes whose predicted latency meets
-/// [`meets_slo`] for `d`.
+/// [`meets_slo`] for `d` with room for queueing ([`queue_load`] above zero).
 pub fn options(d: &Demand, p: &Params, shares: &[u32]) -> Vec<Choice> {
     let mut v = Vec::new();
     for &share in shares {
         for &batch in &p.batch_sizes {
             let latency_ns = p.latency(&d.curve, batch, share);
-            if latency_ns > 0.0 && meets_slo(latency_ns, d.slo_ns) {
+            if !(latency_ns > 0.0 && meets_slo(latency_ns, d.slo_ns)) {
+                continue;
+            }
+            let load = p.max_load.min(queue_load(latency_ns, d.slo_ns, batch));
+            if load > 0.0 {
                 v.push(Choice {
                     share,
                     batch,
                     latency_ns,
-                    capacity: p.max_load * batch as f64 * 1e9 / latency_ns,
+                    capacity: load * batch as f64 * 1e9 / latency_ns,
                 });
             }
         }
     }
     v
+}
+
+/// `ln(1 / 1%) / 2`: see [`queue_load`].
+const QUEUE_Z: f64 = 2.303;
+
+/// The load at which an instance's queue outgrows its slack for at most ~1% of the images:
+/// with `k = SLO / latency - 2` batches of slack (beyond the batch in progress and its own),
+/// images queue past `k x batch` with probability about `exp(-2 (1 - load) k batch)` (the
+/// diffusion approximation of a queue with Poisson arrivals and even service), so the load
+/// is kept to `1 - 2.3 / (k x batch)`. Zero or less: the option has no room for queueing.
+pub fn queue_load(latency_ns: f64, slo_ns: u64, batch: usize) -> f64 {
+    let slack = slo_ns as f64 / latency_ns - 2.0;
+    if slack <= 0.0 {
+        return 0.0;
+    }
+    1.0 - QUEUE_Z / (slack * batch as f64)
 }
 
 /// How well `c` serves bulk load under `strategy`: ours and one-per-GPU count the images/s

@@ -137,3 +137,19 @@ fn impossible_slos_and_bad_rates_are_errors() {
     assert_eq!("gpu-lets".parse::<Strategy>(), Ok(Strategy::GpuLets));
     assert!("mig".parse::<Strategy>().is_err());
 }
+
+#[test]
+fn a_tight_slo_leaves_room_for_queueing() {
+    // 2 x 4.6 ms fits a 10 ms SLO, but 0.17 batches of slack hold no queue of 4 images.
+    assert!(queue_load(4.6e6, 10_000_000, 4) <= 0.0);
+    // 50 ms: 8.9 batches of slack x 8 images; the planning load binds first.
+    let loose = queue_load(4.6e6, 50_000_000, 8);
+    assert!(loose > DEFAULT_MAX_LOAD && loose < 1.0, "{loose}");
+    let p = params();
+    let tight = demand("resnet50", 100.0, 10.0);
+    for c in options(&tight, &p, &p.device.steps()) {
+        let load = c.capacity * c.latency_ns / (c.batch as f64 * 1e9);
+        assert!(load <= queue_load(c.latency_ns, tight.slo_ns, c.batch) + 1e-9);
+        assert!(load > 0.0);
+    }
+}
