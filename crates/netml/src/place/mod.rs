@@ -53,10 +53,13 @@ pub struct Args {
     /// its predicted latency this much longer (0.1: 10%).
     #[arg(long, default_value_t = place::DEFAULT_MARGIN)]
     margin: f64,
-    /// Fraction of an instance's sustainable images/s (batch / latency) it is planned at.
+    /// Fraction of an instance's sustainable images/s (batch / latency) it is planned at at
+    /// most; less where the SLO leaves little room for a queue (1 - 2.3 / (k x batch), k the
+    /// batches of slack beyond two batch latencies).
     #[arg(long, default_value_t = place::DEFAULT_MAX_LOAD)]
     max_load: f64,
-    /// Engine batch sizes an instance may be planned at.
+    /// Engine batch sizes an instance may be planned at (all of them are the written and
+    /// simulated functions' engine batch sizes).
     #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,32")]
     batch_sizes: Vec<usize>,
     /// Strategies compared: `one-per-gpu`, `gpu-lets`, `ours`.
