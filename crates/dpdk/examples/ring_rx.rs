@@ -239,7 +239,7 @@ fn run(
         let q = ring.enqueue_burst(&mut burst);
         debug_assert_eq!(q, n);
         iter = iter.wrapping_add(1);
-        if iter % 256 == 0 && rdtsc() >= end {
+        if iter.is_multiple_of(256) && rdtsc() >= end {
             break;
         }
     }

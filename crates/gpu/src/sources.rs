@@ -110,7 +110,8 @@ impl<'a> SrcPtrs<'a> {
         };
         let off = (first as usize).wrapping_sub(records.as_ptr() as usize);
         assert!(
-            off + size_of::<*const u8>() <= size_of::<T>() && off % align_of::<*const u8>() == 0,
+            off + size_of::<*const u8>() <= size_of::<T>()
+                && off.is_multiple_of(align_of::<*const u8>()),
             "SrcPtrs::fields: not a field of the record"
         );
         Self {

@@ -1,8 +1,9 @@
 //! The backend-neutral inference interface the pipeline programs against.
 //!
-//! Backends: [`Backend::Cpu`] (tract-onnx, the pipeline's no-GPU path),
-//! [`Backend::Reference`] (the plan's CPU reference executor, slow, for
-//! checking) and [`Backend::Gpu`] ([`GpuEngine`](crate::gpu::GpuEngine): the
+//! Backends: [`Backend::Cpu`] (the pipeline's no-GPU path: [`Backend::Ort`], ONNX
+//! Runtime loaded at run time, when its library is found, else [`Backend::Tract`],
+//! tract-onnx in pure Rust), [`Backend::Reference`] (the plan's CPU reference executor,
+//! slow, for checking) and [`Backend::Gpu`] ([`GpuEngine`](crate::gpu::GpuEngine): the
 //! same plan on cuDNN + cuBLAS, replayed as a CUDA graph). A new backend implements [`Engine`] and gets a variant in
 //! [`Backend`] / [`open`]; the pipeline does not change.
 
@@ -10,6 +11,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
 use crate::plan::Precision;
@@ -145,8 +147,13 @@ pub fn top_k(v: &[f32], k: usize) -> Vec<(usize, f32)> {
 /// Which engine implementation to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Backend {
-    /// tract-onnx on the original graph (fp32 only).
+    /// The CPU backend: ONNX Runtime ([`Backend::Ort`]) when its library is found, else
+    /// tract ([`Backend::Tract`]); [`cpu_choice`] says which and why.
     Cpu,
+    /// ONNX Runtime's CPU provider on the original graph (fp32), loaded at run time.
+    Ort,
+    /// tract-onnx on the original graph (fp32; pure Rust, the fallback).
+    Tract,
     /// The plan's CPU reference executor (fp32 or fp16).
     Reference,
     /// The plan on cuDNN + cuBLAS + NVRTC kernels, one CUDA graph per batch (fp32 or fp16).
@@ -154,12 +161,28 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// `"cpu"`, `"reference"` or `"gpu"`.
+    /// `"cpu"`, `"ort"`, `"tract"`, `"reference"` or `"gpu"`.
     pub fn as_str(self) -> &'static str {
         match self {
             Backend::Cpu => "cpu",
+            Backend::Ort => "ort",
+            Backend::Tract => "tract",
             Backend::Reference => "reference",
             Backend::Gpu => "gpu",
+        }
+    }
+
+    /// Whether the backend computes in fp32 only (the CPU backends on the original graph).
+    pub fn fp32_only(self) -> bool {
+        matches!(self, Backend::Cpu | Backend::Ort | Backend::Tract)
+    }
+
+    /// The backend that really runs: [`Backend::Cpu`] resolved by [`cpu_choice`], any
+    /// other as it is.
+    pub fn resolve(self) -> Backend {
+        match self {
+            Backend::Cpu => cpu_choice().0,
+            b => b,
         }
     }
 }
@@ -174,32 +197,87 @@ impl FromStr for Backend {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         match s.to_ascii_lowercase().as_str() {
-            "cpu" | "tract" => Ok(Backend::Cpu),
+            "cpu" => Ok(Backend::Cpu),
+            "ort" | "onnxruntime" => Ok(Backend::Ort),
+            "tract" => Ok(Backend::Tract),
             "reference" | "ref" => Ok(Backend::Reference),
             "gpu" | "cuda" => Ok(Backend::Gpu),
             _ => Err(format!(
-                "unknown backend '{s}' (expected cpu, reference or gpu)"
+                "unknown backend '{s}' (expected cpu, ort, tract, reference or gpu)"
             )),
         }
     }
 }
 
-/// Opens `path` with the chosen backend for batches of up to `batch`.
+/// What [`Backend::Cpu`] runs on: [`Backend::Ort`] when ONNX Runtime loads, else
+/// [`Backend::Tract`]; with a one-line reason (the library and version, or why it is
+/// missing). `NETML_CPU_BACKEND=ort|tract` forces one (for `netml run`, whose functions
+/// name no backend). Decided once per process; the first call also prints that line on
+/// stderr.
+pub fn cpu_choice() -> &'static (Backend, String) {
+    static CHOICE: OnceLock<(Backend, String)> = OnceLock::new();
+    CHOICE.get_or_init(|| {
+        let forced = std::env::var("NETML_CPU_BACKEND").unwrap_or_default();
+        let choice = match (forced.as_str(), crate::onnxruntime::runtime()) {
+            ("tract", _) => (
+                Backend::Tract,
+                "cpu backend: tract (NETML_CPU_BACKEND=tract)".to_string(),
+            ),
+            ("ort", Err(why)) => (
+                Backend::Ort,
+                format!("cpu backend: ONNX Runtime (NETML_CPU_BACKEND=ort) but {why}"),
+            ),
+            (_, Ok(rt)) => (
+                Backend::Ort,
+                format!(
+                    "cpu backend: ONNX Runtime {} ({})",
+                    rt.version,
+                    rt.library.display()
+                ),
+            ),
+            (_, Err(why)) => (
+                Backend::Tract,
+                format!("cpu backend: tract (ONNX Runtime not available: {why})"),
+            ),
+        };
+        eprintln!("{}", choice.1);
+        choice
+    })
+}
+
+/// Opens `path` with the chosen backend for batches of up to `batch`, on one thread
+/// ([`open_threads`] with 1).
 pub fn open(
     path: impl AsRef<Path>,
     backend: Backend,
     batch: usize,
     precision: Precision,
 ) -> Result<Box<dyn Engine>> {
+    open_threads(path, backend, batch, precision, 1)
+}
+
+/// Opens `path` with the chosen backend for batches of up to `batch`; the CPU backends
+/// compute on `threads` threads (at least 1; the reference executor and the GPU ignore it).
+pub fn open_threads(
+    path: impl AsRef<Path>,
+    backend: Backend,
+    batch: usize,
+    precision: Precision,
+    threads: usize,
+) -> Result<Box<dyn Engine>> {
+    let backend = backend.resolve();
+    if backend.fp32_only() && precision != Precision::Fp32 {
+        return Err(Error::Backend(format!(
+            "the {backend} backend runs fp32 only, not {precision}"
+        )));
+    }
     match backend {
-        Backend::Cpu => {
-            if precision != Precision::Fp32 {
-                return Err(Error::Backend(format!(
-                    "the cpu (tract) backend runs fp32 only, not {precision}"
-                )));
-            }
-            Ok(Box::new(crate::tract::Tract::load(path, batch)?))
-        }
+        Backend::Ort => Ok(Box::new(crate::onnxruntime::OnnxRuntime::load(
+            path, batch, threads,
+        )?)),
+        Backend::Cpu | Backend::Tract => Ok(Box::new(crate::tract::Tract::load_threads(
+            path, batch, threads,
+        )?)),
         Backend::Reference => Ok(Box::new(crate::reference::Reference::load(
             path, batch, precision,
         )?)),

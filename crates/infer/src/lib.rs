@@ -13,7 +13,10 @@
 //! * [`plan`] — the compiler (no GPU code);
 //! * [`reference`](mod@reference) — a plain CPU executor of a plan inside its arena, the
 //!   proof that fusion, folding, layouts and arena aliasing are right;
-//! * [`tract`] — the `cpu` backend, tract-onnx on the original graph;
+//! * [`onnxruntime`] — the `ort` backend, ONNX Runtime loaded at run time (what the
+//!   `cpu` backend picks when the library is found);
+//! * [`tract`] — the `tract` backend, tract-onnx on the original graph (pure Rust, the
+//!   `cpu` fallback);
 //! * [`engine`] — the [`Engine`] trait over backends and [`open`].
 //!
 //! ```no_run
@@ -34,11 +37,12 @@ pub mod gpu;
 pub mod metrics;
 pub mod npy;
 pub mod onnx;
+pub mod onnxruntime;
 pub mod plan;
 pub mod reference;
 pub mod tract;
 
-pub use engine::{open, top_k, Backend, Engine, Output};
+pub use engine::{cpu_choice, open, open_threads, top_k, Backend, Engine, Output};
 pub use error::{Error, Result};
 pub use onnx::Model;
 pub use plan::{Plan, Precision, Step};

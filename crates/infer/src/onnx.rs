@@ -416,7 +416,7 @@ fn value_info(v: &pb::ValueInfoProto) -> ValueInfo {
 
 fn attribute(a: &pb::AttributeProto, node: &str) -> Result<Attribute> {
     use pb::attribute_proto::AttributeType as T;
-    let ty = T::from_i32(a.r#type).unwrap_or(T::Undefined);
+    let ty = T::try_from(a.r#type).unwrap_or(T::Undefined);
     Ok(match ty {
         T::Int => Attribute::Int(a.i),
         T::Float => Attribute::Float(a.f),
@@ -459,7 +459,7 @@ pub fn read_tensor(t: &pb::TensorProto, owner: &str) -> Result<Constant> {
         .collect::<Result<_>>()?;
     let n: usize = dims.iter().product();
     let raw = &t.raw_data;
-    let dt = D::from_i32(t.data_type).unwrap_or(D::Undefined);
+    let dt = D::try_from(t.data_type).unwrap_or(D::Undefined);
     let data = match dt {
         D::Float => ConstData::F32(if !raw.is_empty() {
             raw.chunks_exact(4)

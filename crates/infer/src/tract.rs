@@ -1,20 +1,23 @@
-//! The `cpu` backend: tract-onnx running the original (unfused) ONNX graph,
+//! The `tract` backend: tract-onnx running the original (unfused) ONNX graph,
 //! optimized by tract for a fixed batch size. It accepts any model tract
-//! supports, not only the planner's operator set, and is both the
-//! pipeline's no-GPU inference path and the oracle the reference executor
-//! is checked against.
+//! supports, not only the planner's operator set, and is both the pure-Rust
+//! fallback of the `cpu` backend (when ONNX Runtime is missing) and the oracle
+//! the reference executor is checked against. With more than one thread its
+//! matrix products run on a rayon pool of its own.
 
 use std::path::Path;
 
+use tract_linalg::multithread::Executor;
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::runtime::RunOptions;
 
 use crate::engine::{Engine, Output};
 use crate::error::{Error, Result};
 use crate::onnx::Model;
 use crate::plan::Precision;
 
-type Runnable = TypedRunnableModel<TypedModel>;
+type Runnable = Arc<TypedRunnableModel>;
 
 /// tract-onnx engine (fp32).
 #[derive(Debug)]
@@ -30,14 +33,28 @@ fn terr(e: impl std::fmt::Display) -> Error {
 }
 
 impl Tract {
-    /// Loads an ONNX file for batches of up to `batch`.
+    /// Loads an ONNX file for batches of up to `batch` (one thread).
     pub fn load(path: impl AsRef<Path>, batch: usize) -> Result<Tract> {
-        let proto = crate::onnx::read_proto(path)?;
-        Tract::from_proto(&proto, batch)
+        Tract::load_threads(path, batch, 1)
     }
 
-    /// Builds the engine from a decoded protobuf.
+    /// Loads an ONNX file for batches of up to `batch`, computing on `threads` threads.
+    pub fn load_threads(path: impl AsRef<Path>, batch: usize, threads: usize) -> Result<Tract> {
+        let proto = crate::onnx::read_proto(path)?;
+        Tract::from_proto_threads(&proto, batch, threads)
+    }
+
+    /// Builds the engine from a decoded protobuf (one thread).
     pub fn from_proto(proto: &pb::ModelProto, batch: usize) -> Result<Tract> {
+        Tract::from_proto_threads(proto, batch, 1)
+    }
+
+    /// Builds the engine from a decoded protobuf, computing on `threads` threads.
+    pub fn from_proto_threads(
+        proto: &pb::ModelProto,
+        batch: usize,
+        threads: usize,
+    ) -> Result<Tract> {
         if batch == 0 {
             return Err(Error::BadInputShape {
                 expected: "a batch size of at least 1".into(),
@@ -80,7 +97,12 @@ impl Tract {
                 "the output shape {out_shape:?} is not batch-first"
             )));
         }
-        let model = model.into_runnable().map_err(terr)?;
+        let options = RunOptions {
+            executor: (threads > 1)
+                .then(|| Executor::multithread_with_name(threads, "netml-tract")),
+            ..RunOptions::default()
+        };
+        let model = model.into_runnable_with_options(&options).map_err(terr)?;
         Ok(Tract {
             model,
             batch,
@@ -119,7 +141,7 @@ impl Engine for Tract {
         let padded = crate::engine::pad_batch(input, self.batch * per_in);
         let tensor = Tensor::from_shape(&full, &padded).map_err(terr)?;
         let out = self.model.run(tvec!(tensor.into())).map_err(terr)?;
-        let view = out[0].to_array_view::<f32>().map_err(terr)?;
+        let view = out[0].to_plain_array_view::<f32>().map_err(terr)?;
         let per_out: usize = self.output_shape.iter().product();
         let mut data: Vec<f32> = view.iter().copied().collect();
         data.truncate(batch * per_out);

@@ -19,9 +19,13 @@ pub struct Args {
     /// ImageNet-normalised); default: seeded random tensors.
     #[arg(long)]
     input: Option<PathBuf>,
-    /// Backend: cpu (tract), reference (the plan's CPU executor), gpu.
+    /// Backend: cpu (ONNX Runtime when its library is found, else tract), ort, tract,
+    /// reference (the plan's CPU executor), gpu.
     #[arg(long, default_value = "cpu")]
     backend: String,
+    /// Threads the CPU backends compute on (ort, tract); `all`: every core.
+    #[arg(long, default_value = "1", value_parser = parse_threads)]
+    threads: usize,
     /// Images per batch (default: N of an `[N,C,H,W]` `.npy` input, else 1).
     #[arg(long)]
     batch: Option<usize>,
@@ -69,7 +73,8 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
     if batch == 0 {
         return Err("--batch must be at least 1".into());
     }
-    let (mut engine, load_ms) = open_engine(&a.model, backend, batch, precision)?;
+    let (mut engine, load_ms) =
+        open_engine_threads(&a.model, backend, batch, precision, a.threads)?;
     let shape = engine.input_shape().to_vec();
     let input = input_batch(&a, npy, batch, &shape)?;
 
@@ -130,21 +135,47 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Opens `model` on `backend` for batches of up to `batch` (shared with `netml bench infer`);
-/// also returns the load time in ms. Errors are one line naming the file.
+/// Opens `model` on `backend` for batches of up to `batch`, on one thread
+/// ([`open_engine_threads`] with 1).
 pub(crate) fn open_engine(
     model: &Path,
     backend: Backend,
     batch: usize,
     precision: Precision,
 ) -> Result<(Box<dyn Engine>, f64), String> {
+    open_engine_threads(model, backend, batch, precision, 1)
+}
+
+/// Opens `model` on `backend` for batches of up to `batch`, the CPU backends on `threads`
+/// threads (shared with `netml bench infer`); also returns the load time in ms. Errors are
+/// one line naming the file.
+pub(crate) fn open_engine_threads(
+    model: &Path,
+    backend: Backend,
+    batch: usize,
+    precision: Precision,
+    threads: usize,
+) -> Result<(Box<dyn Engine>, f64), String> {
     if !model.exists() {
         return Err(format!("{}: no such file", model.display()));
     }
     let t0 = Instant::now();
-    let engine = engine::open(model, backend, batch, precision)
+    let engine = engine::open_threads(model, backend, batch, precision, threads)
         .map_err(|e| format!("{}: {e}", model.display()))?;
     Ok((engine, t0.elapsed().as_secs_f64() * 1e3))
+}
+
+/// A thread count: a positive number, or `all` for every core this process may use.
+pub(crate) fn parse_threads(s: &str) -> Result<usize, String> {
+    if s.eq_ignore_ascii_case("all") {
+        return Ok(std::thread::available_parallelism().map_or(1, |n| n.get()));
+    }
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!(
+            "'{s}': expected a positive number of threads or 'all'"
+        )),
+    }
 }
 
 /// `n` seeded pseudo-random values in [-1, 1) (xorshift64), the default input.

@@ -137,7 +137,7 @@ impl MappedPinned {
         };
         // The driver hands out page-aligned blocks; the ring layout needs 64 (one cache line
         // per entry), so a violation is a hard error rather than silently misaligned entries.
-        if (mem.ptr as usize) % 64 != 0 {
+        if !(mem.ptr as usize).is_multiple_of(64) {
             return Err(invalid_value());
         }
         // SAFETY: `len` bytes were just allocated at `ptr` and nobody else sees them yet.

@@ -67,7 +67,7 @@ pub(crate) fn plan(
                 let (pixels, params) = convert_params(norm)?;
                 // f32 stores: a misaligned tensor would fault on the GPU.
                 let misaligned = job.slot_offset % 4 != 0;
-                if misaligned || pixels.checked_mul(4).map_or(true, |b| b > room) {
+                if misaligned || pixels.checked_mul(4).is_none_or(|b| b > room) {
                     return Err(SubmitError::BadNormalize.into());
                 }
                 Some((pixels, params))
@@ -143,7 +143,7 @@ fn stride(
         _ => {
             frag_size > 0
                 && (n - 1).checked_mul(frag_size).is_some_and(|a| a < total)
-                && n.checked_mul(frag_size).map_or(true, |b| total <= b)
+                && n.checked_mul(frag_size).is_none_or(|b| total <= b)
         }
     };
     if !consistent {

@@ -324,7 +324,7 @@ impl GpuPlan {
                         .chain(v.z.iter())
                         .all(|d| in_arena(d.end(gp.dtype)))
                         && weight_ok(&v.w.weight)
-                        && v.bias.as_ref().map_or(true, weight_ok)
+                        && v.bias.as_ref().is_none_or(weight_ok)
                         && kernel_ok(&v.epilogue)
                 }
                 Call::Pool(p) => in_arena(p.x.end(gp.dtype)) && in_arena(p.y.end(gp.dtype)),

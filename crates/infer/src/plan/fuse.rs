@@ -142,7 +142,7 @@ impl Ir {
                         ..
                     }
                 );
-                if ok && best.map_or(true, |(bp, _)| p > bp) {
+                if ok && best.is_none_or(|(bp, _)| p > bp) {
                     best = Some((p, oi));
                 }
             }

@@ -358,7 +358,7 @@ fn reshape_target(n: &Node, xs: &[usize], target: &[i64], allow_zero: bool) -> R
     }
     let known: usize = out.iter().product();
     if let Some(i) = infer {
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             return Err(invalid(n, format!("cannot reshape {xs:?} to {target:?}")));
         }
         out[i] = total / known;

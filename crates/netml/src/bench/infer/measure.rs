@@ -1,6 +1,7 @@
-//! Timing one case (model x batch x precision): warm-up, timed runs, latency percentiles.
+//! Timing one case (model x batch x precision x threads): warm-up, timed runs, latency
+//! percentiles.
 
-use crate::infer::{open_engine, random_input};
+use crate::infer::{open_engine_threads, random_input};
 use netml_infer::engine::Backend;
 use netml_infer::plan::Precision;
 use std::io::{IsTerminal, Write};
@@ -13,6 +14,8 @@ pub(super) struct Plan<'a> {
     pub backend: Backend,
     pub batch: usize,
     pub precision: Precision,
+    /// Threads the engine computes on.
+    pub threads: usize,
     pub warmup: usize,
     pub runs: usize,
     /// Stop taking runs after this much measured time (at least one run is taken).
@@ -26,6 +29,8 @@ pub(super) struct Plan<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Stats {
     pub runs: usize,
+    /// The fastest run: on a shared machine the closest to the engine's own speed.
+    pub min: f64,
     pub mean: f64,
     pub p50: f64,
     pub p99: f64,
@@ -41,6 +46,7 @@ impl Stats {
         let rank = |q: f64| v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
         Stats {
             runs: v.len(),
+            min: v[0],
             mean: v.iter().sum::<f64>() / v.len() as f64,
             p50: rank(0.50),
             p99: rank(0.99),
@@ -63,12 +69,19 @@ pub(super) struct Measured {
     pub waited: Option<usize>,
     /// Statistics of the runs that never waited, when there are any.
     pub quiet: Option<Stats>,
+    /// The input every run was given, `[batch, C, H, W]` (what `--compare-ort` gives ONNX
+    /// Runtime too).
+    pub input_shape: Vec<usize>,
+    pub input: Vec<f32>,
+    /// The last run's output (what `--compare-ort` checks ONNX Runtime's against).
+    pub output: netml_infer::Output,
 }
 
 /// Opens the engine and times `runs` batches after `warmup` untimed ones, showing progress
 /// on stderr.
 pub(super) fn measure(p: &Plan) -> Result<Measured, String> {
-    let (mut engine, load_ms) = open_engine(p.model, p.backend, p.batch, p.precision)?;
+    let (mut engine, load_ms) =
+        open_engine_threads(p.model, p.backend, p.batch, p.precision, p.threads)?;
     let per: usize = engine.input_shape().iter().product();
     let input = random_input(p.seed, per * p.batch);
     let mut progress = Progress::new(p);
@@ -83,6 +96,7 @@ pub(super) fn measure(p: &Plan) -> Result<Measured, String> {
     let sched = WaitClock::open();
     let start = Instant::now();
     let mut capped = false;
+    let mut last = None;
     while ms.len() < p.runs.max(1) {
         let w0 = sched.as_ref().and_then(WaitClock::read);
         let t = Instant::now();
@@ -98,7 +112,7 @@ pub(super) fn measure(p: &Plan) -> Result<Measured, String> {
             None => {}
         }
         // Dropped outside the timed region, like a caller consuming the result would.
-        drop(out);
+        last = Some(out);
         progress.update(ms.len());
         if p.cap.is_some_and(|c| start.elapsed() >= c) && ms.len() < p.runs {
             capped = true;
@@ -112,6 +126,9 @@ pub(super) fn measure(p: &Plan) -> Result<Measured, String> {
         capped,
         waited: sched.is_some().then_some(waited),
         quiet: (!quiet.is_empty()).then(|| Stats::of(&quiet)),
+        input_shape: [&[p.batch], engine.input_shape()].concat(),
+        input,
+        output: last.expect("at least one run"),
     })
 }
 
@@ -146,12 +163,13 @@ struct Progress {
 impl Progress {
     fn new(p: &Plan) -> Progress {
         let label = format!(
-            "case {}/{}: {} batch {} {}",
+            "case {}/{}: {} batch {} {} {} threads",
             p.index.0,
             p.index.1,
             super::model_name(p.model),
             p.batch,
-            p.precision
+            p.precision,
+            p.threads
         );
         let live = std::io::stderr().is_terminal();
         if live {
@@ -200,7 +218,7 @@ mod tests {
         let ms: Vec<f64> = (1..=200).rev().map(f64::from).collect();
         let s = Stats::of(&ms);
         assert_eq!((s.runs, s.p50, s.p99, s.max), (200, 100.0, 198.0, 200.0));
-        assert_eq!(s.mean, 100.5);
+        assert_eq!((s.mean, s.min), (100.5, 1.0));
         let one = Stats::of(&[2.5]);
         assert_eq!((one.p50, one.p99, one.max, one.mean), (2.5, 2.5, 2.5, 2.5));
         let s = Stats::of(&[1.0, 1.0, 1.0, 9.0]);

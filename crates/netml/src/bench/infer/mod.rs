@@ -1,5 +1,6 @@
 //! `netml bench infer`: inference time per batch and latency percentiles for every
-//! model x batch x precision, on one backend.
+//! model x batch x precision x thread count, on one backend; with `--compare-ort`, ONNX
+//! Runtime (the Python wheel) on the same inputs right after each case, side by side.
 //!
 //! Each case opens the model with the same code as `netml infer`
 //! ([`crate::infer::open_engine`]), runs `--warmup` untimed batches of seeded random input,
@@ -12,12 +13,15 @@
 //! the table gives the share of runs that waited and the percentiles of those that did not
 //! ("quiet"; biased towards short runs, since a long run is more likely to be interrupted).
 //!
-//! The code: [`measure`] (one case), [`report`] (table, CSV, JSON, plots, baseline file).
+//! The code: [`measure`] (one case), [`compare`] (ONNX Runtime's run of the same case and
+//! the side-by-side table), [`report`] (table, CSV, JSON, plots, baseline file).
 
+mod compare;
 mod measure;
 pub(crate) mod report;
 
 use clap::Args as ClapArgs;
+use compare::{measure_ort, OrtRun};
 use measure::{measure, Plan};
 use netml_infer::engine::Backend;
 use netml_infer::plan::Precision;
@@ -35,9 +39,18 @@ pub struct Args {
     /// Directory whose `.onnx` files are benchmarked (in name order).
     #[arg(long = "models", value_name = "DIR", conflicts_with = "models")]
     models_dir: Option<PathBuf>,
-    /// Backend: cpu (tract), reference (the plan's CPU executor), gpu.
+    /// Backend: cpu (ONNX Runtime when its library is found, else tract), ort, tract,
+    /// reference (the plan's CPU executor), gpu.
     #[arg(long, default_value = "cpu")]
     backend: String,
+    /// Thread counts the CPU backends compute on, comma-separated; `all`: every core.
+    #[arg(long, value_delimiter = ',', default_value = "1", value_parser = crate::infer::parse_threads)]
+    threads: Vec<usize>,
+    /// Also run ONNX Runtime as a user would (the `onnxruntime` Python wheel through
+    /// python3) on each case's input with the same threads, warm-up, runs and cap, and print
+    /// ours vs ORT images/s and their ratio (fp32 cases only).
+    #[arg(long)]
+    compare_ort: bool,
     /// Batch sizes, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
     batches: Vec<usize>,
@@ -112,49 +125,67 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
         .transpose()?;
     let machine = report::machine();
 
-    let n = models.len() * a.batches.len() * precisions.len();
+    if a.threads.is_empty() {
+        return Err("--threads: give at least one thread count".into());
+    }
+    let cases = cases(&models, &a.batches, &precisions, &a.threads);
+    let n = cases.len();
     let mut rows = Vec::with_capacity(n);
     let mut failed = 0;
-    for model in &models {
-        for &batch in &a.batches {
-            for &precision in &precisions {
-                let name = model_name(model);
-                let result = if backend == Backend::Cpu && precision != Precision::Fp32 {
-                    Err(format!(
-                        "skipped: {precision} not supported by the cpu (tract) backend (fp32 only)"
-                    ))
-                } else {
-                    let plan = Plan {
-                        model,
-                        backend,
-                        batch,
-                        precision,
-                        warmup: a.warmup,
-                        runs: a.runs,
-                        cap,
-                        seed: a.seed,
-                        index: (rows.len() + 1, n),
-                    };
-                    measure(&plan).map_err(|e| {
-                        failed += 1;
-                        format!("failed: {e}")
-                    })
+    for (model, batch, precision, threads) in cases {
+        let name = model_name(model);
+        let result = if backend.fp32_only() && precision != Precision::Fp32 {
+            Err(format!(
+                "skipped: {precision} not supported by the {backend} backend (fp32 only)"
+            ))
+        } else {
+            let plan = Plan {
+                model,
+                backend,
+                batch,
+                precision,
+                threads,
+                warmup: a.warmup,
+                runs: a.runs,
+                cap,
+                seed: a.seed,
+                index: (rows.len() + 1, n),
+            };
+            measure(&plan).map_err(|e| {
+                failed += 1;
+                format!("failed: {e}")
+            })
+        };
+        log_case(rows.len() + 1, n, &name, batch, precision, threads, &result);
+        let ort = match &result {
+            Ok(m) if a.compare_ort && precision == Precision::Fp32 => {
+                let run = OrtRun {
+                    model,
+                    threads,
+                    warmup: a.warmup,
+                    runs: a.runs,
+                    cap,
                 };
-                log_case(rows.len() + 1, n, &name, batch, precision, &result);
-                let baseline_ms = baseline.as_ref().and_then(|b| {
-                    b.get(&(name.clone(), batch, precision.to_string()))
-                        .copied()
-                });
-                rows.push(Row {
-                    model: name,
-                    backend: backend.to_string(),
-                    precision: precision.to_string(),
-                    batch,
-                    result,
-                    baseline_ms,
-                });
+                let r = measure_ort(&run, m);
+                log_ort(&r);
+                Some(r)
             }
-        }
+            _ => None,
+        };
+        let baseline_ms = baseline.as_ref().and_then(|b| {
+            b.get(&(name.clone(), batch, precision.to_string()))
+                .copied()
+        });
+        rows.push(Row {
+            model: name,
+            backend: backend.to_string(),
+            precision: precision.to_string(),
+            batch,
+            threads,
+            result,
+            baseline_ms,
+            ort,
+        });
     }
 
     if a.json {
@@ -162,6 +193,9 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
         println!("{}", serde_json::to_string_pretty(&doc).expect("json"));
     } else {
         print!("{}", report::table(&rows, &machine));
+        if a.compare_ort {
+            print!("{}", compare::table(&rows));
+        }
     }
     if let Some(path) = &a.csv {
         report::write_csv(path, &rows, &machine)?;
@@ -180,6 +214,26 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
     })
 }
 
+/// Every (model, batch, precision, threads) case, in that nesting order.
+fn cases<'a>(
+    models: &'a [PathBuf],
+    batches: &[usize],
+    precisions: &[Precision],
+    threads: &[usize],
+) -> Vec<(&'a Path, usize, Precision, usize)> {
+    let mut v = Vec::new();
+    for model in models {
+        for &batch in batches {
+            for &precision in precisions {
+                for &t in threads {
+                    v.push((model.as_path(), batch, precision, t));
+                }
+            }
+        }
+    }
+    v
+}
+
 /// One stderr line per finished case, so a long run's log shows where it is.
 fn log_case(
     i: usize,
@@ -187,14 +241,27 @@ fn log_case(
     name: &str,
     batch: usize,
     precision: Precision,
+    threads: usize,
     r: &Result<measure::Measured, String>,
 ) {
+    let case = format!("case {i}/{n}: {name} batch {batch} {precision} {threads} threads");
     match r {
         Ok(m) => eprintln!(
-            "case {i}/{n}: {name} batch {batch} {precision}: {} runs, p50 {:.3} ms, p99 {:.3} ms",
+            "{case}: {} runs, p50 {:.3} ms, p99 {:.3} ms",
             m.stats.runs, m.stats.p50, m.stats.p99
         ),
-        Err(e) => eprintln!("case {i}/{n}: {name} batch {batch} {precision}: {e}"),
+        Err(e) => eprintln!("{case}: {e}"),
+    }
+}
+
+/// The stderr line of ONNX Runtime's run of the case just logged.
+fn log_ort(r: &Result<compare::OrtMeasured, String>) {
+    match r {
+        Ok(o) => eprintln!(
+            "  onnxruntime {}: {} runs, p50 {:.3} ms, rel-L2 vs ours {:.1e}",
+            o.version, o.stats.runs, o.stats.p50, o.rel_l2
+        ),
+        Err(e) => eprintln!("  {e}"),
     }
 }
 

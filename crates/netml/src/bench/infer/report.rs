@@ -2,6 +2,7 @@
 //! the two SVG plots, and the `--baseline` file it compares against.
 
 use super::super::output::{append_csv, csv_field};
+use super::compare::{images_per_s, OrtMeasured};
 use super::measure::Measured;
 use crate::plot;
 use serde_json::{json, Value};
@@ -16,14 +17,18 @@ pub(super) struct Row {
     pub backend: String,
     pub precision: String,
     pub batch: usize,
+    /// Threads the engine computed on.
+    pub threads: usize,
     pub result: Result<Measured, String>,
     /// The baseline's ms per batch for this case (`--baseline`), when it has one.
     pub baseline_ms: Option<f64>,
+    /// ONNX Runtime on the same input (`--compare-ort`), when asked for.
+    pub ort: Option<Result<OrtMeasured, String>>,
 }
 
 impl Row {
     fn images_per_s(&self, m: &Measured) -> f64 {
-        self.batch as f64 / (m.stats.mean / 1e3)
+        images_per_s(self.batch, m.stats.mean)
     }
 
     /// The timing columns of a measured case, in the order of the table and the CSV: ms per
@@ -69,11 +74,12 @@ pub(super) fn table(rows: &[Row], machine: &str) -> String {
     let with_baseline = rows.iter().any(|r| r.baseline_ms.is_some());
     let _ = writeln!(
         s,
-        "{:<22} {:<14} {:<5} {:>5} {:>6} {:>10} {:>10} {:>9} {:>9} {:>9} {:>7} {:>6} {:>9} {:>9}{}",
+        "{:<22} {:<14} {:<5} {:>5} {:>7} {:>6} {:>10} {:>10} {:>9} {:>9} {:>9} {:>7} {:>6} {:>9} {:>9}{}",
         "model",
         "backend",
         "prec",
         "batch",
+        "threads",
         "runs",
         "ms/batch",
         "images/s",
@@ -96,8 +102,8 @@ pub(super) fn table(rows: &[Row], machine: &str) -> String {
             .as_ref()
             .map_or(r.backend.as_str(), |m| m.engine.as_str());
         let head = format!(
-            "{:<22} {:<14} {:<5} {:>5}",
-            r.model, engine, r.precision, r.batch
+            "{:<22} {:<14} {:<5} {:>5} {:>7}",
+            r.model, engine, r.precision, r.batch, r.threads
         );
         match &r.result {
             Err(why) => {
@@ -133,7 +139,7 @@ pub(super) fn table(rows: &[Row], machine: &str) -> String {
     s
 }
 
-const CSV_HEADER: &str = "model,backend,engine,precision,batch,runs,ms_per_batch,images_per_s,p50_ms,p99_ms,max_ms,p99_over_p50,waited_runs,quiet_p50_ms,quiet_p99_ms,load_ms,baseline_ms,p50_over_baseline,machine";
+const CSV_HEADER: &str = "model,backend,engine,precision,batch,threads,runs,ms_per_batch,images_per_s,p50_ms,p99_ms,max_ms,p99_over_p50,waited_runs,quiet_p50_ms,quiet_p99_ms,load_ms,baseline_ms,p50_over_baseline,ort_ms_per_batch,ort_images_per_s,ours_over_ort,ort_rel_l2,machine";
 
 /// Appends one row per measured case to `path` (header first when the file is new or
 /// empty); skipped cases have no figures and are left out.
@@ -156,14 +162,27 @@ pub(super) fn write_csv(path: &Path, rows: &[Row], machine: &str) -> Result<(), 
         let timing: Vec<String> = (r.timing(m).into_iter().zip([4, 2, 4, 4, 4, 4]))
             .map(|(v, p)| format!("{v:.p$}"))
             .collect();
+        let ort = match &r.ort {
+            Some(Ok(o)) => {
+                let theirs = images_per_s(r.batch, o.stats.mean);
+                format!(
+                    "{:.4},{theirs:.2},{:.4},{:.2e}",
+                    o.stats.mean,
+                    r.images_per_s(m) / theirs,
+                    o.rel_l2
+                )
+            }
+            _ => ",,,".into(),
+        };
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{waited},{q50},{q99},{:.1},{b},{ratio},{}",
+            "{},{},{},{},{},{},{},{},{waited},{q50},{q99},{:.1},{b},{ratio},{ort},{}",
             csv_field(&r.model),
             r.backend,
             csv_field(&m.engine),
             r.precision,
             r.batch,
+            r.threads,
             st.runs,
             timing.join(","),
             m.load_ms,
@@ -180,6 +199,7 @@ pub(super) fn json(rows: &[Row], machine: &str) -> Value {
         .map(|r| {
             let mut v = json!({
                 "model": r.model, "backend": r.backend, "precision": r.precision, "batch": r.batch,
+                "threads": r.threads,
             });
             match &r.result {
                 Err(why) => v["not_measured"] = json!(why),
@@ -203,6 +223,19 @@ pub(super) fn json(rows: &[Row], machine: &str) -> Value {
                     if let Some(b) = r.baseline_ms {
                         v["baseline_ms"] = json!(b);
                         v["p50_over_baseline"] = json!(st.p50 / b);
+                    }
+                    match &r.ort {
+                        Some(Ok(o)) => {
+                            let theirs = images_per_s(r.batch, o.stats.mean);
+                            v["ort"] = json!({
+                                "version": o.version, "runs": o.stats.runs,
+                                "ms_per_batch": o.stats.mean, "p50_ms": o.stats.p50,
+                                "images_per_s": theirs, "rel_l2": o.rel_l2,
+                            });
+                            v["ours_over_ort"] = json!(r.images_per_s(m) / theirs);
+                        }
+                        Some(Err(why)) => v["ort"] = json!({ "not_measured": why }),
+                        None => {}
                     }
                 }
             }
@@ -235,12 +268,21 @@ pub(super) fn plots(rows: &[Row], backend: &str, machine: &str) -> (String, Stri
         p.dedup();
         p
     };
+    let threads = {
+        let mut t: Vec<usize> = rows.iter().map(|r| r.threads).collect();
+        t.sort_unstable();
+        t.dedup();
+        t.len()
+    };
     let tag = |r: &Row| {
+        let mut t = format!("batch {}", r.batch);
         if precisions.len() > 1 {
-            format!("batch {} {}", r.batch, r.precision)
-        } else {
-            format!("batch {}", r.batch)
+            t += &format!(" {}", r.precision);
         }
+        if threads > 1 {
+            t += &format!(" {}t", r.threads);
+        }
+        t
     };
     let mut thr = Vec::new();
     let mut lat = Vec::new();
@@ -250,6 +292,12 @@ pub(super) fn plots(rows: &[Row], backend: &str, machine: &str) -> (String, Stri
         for r in rows.iter().filter(|r| r.model == *m) {
             let Ok(x) = &r.result else { continue };
             t.push((tag(r), r.images_per_s(x)));
+            if let Some(Ok(o)) = &r.ort {
+                t.push((
+                    format!("{} ORT", tag(r)),
+                    images_per_s(r.batch, o.stats.mean),
+                ));
+            }
             l.push((format!("{} p50", tag(r)), x.stats.p50));
             l.push((format!("{} p99", tag(r)), x.stats.p99));
         }

@@ -82,7 +82,7 @@ fn a_function_whose_load_doubles_gets_a_larger_share_and_keeps_its_slo() {
         .resizes
         .iter()
         .filter(|r| r.function == 0 && r.at < 2 * S)
-        .last()
+        .next_back()
         .map(|r| r.to)
         .unwrap_or(56);
     let after: Vec<_> = o
