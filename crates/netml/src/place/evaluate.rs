@@ -48,7 +48,6 @@ impl Settings {
 pub(super) struct Served {
     pub name: String,
     pub offered: u64,
-    pub answered: u64,
     pub within_slo: u64,
     /// Arrival to answer, ns.
     pub latency: Histogram,
@@ -137,7 +136,6 @@ pub(super) fn run(
         .map(|d| Served {
             name: d.name.clone(),
             offered: 0,
-            answered: 0,
             within_slo: 0,
             latency: Histogram::default(),
         })
@@ -196,7 +194,6 @@ pub(super) fn run(
         for ((_, st), &f) in out.functions.iter().zip(&on_gpu) {
             let m = &mut models[f];
             m.offered += st.offered;
-            m.answered += st.answered;
             m.within_slo += st.within_slo;
             m.latency.merge(&st.latency);
         }
