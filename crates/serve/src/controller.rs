@@ -99,9 +99,29 @@ impl Reason {
     }
 }
 
+/// What one function asks for at a decision.
+#[derive(Debug, Clone, Copy)]
+struct Want {
+    /// The smallest share that meets its rate with headroom (grown to at once).
+    need: u32,
+    /// The share it keeps once it has it: the need at twice the headroom (the band between
+    /// the two keeps a noisy rate from moving the share back and forth).
+    keep: u32,
+    /// It missed its SLO or shed in the last period.
+    at_risk: bool,
+}
+
+/// Late or shed images in a period below which a function is never at risk.
+const AT_RISK_IMAGES: u64 = 3;
+
+/// Decisions an at-risk function keeps the granule it was given.
+const FLOOR_PERIODS: u32 = 20;
+
 #[derive(Debug, Clone, Default)]
 struct State {
     share: u32,
+    /// A lower bound on the need after the function was at risk: units, decisions left.
+    floor: (u32, u32),
     rate: Option<f64>,
     surplus_periods: u32,
     last: (u64, u64, u64, u64),
@@ -194,121 +214,200 @@ impl Controller {
             .max(1);
         self.last_decision = Some(now);
         let g = self.device.granularity.max(1);
-        let mut wants: Vec<(u32, bool)> = Vec::with_capacity(views.len());
+        let mut wants: Vec<Want> = Vec::with_capacity(views.len());
         for (s, v) in self.state.iter_mut().zip(views) {
             let (offered, answered, within, shed) = s.last;
             s.last = (v.offered, v.answered, v.within_slo, v.shed);
-            let now_rate = v.offered.saturating_sub(offered) as f64 * 1e9 / period as f64;
-            // Up at once, down slowly: a burst is planned for, a lull is not trusted yet.
+            let arrived = v.offered.saturating_sub(offered);
+            let now_rate = arrived as f64 * 1e9 / period as f64;
+            // Up fast, down slowly: a burst is planned for within a period or two, a lull is
+            // not trusted yet; half a step up keeps one noisy period from moving the share.
             let rate = match s.rate {
                 Some(r) if now_rate < r => r + (now_rate - r) / 4.0,
-                _ => now_rate,
+                Some(r) => r + (now_rate - r) / 2.0,
+                None => now_rate,
             };
             s.rate = Some(rate);
-            let missed = v.answered.saturating_sub(answered) > v.within_slo.saturating_sub(within);
-            let at_risk = missed || v.shed > shed;
-            wants.push((0, at_risk));
+            // At risk: more than 1% of the period's images late or shed, and not one or two
+            // (at a few dozen images per period, one late image is noise, not a trend).
+            let answered_now = v.answered.saturating_sub(answered);
+            let late = answered_now - v.within_slo.saturating_sub(within).min(answered_now);
+            let lost = late + v.shed.saturating_sub(shed);
+            wants.push(Want {
+                need: 0,
+                keep: 0,
+                at_risk: lost >= AT_RISK_IMAGES && lost * 100 > arrived,
+            });
         }
         for (i, v) in views.iter().enumerate() {
             let rate = self.state[i].rate.unwrap_or(0.0);
-            let mut need = self.need(v, rate);
-            if wants[i].1 {
-                need = need.max(self.device.round(self.state[i].share + g));
+            wants[i].need = self.need(v, rate);
+            wants[i].keep = self.need(v, rate * (1.0 + self.cfg.headroom));
+        }
+        let needed: u32 = wants
+            .iter()
+            .zip(views)
+            .map(|(w, v)| w.need * v.instances.max(1) as u32)
+            .sum();
+        let overloaded = needed > self.device.available();
+        for (w, s) in wants.iter_mut().zip(&mut self.state) {
+            // A function that missed with what the model says is enough gets a granule more
+            // and keeps it a while (without the memory it would probe up and settle down
+            // again every few periods). Overloaded, everyone misses: the proportional split
+            // stands instead.
+            if w.at_risk && !overloaded {
+                s.floor = (self.device.round(s.share + g), FLOOR_PERIODS);
             }
-            wants[i].0 = need;
+            if s.floor.1 > 0 {
+                w.need = w.need.max(s.floor.0);
+                w.keep = w.keep.max(s.floor.0);
+                s.floor.1 -= 1;
+            }
+            w.at_risk &= !overloaded;
         }
         let targets = self.spread(views, &wants);
         self.apply(now, views, &wants, &targets)
     }
 
-    /// Targets per instance: the needs, plus what is left spread in proportion to them; when
-    /// the needs exceed the device, the needs scaled down to it.
-    fn spread(&self, views: &[View], wants: &[(u32, bool)]) -> Vec<u32> {
+    /// Targets per instance: what each keeps, plus what is left spread in proportion to
+    /// it; when that exceeds the device, the needs plus the rest; when even the needs do,
+    /// the device split in proportion to them.
+    fn spread(&self, views: &[View], wants: &[Want]) -> Vec<u32> {
         let g = self.device.granularity.max(1);
-        let avail = self.device.available() as f64;
-        let weight: Vec<f64> = views
+        let avail = self.device.available();
+        let sum = |f: &dyn Fn(&Want) -> u32| -> u32 {
+            wants
+                .iter()
+                .zip(views)
+                .map(|(w, v)| f(w) * v.instances.max(1) as u32)
+                .sum()
+        };
+        let (base, total): (fn(&Want) -> u32, u32) = if sum(&|w| w.keep) <= avail {
+            (|w| w.keep, sum(&|w| w.keep))
+        } else {
+            (|w| w.need, sum(&|w| w.need))
+        };
+        // Granules in proportion to the base, the rounding remainders going to the largest
+        // fractions (rounding every share down would starve the small ones first).
+        let n = |i: usize| views[i].instances.max(1) as u32;
+        let scale = avail as f64 / total.max(1) as f64;
+        let exact: Vec<f64> = wants
+            .iter()
+            .map(|w| base(w) as f64 * scale / g as f64)
+            .collect();
+        let mut whole: Vec<u32> = exact.iter().map(|&x| (x.floor() as u32).max(1)).collect();
+        let taken: u32 = (0..whole.len()).map(|i| whole[i] * n(i)).sum();
+        let mut left = (avail / g).saturating_sub(taken);
+        let mut order: Vec<usize> = (0..exact.len()).collect();
+        order.sort_by(|&a, &b| {
+            (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor()))
+        });
+        for i in order {
+            if left >= n(i) && exact[i] > whole[i] as f64 {
+                whole[i] += 1;
+                left -= n(i);
+            }
+        }
+        whole
             .iter()
             .zip(wants)
-            .map(|(v, w)| (w.0 as f64) * v.instances.max(1) as f64)
-            .collect();
-        let total: f64 = weight.iter().sum::<f64>().max(1.0);
-        let scale = avail / total;
-        wants
-            .iter()
-            .map(|w| {
-                let per = w.0 as f64 * scale;
+            .map(|(&k, w)| {
                 let units = if scale >= 1.0 {
-                    // Round down what is spread, never below the need.
-                    ((per as u32) / g * g).max(w.0)
+                    (k * g).max(base(w))
                 } else {
-                    ((per as u32) / g * g).max(g)
+                    k * g
                 };
-                units.min(self.device.available())
+                units.min(avail)
             })
             .collect()
     }
 
-    /// Applies targets with hysteresis, never granting more than the device holds.
-    fn apply(
-        &mut self,
-        now: u64,
-        views: &[View],
-        wants: &[(u32, bool)],
-        targets: &[u32],
-    ) -> Vec<Resize> {
+    /// Applies the needs at once and the targets slowly, never granting more than the
+    /// device holds: a function below its need grows now, taking units from those above
+    /// theirs when too few are free; moving toward the spread targets (giving spare away,
+    /// taking it back) waits `shrink_after` periods in the same direction.
+    fn apply(&mut self, now: u64, views: &[View], wants: &[Want], targets: &[u32]) -> Vec<Resize> {
         let g = self.device.granularity.max(1);
-        let mut next: Vec<u32> = self.state.iter().map(|s| s.share).collect();
-        let mut reasons = vec![None; next.len()];
-        for (i, s) in self.state.iter_mut().enumerate() {
-            let t = targets[i];
-            if t + g <= s.share && wants[i].0 < s.share && !wants[i].1 {
-                s.surplus_periods += 1;
-                if s.surplus_periods >= self.cfg.shrink_after {
-                    next[i] = t;
-                    reasons[i] = Some(Reason::Surplus);
-                    s.surplus_periods = 0;
-                }
-            } else {
-                s.surplus_periods = 0;
-            }
-        }
-        let used = |next: &[u32]| -> u32 {
-            next.iter()
-                .zip(views)
-                .map(|(&u, v)| u * v.instances.max(1) as u32)
-                .sum()
-        };
-        // A function that needs more than is free takes it from those with surplus now,
-        // without waiting out their hysteresis.
+        let avail = self.device.available();
         let n_of = |i: usize| views[i].instances.max(1) as u32;
-        let short: u32 = (0..next.len())
-            .filter(|&i| targets[i] > next[i])
-            .map(|i| (targets[i] - next[i]) * n_of(i))
-            .sum();
-        if short > self.device.available().saturating_sub(used(&next)) {
-            for (i, s) in self.state.iter_mut().enumerate() {
-                if targets[i] < next[i] && wants[i].0 < next[i] && !wants[i].1 {
-                    next[i] = targets[i];
-                    reasons[i] = Some(Reason::Surplus);
-                    s.surplus_periods = 0;
+        let mut next: Vec<u32> = self.state.iter().map(|s| s.share).collect();
+        let mut reasons: Vec<Option<Reason>> = vec![None; next.len()];
+        let used =
+            |next: &[u32]| -> u32 { next.iter().enumerate().map(|(i, &u)| u * n_of(i)).sum() };
+        // Needs first, the most at risk, then the largest shortfall.
+        let mut short: Vec<usize> = (0..next.len())
+            .filter(|&i| wants[i].need > next[i])
+            .collect();
+        short.sort_by_key(|&i| {
+            (
+                !wants[i].at_risk,
+                std::cmp::Reverse(wants[i].need - next[i]),
+            )
+        });
+        for i in short {
+            let mut missing = (wants[i].need - next[i]) * n_of(i);
+            let free = avail.saturating_sub(used(&next));
+            if missing > free {
+                // Reclaim what others hold above what they keep, the largest surplus first.
+                let mut donors: Vec<usize> = (0..next.len())
+                    .filter(|&j| j != i && next[j] > wants[j].keep.max(g))
+                    .collect();
+                donors.sort_by_key(|&j| std::cmp::Reverse(next[j] - wants[j].keep.max(g)));
+                let mut lacking = missing - free;
+                for j in donors {
+                    if lacking == 0 {
+                        break;
+                    }
+                    let per = lacking.div_ceil(n_of(j)).div_ceil(g) * g;
+                    let to = next[j].saturating_sub(per).max(wants[j].keep.max(g));
+                    lacking = lacking.saturating_sub((next[j] - to) * n_of(j));
+                    next[j] = to;
+                    reasons[j] = Some(Reason::Surplus);
+                    self.state[j].surplus_periods = 0;
                 }
             }
-        }
-        // Grows, the most at risk first, then the largest shortfall, within what is free.
-        let mut grows: Vec<usize> = (0..next.len()).filter(|&i| targets[i] > next[i]).collect();
-        grows.sort_by_key(|&i| (!wants[i].1, std::cmp::Reverse(targets[i] - next[i])));
-        for i in grows {
-            let n = n_of(i);
-            let free = self.device.available().saturating_sub(used(&next));
-            let room = next[i] + free / n / g * g;
-            let to = targets[i].min(room);
+            missing = missing.min(avail.saturating_sub(used(&next)));
+            let to = next[i] + missing / n_of(i) / g * g;
             if to > next[i] {
                 next[i] = to;
-                reasons[i] = Some(if wants[i].1 {
+                reasons[i] = Some(if wants[i].at_risk {
                     Reason::AtRisk
                 } else {
                     Reason::Need
                 });
+            }
+        }
+        // Then the spread targets, after `shrink_after` periods the same way.
+        for i in 0..next.len() {
+            if reasons[i].is_some() {
+                continue;
+            }
+            let s = &mut self.state[i];
+            let t = targets[i];
+            // Two granules of band: rounding the spread moves targets by one.
+            let away = t + 2 * g <= next[i] || t >= next[i] + 2 * g;
+            if !away {
+                s.surplus_periods = 0;
+                continue;
+            }
+            s.surplus_periods += 1;
+            if s.surplus_periods < self.cfg.shrink_after {
+                continue;
+            }
+            let to = if t < next[i] {
+                t
+            } else {
+                let free = avail.saturating_sub(used(&next));
+                t.min(next[i] + free / n_of(i) / g * g)
+            };
+            if to != next[i] {
+                reasons[i] = Some(if to < next[i] {
+                    Reason::Surplus
+                } else {
+                    Reason::Need
+                });
+                next[i] = to;
+                self.state[i].surplus_periods = 0;
             }
         }
         let mut out = Vec::new();
@@ -416,7 +515,7 @@ mod tests {
         let before = c.shares()[0];
         let mut missed = view(&curve, &sizes, 20);
         missed.answered = 20;
-        missed.within_slo = 15;
+        missed.within_slo = 10;
         let r = c.decide(2 * p, &[missed, view(&curve, &sizes, 20)]);
         assert!(
             c.shares()[0] > before || r.iter().any(|r| r.function == 0),

@@ -103,8 +103,47 @@ pub fn run(a: &Args) -> Result<ExitCode, String> {
     });
     costs.push(ingest_cost(compiled_s(&costs)));
     costs.push(infer_cost(a));
+    costs.push(sharing_cost());
     report(a, &costs);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The sharing section: fp32 engines of the models at three batches, each replayed on the
+/// whole GPU and on every partition (at most `132 / SMs` times slower there), the live modes
+/// and twenty resizes. Its CPU side (parse, compile) is the infer section's, measured there.
+fn sharing_cost() -> Cost {
+    use super::sharing::{BATCHES as SHARE_BATCHES, MIX_S, REPLAYS as SHARE_REPLAYS, SMS};
+    let found = models(false);
+    let full: Vec<_> = found.iter().filter(|m| m.full).collect();
+    let names: Vec<(String, bool)> = if full.is_empty() {
+        found.iter().map(|m| (m.name.clone(), false)).collect()
+    } else {
+        full.iter().map(|m| (m.name.clone(), true)).collect()
+    };
+    let slowdown: f64 = 1.0 + SMS.iter().map(|&s| 132.0 / s as f64).sum::<f64>() + 1.1;
+    let mut gpu = CHILD_S + LIBRARY_INIT_S + 3.0 * MIX_S;
+    for (name, full) in &names {
+        for b in SHARE_BATCHES {
+            let ms = match full {
+                true => table_ms(name, b, Precision::Fp32).unwrap_or(b as f64 * 0.5),
+                false => SMALL_BATCH_MS,
+            };
+            gpu += ENGINE_S
+                + 30.0 * FIND_PER_CONV_S
+                + (SHARE_REPLAYS + 3) as f64 * ms * slowdown / 1e3;
+        }
+    }
+    Cost {
+        section: "sharing",
+        cpu_s: 0.0,
+        gpu_s: gpu,
+        note: format!(
+            "{} models x {} batches on the whole GPU and {} partitions, 3 live modes of {MIX_S} s",
+            names.len(),
+            SHARE_BATCHES.len(),
+            SMS.len() + 1
+        ),
+    }
 }
 
 /// The nvrtc section's compile time: every GPU section's process compiles once more.

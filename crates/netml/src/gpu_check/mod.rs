@@ -28,6 +28,7 @@ mod ingest;
 mod libraries;
 mod models;
 mod nvrtc;
+mod sharing;
 mod table;
 
 pub use child::Rows;
@@ -132,12 +133,13 @@ type Section = fn(&Env, &mut Rows);
 /// left): the basics (NVRTC, copies, green contexts), then the ingest modes (correctness,
 /// bandwidth, latency) and inference (GPU executor against the reference). New sections are
 /// added here and in [`dry`]'s estimate.
-const SECTIONS: [(&str, Section, f64); 5] = [
+const SECTIONS: [(&str, Section, f64); 6] = [
     ("nvrtc", nvrtc::rows, 60.0),
     ("copy", copy::rows, 60.0),
     ("green", green::rows, 30.0),
     ("ingest", ingest::rows, 150.0),
     ("infer", infer::rows, 420.0),
+    ("sharing", sharing::rows, 120.0),
 ];
 
 /// The text of a caught panic.
