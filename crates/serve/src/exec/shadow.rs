@@ -146,6 +146,8 @@ pub struct Shadowed<I: Instance> {
     /// A switch whose downtime is not closed yet (the new share started no batch yet).
     switched: bool,
     preparing: Option<Preparing<I>>,
+    /// The old share after a switch, until the new one started a batch.
+    retired: Option<I>,
     stats: ResizeStats,
 }
 
@@ -160,6 +162,7 @@ impl<I: Instance> Shadowed<I> {
             last_done: None,
             switched: false,
             preparing: None,
+            retired: None,
             stats: ResizeStats::default(),
         }
     }
@@ -232,7 +235,9 @@ impl<I: Instance> Shadowed<I> {
         };
         let asked = self.preparing.take()?;
         let old = std::mem::replace(&mut self.current, prepared.instance);
-        retire(Box::new(old));
+        // Torn down once the new share has started its first batch: tearing down competes
+        // for the cores, and the first start is what the downtime waits for.
+        self.retired = Some(old);
         let factors = prepared
             .latency
             .iter()
@@ -279,6 +284,9 @@ impl<I: Instance> Shadowed<I> {
             }
         } else if let Some(g) = gap {
             self.stats.gaps.add(g);
+        }
+        if let Some(old) = self.retired.take() {
+            retire(Box::new(old));
         }
         Ok(())
     }
