@@ -81,8 +81,7 @@ fn a_function_whose_load_doubles_gets_a_larger_share_and_keeps_its_slo() {
     let before = o
         .resizes
         .iter()
-        .filter(|r| r.function == 0 && r.at < 2 * S)
-        .next_back()
+        .rfind(|r| r.function == 0 && r.at < 2 * S)
         .map(|r| r.to)
         .unwrap_or(56);
     let after: Vec<_> = o
