@@ -153,3 +153,57 @@ fn a_tight_slo_leaves_room_for_queueing() {
         assert!(load > 0.0);
     }
 }
+
+#[test]
+fn a_gpu_is_emptied_into_the_holes_the_others_leave() {
+    let device = Device::gpu(132);
+    let inst = |function, share, rate| Instance {
+        function,
+        share,
+        batch: 1,
+        rate,
+        capacity: rate,
+        latency_ns: 1e6,
+    };
+    let choice = |share, capacity| Choice {
+        share,
+        batch: 1,
+        latency_ns: 1e6,
+        capacity,
+    };
+    // 96 + 96 + 40 SMs: best-fit decreasing needs 3 GPUs (124 each); the 40-SM instance's
+    // 1000/s fits the two 28-SM holes as two 24-SM instances of 600/s.
+    let packed = pack::best_fit_decreasing(
+        vec![inst(0, 96, 1.0), inst(1, 96, 1.0), inst(2, 40, 1000.0)],
+        &device,
+        usize::MAX,
+    );
+    assert_eq!(packed.len(), 3);
+    let opts = vec![vec![], vec![], vec![choice(24, 600.0), choice(40, 1000.0)]];
+    let gpus = pack::consolidate(packed, &opts, &device);
+    assert_eq!(gpus.len(), 2, "{gpus:?}");
+    for g in &gpus {
+        assert_eq!(g.used(), 120);
+        let moved: f64 = g
+            .instances
+            .iter()
+            .filter(|i| i.function == 2)
+            .map(|i| i.rate)
+            .sum();
+        assert!(moved > 0.0);
+    }
+    let total: f64 = gpus
+        .iter()
+        .flat_map(|g| &g.instances)
+        .filter(|i| i.function == 2)
+        .map(|i| i.rate)
+        .sum();
+    assert!((total - 1000.0).abs() < 1e-9);
+    // Without room for its rate (one hole only) the GPU stays.
+    let packed = pack::best_fit_decreasing(
+        vec![inst(0, 96, 1.0), inst(1, 120, 1.0), inst(2, 40, 1000.0)],
+        &device,
+        usize::MAX,
+    );
+    assert_eq!(pack::consolidate(packed, &opts, &device).len(), 3);
+}
