@@ -139,3 +139,20 @@ fn a_stalled_client_delays_the_next_scrape_by_a_timeout_and_never_the_publisher(
     );
     assert!(get(addr, "/nothing").0.contains("404"));
 }
+
+#[test]
+fn the_metrics_section_parses_and_rejects_what_cannot_work() {
+    use crate::config::Config;
+    let c = Config::from_toml("[metrics]\nlisten = \"0.0.0.0:9464\"\nlinger_s = 2.5\n").unwrap();
+    assert_eq!(c.metrics.listen.as_deref(), Some("0.0.0.0:9464"));
+    assert_eq!(c.metrics.linger_s, 2.5);
+    assert_eq!(Config::default().metrics.listen, None);
+    let e = Config::from_toml("[metrics]\nlisten = \"localhost\"\n").unwrap_err();
+    assert!(
+        e.contains("metrics.listen") && e.contains("ADDR:PORT"),
+        "{e}"
+    );
+    let e = Config::from_toml("[metrics]\nlinger_s = -1.0\n").unwrap_err();
+    assert!(e.contains("linger_s"), "{e}");
+    assert!(Config::from_toml("[metrics]\nport = 1\n").is_err());
+}
