@@ -377,17 +377,35 @@ impl Repr {
     /// and its payload length, which are properties of the fragment within its image and
     /// are counted by the verifier (see [`Repr::expected_payload_len`]).
     pub fn parse<T: AsRef<[u8]>>(p: &Packet<T>) -> Result<Repr> {
-        if p.buffer.as_ref().len() < HEADER_LEN {
+        let b = p.buffer.as_ref();
+        // Every field below is read from this fixed-size view: no bounds check per field.
+        let Some(h) = b.first_chunk::<HEADER_LEN>() else {
             return Err(Error::Truncated);
-        }
-        if p.magic() != MAGIC || p.version() != VERSION || p.flags() & !flags::KNOWN != 0 {
+        };
+        let be16 = |at: usize| u16::from_be_bytes([h[at], h[at + 1]]);
+        let (ver_flags, fl) = (h[field::VER_FLAGS], h[field::VER_FLAGS] & 0x0f);
+        if be16(field::MAGIC) != MAGIC || ver_flags >> 4 != VERSION || fl & !flags::KNOWN != 0 {
             return Err(Error::Unrecognized);
         }
-        p.check_len()?;
-        if !p.verify_checksum() {
+        let with_descriptor = fl & flags::DESCRIPTOR != 0;
+        let sum = if with_descriptor {
+            let Some(hd) = b.first_chunk::<{ HEADER_LEN + DESCRIPTOR_LEN }>() else {
+                return Err(Error::Truncated);
+            };
+            checksum::sum_words(hd)
+        } else {
+            checksum::sum_words(h)
+        };
+        if checksum::fold(sum) != 0 {
             return Err(Error::Checksum);
         }
-        let (count, frag_size, total) = (p.count(), p.frag_size(), p.total_bytes());
+        let total = u32::from_be_bytes([
+            h[field::TOTAL],
+            h[field::TOTAL + 1],
+            h[field::TOTAL + 2],
+            h[field::TOTAL + 3],
+        ]);
+        let (count, frag_size) = (be16(field::COUNT), be16(field::FRAG_SIZE));
         if count == 0 || frag_size == 0 || total == 0 {
             return Err(Error::Malformed);
         }
@@ -396,7 +414,8 @@ impl Repr {
         if (n - 1) * size >= total64 || n * size < total64 {
             return Err(Error::Malformed);
         }
-        if p.has_descriptor() != (p.index() == 0) {
+        let index = be16(field::INDEX);
+        if with_descriptor != (index == 0) {
             return Err(Error::Malformed);
         }
         let descriptor = match p.descriptor() {
@@ -404,9 +423,14 @@ impl Repr {
             None => None,
         };
         Ok(Repr {
-            model: p.model(),
-            image: p.image(),
-            index: p.index(),
+            model: h[field::MODEL],
+            image: u32::from_be_bytes([
+                h[field::IMAGE],
+                h[field::IMAGE + 1],
+                h[field::IMAGE + 2],
+                h[field::IMAGE + 3],
+            ]),
+            index,
             count,
             frag_size,
             total_bytes: total,

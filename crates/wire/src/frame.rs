@@ -90,12 +90,79 @@ pub enum Classified {
 }
 
 /// Classifies a frame: is it a fragment for one of `is_our_port`'s ports?
+#[inline]
 pub fn classify(frame: &[u8], is_our_port: impl Fn(u16) -> bool) -> Classified {
-    let datagram = match parse_udp(frame) {
-        Ok(Some(d)) if is_our_port(d.dst.port()) => d,
-        Ok(_) => return Classified::Other,
-        Err(e) => return Classified::Invalid(e),
-    };
+    match untagged_ipv4_udp(frame) {
+        Some(datagram) => classify_datagram(frame, datagram, is_our_port),
+        None => classify_any(frame, is_our_port),
+    }
+}
+
+/// The general path: VLAN tags, IPv6, and every error.
+#[inline(never)]
+fn classify_any(frame: &[u8], is_our_port: impl Fn(u16) -> bool) -> Classified {
+    match parse_udp(frame) {
+        Ok(Some(d)) => classify_datagram(frame, d, is_our_port),
+        Ok(None) => Classified::Other,
+        Err(e) => Classified::Invalid(e),
+    }
+}
+
+/// Where the headers are in an untagged Ethernet frame with an option-less IPv4 header.
+mod fast {
+    pub const ETHERTYPE: usize = 12;
+    pub const L3: usize = 14;
+    pub const L4: usize = L3 + super::ipv4::HEADER_LEN;
+    pub const PAYLOAD: usize = L4 + super::udp::HEADER_LEN;
+}
+
+/// The common case read at fixed offsets: an untagged Ethernet frame whose IPv4 header has
+/// no options and a valid checksum, carrying a whole UDP datagram whose length fits. It
+/// gives exactly what [`parse_udp`] gives for such a frame; anything else (VLAN, IPv6,
+/// options, IP fragments, other protocols, any error) is `None` and left to it.
+#[inline]
+fn untagged_ipv4_udp(frame: &[u8]) -> Option<Datagram> {
+    let h: &[u8; fast::PAYLOAD] = frame.get(..fast::PAYLOAD)?.try_into().ok()?;
+    let ip: &[u8; ipv4::HEADER_LEN] = h[fast::L3..fast::L4].try_into().ok()?;
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    let frag = u16::from_be_bytes([ip[6], ip[7]]);
+    if u16::from_be_bytes([h[fast::ETHERTYPE], h[fast::ETHERTYPE + 1]]) != ethertype::IPV4
+        || ip[0] != 0x45
+        || ip[9] != ipv4::PROTOCOL_UDP
+        // More-fragments flag or a fragment offset: an IP fragment.
+        || frag & 0x3fff != 0
+        || total < ipv4::HEADER_LEN + udp::HEADER_LEN
+        || total > frame.len() - fast::L3
+        || crate::checksum::fold(crate::checksum::sum_words(ip)) != 0
+    {
+        return None;
+    }
+    let udp_len = usize::from(u16::from_be_bytes([h[fast::L4 + 4], h[fast::L4 + 5]]));
+    if udp_len < udp::HEADER_LEN || udp_len > total - ipv4::HEADER_LEN {
+        return None;
+    }
+    let port = |at: usize| u16::from_be_bytes([h[at], h[at + 1]]);
+    let addr = |at: usize| std::net::Ipv4Addr::new(ip[at], ip[at + 1], ip[at + 2], ip[at + 3]);
+    Some(Datagram {
+        src_mac: h[6..12].try_into().expect("6 bytes"),
+        dst_mac: h[0..6].try_into().expect("6 bytes"),
+        vlan_tci: None,
+        src: SocketAddr::new(IpAddr::V4(addr(12)), port(fast::L4)),
+        dst: SocketAddr::new(IpAddr::V4(addr(16)), port(fast::L4 + 2)),
+        payload: fast::PAYLOAD..fast::L4 + udp_len,
+    })
+}
+
+/// The fragment in `datagram`, if it is addressed to one of our ports.
+#[inline]
+fn classify_datagram(
+    frame: &[u8],
+    datagram: Datagram,
+    is_our_port: impl Fn(u16) -> bool,
+) -> Classified {
+    if !is_our_port(datagram.dst.port()) {
+        return Classified::Other;
+    }
     let udp_payload = &frame[datagram.payload.clone()];
     let pkt = fragment::Packet::new_unchecked(udp_payload);
     match fragment::Repr::parse(&pkt) {
@@ -325,5 +392,70 @@ mod tests {
         let mut arp = f.clone();
         arp[12..14].copy_from_slice(&[0x08, 0x06]);
         assert_eq!(classify(&arp, |_| true), Classified::Other);
+    }
+
+    /// Fragment 0 and a later fragment of one image, untagged IPv4.
+    fn untagged_v4_frames() -> [Vec<u8>; 2] {
+        let ep = endpoints(false, None);
+        let later = fragment::Repr {
+            model: 1,
+            image: 9,
+            index: 1,
+            count: 2,
+            frag_size: 1024,
+            total_bytes: 1200,
+            descriptor: None,
+        };
+        let f1 = ep.build(later.header_len() + 176, |b| {
+            later.emit(&mut fragment::Packet::new_unchecked(&mut b[..]));
+        });
+        [first_fragment(&ep), f1]
+    }
+
+    proptest::proptest! {
+        /// The untagged-IPv4 fast path gives exactly what the general path gives, for any
+        /// frame near a valid one: bytes of the headers changed (flags, options, protocol,
+        /// lengths, checksums, ethertype) and frames cut short.
+        #[test]
+        fn fast_path_agrees_with_the_general_path(
+            which in 0usize..2,
+            edits in proptest::collection::vec((0usize..160, proptest::prelude::any::<u8>()), 0..4),
+            cut in proptest::option::of(0usize..1300),
+            fix_ip_checksum in proptest::prelude::any::<bool>(),
+        ) {
+            let mut f = untagged_v4_frames()[which].clone();
+            for (at, v) in edits {
+                if at < f.len() {
+                    f[at] = v;
+                }
+            }
+            // So that edits of the IPv4 header reach the checks behind its checksum.
+            if fix_ip_checksum && f[fast::L3] & 0x0f == 5 {
+                ipv4::Packet::new_unchecked(&mut f[fast::L3..]).fill_checksum();
+            }
+            if let Some(n) = cut {
+                f.truncate(n);
+            }
+            for port in [9000u16, 9001] {
+                proptest::prop_assert_eq!(
+                    classify(&f, |p| p == port),
+                    classify_any(&f, |p| p == port)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn fast_path_takes_only_untagged_option_less_ipv4() {
+        let [f0, f1] = untagged_v4_frames();
+        assert!(untagged_ipv4_udp(&f0).is_some() && untagged_ipv4_udp(&f1).is_some());
+        for ep in [endpoints(true, None), endpoints(false, Some(3))] {
+            assert_eq!(untagged_ipv4_udp(&first_fragment(&ep)), None);
+        }
+        let mut frag = f1.clone();
+        frag[fast::L3 + 6] |= 0x20; // more fragments
+        ipv4::Packet::new_unchecked(&mut frag[fast::L3..]).fill_checksum();
+        assert_eq!(untagged_ipv4_udp(&frag), None);
+        assert_eq!(classify(&frag, |_| true), Classified::Other);
     }
 }
