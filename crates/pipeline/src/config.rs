@@ -200,6 +200,9 @@ pub struct FunctionConfig {
     /// Compute share of each instance, in the device's units (SMs of its GPU, or cores of
     /// the CPU), one per instance (`netml place` writes them); empty: none set.
     pub shares: Vec<u32>,
+    /// How a CPU instance uses the threads of its share: `split` (each batch split across
+    /// them, a single-threaded engine each) or `engine` (one engine computing on all of them).
+    pub parallel: String,
     /// `auto` (a GPU when the ingest is on one, else the CPU), `cpu` or `gpu:N`.
     pub target: String,
     /// Classes per answer (at most 32).
@@ -258,6 +261,7 @@ impl Default for FunctionConfig {
             batch_sizes: Vec::new(),
             instances: 1,
             shares: Vec::new(),
+            parallel: "split".into(),
             target: "auto".into(),
             top_k: 5,
             policy: "slab".into(),
@@ -274,7 +278,8 @@ impl Default for FunctionConfig {
 
 impl FunctionConfig {
     /// Parses `ID=PATH[,key=value...]` (the `--function` option): keys `name`, `slo_ms`,
-    /// `max_batch`, `instances`, `share` (the same share for every instance), `policy` (with
+    /// `max_batch`, `instances`, `share` (the same share for every instance), `parallel`,
+    /// `policy` (with
     /// its own `:` and `,` in `max_delay:N,D`, given last), `top_k`, `input`, `profile`,
     /// `target`, `admission` (`on`/`off`).
     pub fn from_arg(arg: &str) -> Result<FunctionConfig, String> {
@@ -323,6 +328,7 @@ impl FunctionConfig {
                 "max_batch" => f.max_batch = num(v)?,
                 "instances" => f.instances = num(v)?,
                 "share" => share = Some(num(v)? as u32),
+                "parallel" => f.parallel = v.into(),
                 "top_k" => f.top_k = num(v)?,
                 "policy" => f.policy = v.into(),
                 "input" => f.input = v.into(),
@@ -354,6 +360,9 @@ impl FunctionConfig {
         if !(self.slo_ms > 0.0 && self.slo_ms.is_finite()) {
             return Err(format!("function {n:?}: slo_ms must be positive"));
         }
+        self.parallel
+            .parse::<netml_serve::exec::Parallel>()
+            .map_err(|e| format!("function {n:?}: {e}"))?;
         if self.max_batch == 0 || self.instances == 0 || self.queue_limit == 0 {
             return Err(format!(
                 "function {n:?}: max_batch, instances and queue_limit must be at least 1"
@@ -662,6 +671,11 @@ mod tests {
             .shares
             .is_empty());
         assert!(FunctionConfig::from_arg("1=m.onnx,share=0").is_err());
+        let f = FunctionConfig::from_arg("1=m.onnx,share=2,parallel=engine").unwrap();
+        assert_eq!(f.parallel, "engine");
+        assert!(FunctionConfig::from_arg("1=m.onnx,parallel=both")
+            .unwrap_err()
+            .contains("split or engine"));
         let c = Config::from_toml("[controller]\nenabled = true\nperiod_ms = 50").unwrap();
         assert_eq!(
             c.controller,

@@ -57,26 +57,41 @@ fn model_dir(test: &str) -> PathBuf {
 
 fn builder(path: &Path) -> BuildEngine {
     let path = path.to_path_buf();
-    Arc::new(move |batch, _threads| {
-        netml_infer::open(&path, Backend::Cpu, batch, netml_infer::Precision::Fp32)
-            .map_err(|e| e.to_string())
+    Arc::new(move |batch, threads| {
+        netml_infer::open_threads(
+            &path,
+            Backend::Cpu,
+            batch,
+            netml_infer::Precision::Fp32,
+            threads,
+        )
+        .map_err(|e| e.to_string())
     })
 }
 
 /// A share of `threads` pinned to the first cores (pinning fails harmlessly beyond them).
-fn share(threads: usize) -> CpuShare {
+fn share(threads: usize, parallel: Parallel) -> CpuShare {
     CpuShare {
         threads,
         cores: (0..threads).collect(),
-        parallel: Parallel::Split,
+        parallel,
     }
 }
 
-/// A CPU instance on `threads` threads, with each plan's latency measured on it.
+/// A CPU instance on `threads` threads (the batch split across them), with each plan's
+/// latency measured on it.
 fn prepare(path: &Path, threads: usize) -> Result<Prepared<CpuInstance>, String> {
+    prepare_as(path, threads, Parallel::Split)
+}
+
+fn prepare_as(
+    path: &Path,
+    threads: usize,
+    parallel: Parallel,
+) -> Result<Prepared<CpuInstance>, String> {
     let mut instance = CpuInstance::spawn(
         &format!("netml-test-{threads}t"),
-        share(threads),
+        share(threads, parallel),
         &SIZES,
         TOP_K,
         builder(path),
@@ -111,13 +126,16 @@ fn run_blocking(
 }
 
 #[test]
-fn a_split_share_answers_what_one_thread_does() {
+fn a_share_answers_what_one_thread_does() {
     let dir = model_dir("split");
     let Some(path) = small_model(&dir) else {
         return;
     };
     let mut one = prepare(&path, 1).expect("1 thread").instance;
     let mut two = prepare(&path, 2).expect("2 threads").instance;
+    let mut engine = prepare_as(&path, 2, Parallel::Engine)
+        .expect("one engine on 2 threads")
+        .instance;
     assert_eq!(two.share().threads, 2);
     eprintln!("2-thread share pinned: {}", two.pinned());
     let per = one.per_image();
@@ -127,7 +145,14 @@ fn a_split_share_answers_what_one_thread_does() {
             let a = run_blocking(&mut one, &images[..n * per], n, engine_batch);
             let b = run_blocking(&mut two, &images[..n * per], n, engine_batch);
             assert_eq!(a.len(), n);
+            // Split: each image goes through the same single-threaded kernels.
             assert_eq!(a, b, "{n} images as engine batch {engine_batch}");
+            // One engine on 2 threads may sum in another order.
+            let c = run_blocking(&mut engine, &images[..n * per], n, engine_batch);
+            assert_eq!(c.len(), n);
+            for (x, y) in a.iter().zip(&c) {
+                assert!(same_answer(x, y), "{x:?} vs {y:?} (engine on 2 threads)");
+            }
         }
     }
     let _ = std::fs::remove_dir_all(&dir);

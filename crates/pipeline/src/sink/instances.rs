@@ -69,17 +69,18 @@ impl Cores {
     }
 }
 
-/// The CPU share of each instance of `f`: its `shares` (threads) on cores from `cores`, or,
-/// without, one unpinned thread each.
-pub(super) fn cpu_shares(f: &FunctionConfig, cores: &mut Cores) -> Vec<CpuShare> {
-    f.shares
+/// The CPU share of each instance of `f`: its `shares` (threads) on cores from `cores`, used
+/// as its `parallel` says, or, without shares, one unpinned thread each.
+pub(super) fn cpu_shares(f: &FunctionConfig, cores: &mut Cores) -> Result<Vec<CpuShare>, String> {
+    let parallel: Parallel = f.parallel.parse()?;
+    Ok(f.shares
         .iter()
         .map(|&threads| CpuShare {
             threads: threads as usize,
             cores: cores.take(threads as usize),
-            parallel: Parallel::Split,
+            parallel,
         })
-        .collect()
+        .collect())
 }
 
 /// What a CPU instance of a function is built from, for its first share and every resize.
@@ -249,8 +250,8 @@ fn recipe(
     parallel: Parallel,
 ) -> Recipe {
     let path = f.model_file.clone();
-    let build: BuildEngine = Arc::new(move |b, _threads| {
-        netml_infer::open(&path, Backend::Cpu, b, precision)
+    let build: BuildEngine = Arc::new(move |b, threads| {
+        netml_infer::open_threads(&path, Backend::Cpu, b, precision, threads)
             .map_err(|e| format!("loading {} for batch {b}: {e}", path.display()))
     });
     Recipe {

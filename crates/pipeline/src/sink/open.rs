@@ -101,7 +101,7 @@ fn prepare(f: &FunctionConfig, target: Target, cores: &mut Cores) -> Result<Prep
         .parse()
         .map_err(|e| format!("function {name:?}: {e}"))?;
     let place = match (f.target.as_str(), target) {
-        ("cpu", _) | ("auto", Target::Host) => Place::Cpu(instances::cpu_shares(f, cores)),
+        ("cpu", _) | ("auto", Target::Host) => Place::Cpu(instances::cpu_shares(f, cores)?),
         ("auto", Target::Gpu(ordinal)) => Place::Gpu(gpu_context(ordinal)?),
         (t, _) => match t.strip_prefix("gpu:").and_then(|n| n.parse::<usize>().ok()) {
             Some(n) if target == Target::Gpu(n) => Place::Gpu(gpu_context(n)?),

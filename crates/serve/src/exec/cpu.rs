@@ -29,6 +29,17 @@ pub enum Parallel {
     Engine,
 }
 
+impl std::str::FromStr for Parallel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Parallel, String> {
+        match s {
+            "split" => Ok(Parallel::Split),
+            "engine" => Ok(Parallel::Engine),
+            _ => Err(format!("parallel {s:?}: expected split or engine")),
+        }
+    }
+}
+
 /// The cores a CPU instance computes on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CpuShare {
