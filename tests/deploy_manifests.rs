@@ -527,6 +527,24 @@ fn dockerfile_builds_on_debian_12_and_runs_on_bookworm_slim() {
         .instructions("COPY")
         .any(|c| c == "deploy/entrypoint.sh /usr/local/bin/netml-entrypoint"));
 
+    // ONNX Runtime's library (netml's CPU backend) is the version requirements.txt pins.
+    let requirements =
+        std::fs::read_to_string(root().join("scripts/models/requirements.txt")).unwrap();
+    let pinned = requirements
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("onnxruntime=="))
+        .expect("onnxruntime pinned in scripts/models/requirements.txt");
+    assert!(cpu
+        .instructions("ENV")
+        .any(|e| e == format!("ORT_DYLIB_PATH=/opt/netml/lib/libonnxruntime.so.{pinned}")));
+    assert!(d
+        .stage("models")
+        .run_text()
+        .contains("capi/libonnxruntime.so.* /out/lib/"));
+    assert!(cpu
+        .instructions("COPY")
+        .any(|c| c == "--from=models /out/lib/ /opt/netml/lib/"));
+
     // The build context leaves the build outputs out.
     let ignore = std::fs::read_to_string(root().join("deploy/Dockerfile.dockerignore")).unwrap();
     assert!(ignore.lines().any(|l| l.trim() == "target"));
