@@ -3,7 +3,9 @@
 //! The columns are found by name in the header line (lines starting with `#` are comments):
 //! `model`, `precision`, `batch` and one latency column in ms, `latency_ms`, `ms` or `p50_ms`
 //! (`netml bench infer --csv` writes the last). Optional: `gpu_share_pct` (rows for a share
-//! of the GPU other than 100 are kept for placement and ignored by [`Profile::points`]).
+//! of the GPU other than 100 are kept for placement and ignored by [`Profile::points`]), or,
+//! without it, `threads` (a CPU profile, `netml bench infer --threads 1,2,...`): each row's
+//! share is its threads over the file's largest thread count, whose rows are the whole device.
 
 use std::path::Path;
 
@@ -27,6 +29,8 @@ pub struct Row {
 pub struct Profile {
     /// The rows, in file order.
     pub rows: Vec<Row>,
+    /// A CPU profile's largest thread count (its whole device); `None` for a GPU profile.
+    pub threads: Option<u32>,
 }
 
 impl Profile {
@@ -52,9 +56,11 @@ impl Profile {
             (need(&["model"])?, need(&["precision"])?, need(&["batch"])?);
         let ms = need(&["latency_ms", "ms", "p50_ms"])?;
         let share = find(&["gpu_share_pct"]);
+        let threads = find(&["threads"]).filter(|_| share.is_none());
         let mut rows = Vec::new();
         for (n, line) in lines {
-            let f: Vec<&str> = line.split(',').map(str::trim).collect();
+            let fields = split_fields(line);
+            let f: Vec<&str> = fields.iter().map(|s| s.trim()).collect();
             let at = |i: usize| {
                 f.get(i)
                     .copied()
@@ -71,18 +77,37 @@ impl Profile {
             if b < 1.0 || b.fract() != 0.0 {
                 return Err(format!("line {}: bad batch {b}", n + 1));
             }
-            rows.push(Row {
-                model: at(model)?.to_string(),
-                precision: at(precision)?.to_string(),
-                batch: b as usize,
-                share_pct: match share {
-                    Some(i) => num(i, "gpu_share_pct")? as u32,
-                    None => 100,
+            let t = match threads {
+                Some(i) => Some(num(i, "threads")?.max(1.0) as u32),
+                None => None,
+            };
+            rows.push((
+                Row {
+                    model: at(model)?.to_string(),
+                    precision: at(precision)?.to_string(),
+                    batch: b as usize,
+                    share_pct: match share {
+                        Some(i) => num(i, "gpu_share_pct")? as u32,
+                        None => 100,
+                    },
+                    ms: num(ms, "latency")?,
                 },
-                ms: num(ms, "latency")?,
-            });
+                t,
+            ));
         }
-        Ok(Profile { rows })
+        let most = rows.iter().filter_map(|r| r.1).max().unwrap_or(1);
+        Ok(Profile {
+            rows: rows
+                .into_iter()
+                .map(|(mut r, t)| {
+                    if let Some(t) = t {
+                        r.share_pct = (t * 100).div_ceil(most).min(100);
+                    }
+                    r
+                })
+                .collect(),
+            threads: (threads.is_some()).then_some(most),
+        })
     }
 
     /// `(batch, ns)` points of `model` at `precision` on a whole device, by batch.
@@ -110,6 +135,25 @@ impl Profile {
     }
 }
 
+/// The fields of one CSV line; a field in double quotes may hold commas (`""` is a quote).
+fn split_fields(line: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                out.last_mut().expect("one field").push('"');
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(String::new()),
+            (c, _) => out.last_mut().expect("one field").push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +171,21 @@ mod tests {
         assert_eq!(p.models(), vec!["alexnet", "vgg19"]);
         let b = Profile::parse("model,backend,engine,precision,batch,runs,ms_per_batch,images_per_s,p50_ms\nresnet50_small,cpu,tract,fp32,8,200,1.5,5000,1.4\n").unwrap();
         assert_eq!(b.points("resnet50_small", "fp32"), vec![(8, 1_400_000.0)]);
+        assert_eq!(b.threads, None);
+        // A CPU profile at 1 and 2 threads: 2 is the whole device, 1 half of it.
+        let c = Profile::parse(
+            "model,precision,batch,threads,p50_ms\nm,fp32,8,1,4.0\nm,fp32,8,2,2.2\n",
+        )
+        .unwrap();
+        assert_eq!(c.threads, Some(2));
+        assert_eq!(c.points("m", "fp32"), vec![(8, 2_200_000.0)]);
+        assert_eq!(c.rows[0].share_pct, 50);
+        // What `netml bench infer --csv` writes: the engine field quoted, with a comma.
+        let q = Profile::parse(
+            "model,engine,precision,batch,threads,p50_ms\nm,\"ort (1.31, 2 threads)\",fp32,8,2,2.5\n",
+        )
+        .unwrap();
+        assert_eq!(q.points("m", "fp32"), vec![(8, 2_500_000.0)]);
     }
 
     #[test]

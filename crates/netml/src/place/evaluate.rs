@@ -117,6 +117,7 @@ fn slowed(profile: &Profile, factor: f64) -> Profile {
                 ..r.clone()
             })
             .collect(),
+        threads: profile.threads,
     }
 }
 

@@ -110,7 +110,9 @@ pub struct Args {
     /// papers' baseline), `partitioned` (green-context SM shares resized online by the GSLICE
     /// controller), comma-separated, or `all`. --load is then a fraction of the GPU's
     /// capacity for the mix (every function at the same rate). Share latencies come from the
-    /// profile's gpu_share_pct rows, else from a model (the report says which).
+    /// profile's gpu_share_pct rows, else from a model (the report says which). A CPU profile
+    /// (`threads` column, `netml bench infer --threads 1,2,.. --csv`) simulates a CPU of its
+    /// largest thread count, its shares in cores, measured.
     #[arg(long, value_name = "MODES")]
     sharing: Option<String>,
     /// SMs of the simulated GPU (--sharing); shares are multiples of 8 SMs, 8 kept for ingest.
@@ -223,7 +225,10 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
         }
         let o = sharing::Options {
             modes: sharing::modes(modes)?,
-            device: netml_serve::Device::gpu(a.gpu_sms.max(16)),
+            device: match profile.threads {
+                Some(cores) => netml_serve::Device::cpu(cores),
+                None => netml_serve::Device::gpu(a.gpu_sms.max(16)),
+            },
             interference: a.interference,
             controller: netml_serve::ControllerConfig {
                 period_ns: (a.controller_period_ms * 1e6) as u64,
@@ -232,8 +237,8 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
             jitter: a.jitter,
             seed: a.seed,
         };
-        let mode_runs = sharing::run_all(&o, &setups, &levels, &spec, duration_ns)?;
-        let curves = sharing::curves(&setups)?;
+        let mode_runs = sharing::run_all(&o, &setups, &levels, &spec, duration_ns, &profile)?;
+        let curves = sharing::curves(&setups, &profile)?;
         let ctx = Context {
             profile: &profile_name,
             sharing: Some(sharing::header(&o.device, &curves, o.interference)),

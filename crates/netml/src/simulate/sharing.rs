@@ -9,7 +9,7 @@ use super::trace::{self, Level, TraceSpec};
 use super::{summary, FnResult, Run};
 use netml_serve::controller::ControllerConfig;
 use netml_serve::sim::device::{self, DeviceConfig, DeviceFunction, DeviceOutcome};
-use netml_serve::{Controller, Device, ShareCurve, Sharing};
+use netml_serve::{Controller, Device, Profile, ShareCurve, Sharing};
 use std::fmt::Write as _;
 use std::time::Instant;
 
@@ -42,12 +42,13 @@ pub(super) fn modes(arg: &str) -> Result<Vec<Sharing>, String> {
     Ok(v)
 }
 
-/// Each function's curve, from its profile points.
-pub(super) fn curves(setups: &[Setup]) -> Result<Vec<ShareCurve>, String> {
+/// Each function's curve: its whole-device points and its measured share rows.
+pub(super) fn curves(setups: &[Setup], profile: &Profile) -> Result<Vec<ShareCurve>, String> {
     setups
         .iter()
         .map(|s| {
-            ShareCurve::new(&s.points).ok_or_else(|| format!("{}: no profile points", s.arg.name))
+            ShareCurve::from_profile(profile, &s.arg.name, &s.arg.precision)
+                .ok_or_else(|| format!("{}: no profile points", s.arg.name))
         })
         .collect()
 }
@@ -91,8 +92,9 @@ pub(super) fn run_all(
     levels: &[Level],
     spec: &TraceSpec,
     duration_ns: u64,
+    profile: &Profile,
 ) -> Result<Vec<ModeRun>, String> {
-    let curves = curves(setups)?;
+    let curves = curves(setups, profile)?;
     let capacity = mix_capacity(setups, &curves, o.controller.latency_fraction);
     let duration_s = duration_ns as f64 / 1e9;
     let total = levels.len() * o.modes.len();
@@ -167,7 +169,7 @@ pub(super) fn attainment(run: &Run) -> f64 {
 pub(super) fn header(device: &Device, curves: &[ShareCurve], interference: f64) -> String {
     let measured = curves.iter().all(ShareCurve::measured_shares);
     let source = if measured {
-        "shares measured (the profile's gpu_share_pct rows)".to_string()
+        "shares measured (the profile's gpu_share_pct or threads rows)".to_string()
     } else {
         format!(
             "shares MODELLED, not measured: whole-device profile latencies scaled by the demand-knee \
@@ -263,7 +265,7 @@ mod tests {
             .enumerate()
             .map(|(i, n)| Setup::new(FunctionArg::named(n), i, &p).unwrap())
             .collect();
-        let c = curves(&setups).unwrap();
+        let c = curves(&setups, &p).unwrap();
         // a: 0.25 ms per image at batch 8; b: 1 ms: 1.25 ms per pair -> 800/s each.
         let cap = mix_capacity(&setups, &c, 0.5);
         assert!((cap - 800.0).abs() < 1.0, "{cap}");
