@@ -67,8 +67,8 @@ pub struct Args {
     #[arg(long)]
     max_batch: Option<usize>,
     /// Serve an inference function: `ID=MODEL.onnx[,slo_ms=50][,max_batch=8][,instances=1]
-    /// [,top_k=5][,input=f32|u8][,profile=CSV][,name=NAME][,admission=on|off]
-    /// [,policy=slab|fixed:N|max_delay:N,D_us]`
+    /// [,share=K][,parallel=split|engine][,top_k=5][,input=f32|u8][,profile=CSV][,name=NAME]
+    /// [,admission=on|off][,policy=slab|fixed:N|max_delay:N,D_us]`
     /// (repeatable; `policy` goes last). Adds to the configuration's `[[functions]]`.
     #[arg(long = "function", value_name = "ID=PATH[,key=value]")]
     functions: Vec<String>,
