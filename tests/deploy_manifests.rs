@@ -282,8 +282,17 @@ fn configmap_config_parses_with_netmls_parser_and_agrees_with_the_manifests() {
         assert_eq!(annotations["prometheus.io/path"], "/metrics");
     }
 
-    // The models it serves are the image's: /opt/netml/models, written by export.py --small.
+    // The models it serves are the image's: /opt/netml/models, written by export.py --small
+    // (run here when python3 has onnx; CI, NETML_REQUIRE_MODELS=1, always has).
     assert!(!config.functions.is_empty());
+    let export = Command::new("python3")
+        .args(["-c", "import onnx, numpy"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+        || std::env::var("NETML_REQUIRE_MODELS").is_ok_and(|v| v == "1");
+    if !export {
+        eprintln!("not checked: the model files (python3 has no onnx; scripts/install-deps)");
+    }
     let dir = tempfile::tempdir().unwrap();
     for f in &config.functions {
         assert_eq!(
@@ -295,6 +304,9 @@ fn configmap_config_parses_with_netmls_parser_and_agrees_with_the_manifests() {
         let file = f.model_file.file_name().unwrap();
         let stem = f.model_file.file_stem().unwrap().to_string_lossy();
         let arch = stem.strip_suffix("_small").expect("a small seed model");
+        if !export {
+            continue;
+        }
         run_ok(
             Command::new("python3")
                 .arg(root().join("scripts/models/export.py"))
