@@ -305,7 +305,8 @@ impl Threads {
 
 /// The loop the rx thread runs.
 enum RxLoop {
-    Netml(Worker),
+    /// Boxed: a worker is ~500 bytes, moved out before it runs.
+    Netml(Box<Worker>),
     Floor(FloorWorker),
 }
 
@@ -354,7 +355,7 @@ impl Run {
                     clock: Clock::new(),
                 };
                 let returns = Returns::Images(Box::new(move || completed.try_recv().ok()));
-                (RxLoop::Netml(worker), returns)
+                (RxLoop::Netml(Box::new(worker)), returns)
             }
             Receiver::Floor => {
                 let capacity = (traffic.mbufs + 4 * burst) as u32;
@@ -399,7 +400,7 @@ impl Run {
                     eprintln!("netml bench: rx thread: {e}; running without an lcore id");
                 }
                 match rx_loop {
-                    RxLoop::Netml(worker) => worker.run_observed(rx_observer(rm, preempted)),
+                    RxLoop::Netml(worker) => (*worker).run_observed(rx_observer(rm, preempted)),
                     RxLoop::Floor(floor) => floor.run_observed(rx_observer(rm, preempted)),
                 }
             }))
