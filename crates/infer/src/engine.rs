@@ -265,13 +265,13 @@ pub fn open_threads(
     precision: Precision,
     threads: usize,
 ) -> Result<Box<dyn Engine>> {
-    let backend = backend.resolve();
+    // Checked before `cpu` is resolved, so that a refusal is the only line printed.
     if backend.fp32_only() && precision != Precision::Fp32 {
         return Err(Error::Backend(format!(
             "the {backend} backend runs fp32 only, not {precision}"
         )));
     }
-    match backend {
+    match backend.resolve() {
         Backend::Ort => Ok(Box::new(crate::onnxruntime::OnnxRuntime::load(
             path, batch, threads,
         )?)),

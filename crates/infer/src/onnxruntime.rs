@@ -180,7 +180,7 @@ impl OnnxRuntime {
         let mut engine = OnnxRuntime {
             session,
             name: format!(
-                "cpu (onnxruntime {}, {threads} thread{})",
+                "cpu (onnxruntime {} on {threads} thread{})",
                 runtime.version,
                 if threads == 1 { "" } else { "s" }
             ),

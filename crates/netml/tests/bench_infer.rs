@@ -1,6 +1,6 @@
 //! `netml bench infer` on one small seed model: one CSV row per measured case with sane
 //! figures, unsupported precisions reported and skipped, both plots written, the baseline
-//! ratio filled in.
+//! ratio filled in; with `--compare-ort`, ONNX Runtime on the same input per thread count.
 
 mod common;
 
@@ -71,5 +71,58 @@ fn bench_infer_writes_csv_rows_plots_and_baseline_ratios() {
         let s = std::fs::read_to_string(&plot).unwrap();
         assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>"));
         assert!(s.contains("resnet50_small") && s.contains("batch 2"), "{s}");
+    }
+}
+
+/// Whether the `onnxruntime` wheel imports; `false` (after saying why) skips a test, unless
+/// `NETML_REQUIRE_ORT=1` (CI), which fails it.
+fn onnxruntime_wheel() -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import onnxruntime"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok && std::env::var("NETML_REQUIRE_ORT").is_ok_and(|v| v == "1") {
+        panic!("NETML_REQUIRE_ORT=1 but python3 cannot import onnxruntime");
+    }
+    if !ok {
+        eprintln!("SKIPPED: python3 cannot import onnxruntime (pip install onnxruntime)");
+    }
+    ok
+}
+
+#[test]
+fn bench_infer_compares_with_onnx_runtime_per_thread_count() {
+    if !onnxruntime_wheel() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(model) = small_model(dir.path(), "resnet50") else {
+        return;
+    };
+    let csv = dir.path().join("b.csv");
+    // tract against ONNX Runtime: two engines, so the outputs' agreement means something.
+    let stdout = stdout_of(
+        netml()
+            .args(["bench", "infer", "--backend", "tract", "--batches", "2"])
+            .args(["--precision", "fp32", "--threads", "1,2", "--compare-ort"])
+            .args(["--runs", "3", "--warmup", "1", "--csv"])
+            .arg(&csv)
+            .arg(&model),
+    );
+    assert!(stdout.contains("vs ONNX Runtime"), "{stdout}");
+    assert_eq!(stdout.matches("cpu (tract)").count(), 4, "{stdout}");
+
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let t = Table::parse(&text);
+    assert_eq!(t.rows.len(), 2, "{text}");
+    for (row, threads) in t.rows.iter().zip(["1", "2"]) {
+        assert_eq!(t.get(row, "threads"), threads);
+        let ours = t.num(row, "images_per_s");
+        let theirs = t.num(row, "ort_images_per_s");
+        assert!(ours > 0.0 && theirs > 0.0, "{row:?}");
+        let ratio = t.num(row, "ours_over_ort");
+        // Written with 4 decimals.
+        assert!((ratio - ours / theirs).abs() <= 1e-4 + 1e-3 * ratio, "{row:?}");
+        assert!(t.num(row, "ort_rel_l2") < 1e-4, "{row:?}");
     }
 }

@@ -23,7 +23,16 @@ fn cpu_and_reference_backends_agree_and_errors_are_clear() {
     };
     let run = |backend: &str| {
         let o = netml()
-            .args(["infer", "--batch", "3", "--json", "--backend", backend])
+            .args([
+                "infer",
+                "--batch",
+                "3",
+                "--threads",
+                "2",
+                "--json",
+                "--backend",
+                backend,
+            ])
             .arg(&model)
             .output()
             .unwrap();
@@ -33,6 +42,8 @@ fn cpu_and_reference_backends_agree_and_errors_are_clear() {
     let cpu = run("cpu");
     assert_eq!(cpu.len(), 3);
     assert_eq!(cpu, run("reference"));
+    // `cpu` is ONNX Runtime when the wheel is installed: tract must agree as well.
+    assert_eq!(cpu, run("tract"));
 
     let npy = dir.path().join("out.npy");
     let o = netml()
