@@ -393,3 +393,48 @@ fn images_the_dispatch_queue_refuses_are_answered_overloaded() {
     assert_eq!(n(&k["overloaded"]), n(&t["backpressure_images"]));
     assert_no_leak(&report);
 }
+
+/// CPU shares live: a burst overloads a function on a 1-thread share; the controller grows the
+/// share through a shadow instance, which takes over at a batch boundary. Every image is
+/// answered exactly once across the resize, and the classes stay those of the engine.
+#[test]
+fn the_controller_resizes_a_cpu_share_without_losing_or_repeating_an_image() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (resnet, _) = models(d);
+    let ts = tensors(d, 4);
+    let input = burst(d, &ts, 3000);
+    let functions = [format!(
+        "1={},share=1,slo_ms=100,max_batch=8,policy=max_delay:8,0",
+        resnet.display()
+    )];
+    let controller = "[controller]\nenabled = true\nperiod_ms = 50\n";
+    let (report, results) = run_serving(d, &input, &functions, controller);
+
+    let mut seen: HashMap<(u8, u32, u64), usize> = HashMap::new();
+    for r in &results {
+        *seen
+            .entry((r.model, r.image, r.sender_timestamp))
+            .or_default() += 1;
+    }
+    assert!(seen.values().all(|&c| c == 1), "an image answered twice");
+    assert_eq!(results.len(), 3000, "one result per image");
+    let classes: HashMap<u32, u32> = ts.iter().map(|(_, v)| (crc(v), top1(&resnet, v))).collect();
+    let ok: Vec<_> = results.iter().filter(|r| r.status == Status::Ok).collect();
+    assert!(!ok.is_empty());
+    for r in ok {
+        assert_eq!(r.top_k[0].0, classes[&r.crc32], "top-1 across the resize");
+    }
+    let shares = &report["functions"][0]["shares"];
+    eprintln!("shares: {shares}");
+    assert_eq!(shares["threads"].as_array().map(Vec::len), Some(1));
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    if cores >= 2 {
+        let resizes = shares["resizes"].as_array().expect("resizes listed");
+        assert!(!resizes.is_empty(), "an overloaded share grows: {shares}");
+        assert_eq!(n(&resizes[0]["from"]), 1);
+        assert!(n(&resizes[0]["to"]) >= 2);
+    }
+    assert_no_leak(&report);
+}
