@@ -215,6 +215,47 @@ impl<H> Slot<H> {
     }
 }
 
+/// Entries of [`LastSlots`]: as many flows as interleave packet by packet without a hash
+/// lookup.
+const LAST_SLOTS: usize = 8;
+
+/// The slots of the images most recently looked up, replaced round robin.
+#[derive(Default)]
+struct LastSlots {
+    entries: [Option<(ImageKey, u32)>; LAST_SLOTS],
+    next: usize,
+}
+
+impl LastSlots {
+    #[inline]
+    fn find(&self, key: &ImageKey) -> Option<u32> {
+        // The image id differs first between the images of one flow and usually between
+        // flows: compare it before the address.
+        self.entries.iter().find_map(|e| match e {
+            Some((k, s))
+                if k.image == key.image && k.model == key.model && k.source == key.source =>
+            {
+                Some(*s)
+            }
+            _ => None,
+        })
+    }
+
+    fn insert(&mut self, key: ImageKey, slot: u32) {
+        self.entries[self.next] = Some((key, slot));
+        self.next = (self.next + 1) % LAST_SLOTS;
+    }
+
+    /// Drops the entry of `slot` (its image left the table).
+    fn forget(&mut self, slot: u32) {
+        for e in &mut self.entries {
+            if e.is_some_and(|(_, s)| s == slot) {
+                *e = None;
+            }
+        }
+    }
+}
+
 /// The completeness verifier of one rx queue. See the crate docs.
 pub struct Verifier<H> {
     cfg: Config,
@@ -223,8 +264,10 @@ pub struct Verifier<H> {
     index: HashMap<ImageKey, u32, BuildFx>,
     oldest: u32,
     newest: u32,
-    /// The slot the previous fragment went to: in-order streams skip the hash lookup.
-    last: Option<(ImageKey, u32)>,
+    /// The slots the latest images' fragments went to: a stream of a few flows interleaved
+    /// packet by packet skips the hash lookup too (entries leave with their slot, in
+    /// `retire`).
+    last: LastSlots,
     recent: Recent,
     held: u64,
     counters: Counters,
@@ -245,7 +288,7 @@ impl<H> Verifier<H> {
             index: HashMap::with_capacity_and_hasher(cfg.max_in_flight, BuildFx::default()),
             oldest: NIL,
             newest: NIL,
-            last: None,
+            last: LastSlots::default(),
             recent: Recent::new(cfg.max_finished, cfg.timeout_ns),
             held: 0,
             counters: Counters::default(),
@@ -313,22 +356,26 @@ impl<H> Verifier<H> {
             model: h.model,
             image: h.image,
         };
-        let slot = match self.last {
-            Some((k, s)) if k == key => s,
-            _ => match self.index.get(&key) {
-                Some(&s) => s,
-                None => {
-                    // Not in flight: late if it finished recently, unless this is fragment
-                    // 0 of a new incarnation (another sender timestamp, docs/protocol.md §7).
-                    let ts = h.descriptor.map(|d| d.timestamp);
-                    if self.recent.is_late(&key, now, ts) {
-                        return self.drop_fragment(Drop::Late);
+        let slot = match self.last.find(&key) {
+            Some(s) => s,
+            None => {
+                let s = match self.index.get(&key) {
+                    Some(&s) => s,
+                    None => {
+                        // Not in flight: late if it finished recently, unless this is
+                        // fragment 0 of a new incarnation (another sender timestamp,
+                        // docs/protocol.md §7).
+                        let ts = h.descriptor.map(|d| d.timestamp);
+                        if self.recent.is_late(&key, now, ts) {
+                            return self.drop_fragment(Drop::Late);
+                        }
+                        self.open(key, h, now)
                     }
-                    self.open(key, h, now)
-                }
-            },
+                };
+                self.last.insert(key, s);
+                s
+            }
         };
-        self.last = Some((key, slot));
         self.add(slot, frag, now)
     }
 
@@ -437,9 +484,7 @@ impl<H> Verifier<H> {
             self.counters.forgotten_early += 1;
         }
         self.index.remove(&key);
-        if self.last.is_some_and(|(_, l)| l == slot) {
-            self.last = None;
-        }
+        self.last.forget(slot);
         self.free.push(slot);
     }
 
