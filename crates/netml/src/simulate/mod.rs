@@ -293,13 +293,7 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
                 duration_s,
                 span_s: (out.span_ns as f64 / 1e9).max(duration_s),
             };
-            eprintln!(
-                "run {}/{total}: {label} at {}: {} ({:.1} s)",
-                runs.len() + 1,
-                level.label(),
-                summary::brief(&run),
-                started.elapsed().as_secs_f64()
-            );
+            summary::progress(runs.len() + 1, total, label, &run, started);
             runs.push(run);
         }
     }

@@ -146,13 +146,7 @@ pub(super) fn run_all(
                 duration_s,
                 span_s: (outcome.span_ns as f64 / 1e9).max(duration_s),
             };
-            eprintln!(
-                "run {}/{total}: {mode} at {}: {} ({:.1} s)",
-                out.len() + 1,
-                level.label(),
-                summary::brief(&run),
-                started.elapsed().as_secs_f64()
-            );
+            summary::progress(out.len() + 1, total, &mode.to_string(), &run, started);
             out.push(ModeRun { run, outcome });
         }
     }

@@ -48,6 +48,22 @@ pub(super) fn brief(run: &Run) -> String {
     )
 }
 
+/// Prints the progress line of run `n` of `total` (`label`: its policy or sharing mode).
+pub(super) fn progress(
+    n: usize,
+    total: usize,
+    label: &str,
+    run: &Run,
+    started: std::time::Instant,
+) {
+    eprintln!(
+        "run {n}/{total}: {label} at {}: {} ({:.1} s)",
+        run.level.label(),
+        brief(run),
+        started.elapsed().as_secs_f64()
+    );
+}
+
 /// How SLAB did at one level: its goodput over the best other policy's, and its targets
 /// under Poisson arrivals (under capacity no admitted image late; at or over it, >= 99% of
 /// the answers in time); bursts and steps exceed the capacity for a while at any load.
