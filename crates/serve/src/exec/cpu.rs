@@ -45,7 +45,8 @@ impl std::str::FromStr for Parallel {
 pub struct CpuShare {
     /// Threads (at least 1).
     pub threads: usize,
-    /// Cores the threads are pinned to, one per thread (`threads` of them); empty: unpinned.
+    /// Cores the threads are pinned to, one per thread (`threads` of them; fewer are shared
+    /// in turn); empty: unpinned.
     pub cores: Vec<usize>,
     /// How the threads are used.
     pub parallel: Parallel,
@@ -89,7 +90,9 @@ impl CpuShare {
     /// Cores worker `w` is pinned to (empty: unpinned).
     fn cores_of(&self, w: usize) -> Vec<usize> {
         match self.parallel {
-            Parallel::Split => self.cores.get(w).map(|&c| vec![c]).unwrap_or_default(),
+            // Fewer cores than threads: they are shared in turn.
+            Parallel::Split if self.cores.is_empty() => Vec::new(),
+            Parallel::Split => vec![self.cores[w % self.cores.len()]],
             Parallel::Engine => self.cores.clone(),
         }
     }
