@@ -2,14 +2,17 @@
 """Time ONNX Runtime (the `onnxruntime` wheel, CPU provider) on one model and input.
 
 `netml bench infer --compare-ort` runs this (embedded in the binary) for every case, on
-the same input tensor it gave its own engine, and prints both side by side:
+the same input tensor it gave its own engine, with --serve: one batch each time it reads
+a `run` line (printing its ms), so the two engines' batches alternate and share whatever
+load the machine has; `save PATH` writes the last output. By hand:
 
     python3 scripts/models/ort_bench.py MODEL.onnx --input x.npy --threads 1 \
         --warmup 2 --runs 20 [--seconds 10] [--output y.npy]
 
 The session is what a user gets from `onnxruntime.InferenceSession` with the thread count
 set: intra-op threads = --threads, one inter-op thread, sequential execution, every graph
-optimization. Prints one JSON line: {"version": ..., "ms": [time of each timed run]}.
+optimization. Prints one JSON line: {"version": ..., "ms": [time of each timed run]}
+(--serve: {"version": ...} once loaded, then one line per command).
 """
 
 import argparse
@@ -31,6 +34,8 @@ def main():
     ap.add_argument("--seconds", type=float, default=None,
                     help="stop the timed runs after this long (at least one run)")
     ap.add_argument("--output", help="write the last run's output here (.npy)")
+    ap.add_argument("--serve", action="store_true",
+                    help="run one batch per `run` line on stdin, print its ms; `save PATH`")
     a = ap.parse_args()
 
     so = ort.SessionOptions()
@@ -41,6 +46,9 @@ def main():
     sess = ort.InferenceSession(a.model, so, providers=["CPUExecutionProvider"])
     x = np.ascontiguousarray(np.load(a.input), dtype=np.float32)
     feed = {sess.get_inputs()[0].name: x}
+    if a.serve:
+        serve(sess, feed)
+        return
 
     for _ in range(a.warmup):
         sess.run(None, feed)
@@ -57,6 +65,23 @@ def main():
         np.save(a.output, np.asarray(out, dtype=np.float32))
     json.dump({"version": ort.__version__, "ms": ms}, sys.stdout)
     print()
+
+
+def serve(sess, feed):
+    """The --serve loop: `run` times one batch, `save PATH` writes the last output."""
+    print(json.dumps({"version": ort.__version__}), flush=True)
+    out = None
+    for line in sys.stdin:
+        cmd = line.split(maxsplit=1)
+        if cmd[:1] == ["run"]:
+            t = time.perf_counter()
+            out = sess.run(None, feed)[0]
+            print((time.perf_counter() - t) * 1e3, flush=True)
+        elif cmd[:1] == ["save"] and out is not None:
+            np.save(cmd[1].strip(), np.asarray(out, dtype=np.float32))
+            print("ok", flush=True)
+        else:
+            sys.exit(f"ort_bench: unknown command {line.strip()!r}")
 
 
 if __name__ == "__main__":

@@ -1,20 +1,22 @@
 //! `--compare-ort`: the same case on ONNX Runtime as a user runs it (the `onnxruntime`
-//! Python wheel, `scripts/models/ort_bench.py`, embedded here), right after our engine, on
-//! the same input tensor and thread count; and the side-by-side table of both.
+//! Python wheel, `scripts/models/ort_bench.py --serve`, embedded here), on the same input
+//! tensor and thread count, **batch for batch**: after each of our runs (warm-up and timed)
+//! the script runs one batch, so both engines see the same load on a shared machine; and the
+//! side-by-side table of both.
 //!
-//! The timing is the script's own (`time.perf_counter` around `InferenceSession.run`), so
-//! neither side pays for the other's process; the outputs are compared too (relative L2 of
-//! ONNX Runtime's last output against ours), which shows that both ran the same thing.
+//! The script times its own batches (`time.perf_counter` around `InferenceSession.run`), so
+//! neither side pays for the pipe; the outputs are compared too (relative L2 of ONNX
+//! Runtime's last output against ours), which shows that both ran the same thing.
 
-use super::measure::{Measured, Stats};
+use super::measure::{Beside, Measured, Stats};
 use super::report::Row;
 use netml_infer::metrics::rel_l2;
 use netml_infer::npy;
 use serde_json::Value;
 use std::fmt::Write as _;
-use std::path::Path;
-use std::process::Command;
-use std::time::Duration;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 /// The script run for every case (`python3 -c`).
 const SCRIPT: &str = include_str!("../../../../../scripts/models/ort_bench.py");
@@ -29,77 +31,155 @@ pub(super) struct OrtMeasured {
     pub rel_l2: f64,
 }
 
-/// How ONNX Runtime is run: the same warm-up, runs and cap as our engine.
-pub(super) struct OrtRun<'a> {
-    pub model: &'a Path,
-    pub threads: usize,
-    pub warmup: usize,
-    pub runs: usize,
-    pub cap: Option<Duration>,
+/// The script's process, loaded with one case's model, input and threads.
+struct Script {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    version: String,
 }
 
-/// Runs `ours`'s input through ONNX Runtime and times it.
-pub(super) fn measure_ort(r: &OrtRun, ours: &Measured) -> Result<OrtMeasured, String> {
-    let dir = std::env::temp_dir().join(format!("netml-bench-ort-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let (input, output) = (dir.join("input.npy"), dir.join("output.npy"));
-    npy::write_f32(&input, &ours.input_shape, &ours.input)
-        .map_err(|e| format!("{}: {e}", input.display()))?;
-    let mut cmd = Command::new("python3");
-    cmd.arg("-c")
-        .arg(SCRIPT)
-        .arg(r.model)
-        .arg("--input")
-        .arg(&input);
-    cmd.arg("--output").arg(&output);
-    for (flag, v) in [
-        ("--threads", r.threads),
-        ("--warmup", r.warmup),
-        ("--runs", r.runs),
-    ] {
-        cmd.arg(flag).arg(v.to_string());
+impl Script {
+    fn start(model: &Path, input: &Path, threads: usize) -> Result<Script, String> {
+        let mut child = Command::new("python3")
+            .arg("-c")
+            .arg(SCRIPT)
+            .arg(model)
+            .arg("--input")
+            .arg(input)
+            .args(["--threads", &threads.to_string(), "--serve"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("onnxruntime: python3: {e}"))?;
+        let (stdin, stdout) = (child.stdin.take(), child.stdout.take());
+        let mut script = Script {
+            stdin: stdin.expect("piped"),
+            stdout: BufReader::new(stdout.expect("piped")),
+            child,
+            version: String::new(),
+        };
+        let hello: Value = serde_json::from_str(&script.line()?)
+            .map_err(|e| format!("onnxruntime: unreadable script output: {e}"))?;
+        script.version = hello["version"].as_str().unwrap_or("?").to_string();
+        Ok(script)
     }
-    if let Some(c) = r.cap {
-        cmd.arg("--seconds").arg(c.as_secs_f64().to_string());
+
+    /// Sends one command and returns the script's answer line.
+    fn ask(&mut self, command: &str) -> Result<String, String> {
+        writeln!(self.stdin, "{command}")
+            .and_then(|()| self.stdin.flush())
+            .map_err(|e| format!("onnxruntime: {e}"))?;
+        self.line()
     }
-    let result = run_script(cmd, &output, ours);
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+
+    /// The next stdout line; at the end of it, the script's last stderr line (why it died).
+    fn line(&mut self) -> Result<String, String> {
+        let mut l = String::new();
+        match self.stdout.read_line(&mut l) {
+            Ok(n) if n > 0 => Ok(l.trim().to_string()),
+            _ => {
+                let _ = self.child.kill();
+                let mut err = String::new();
+                if let Some(mut e) = self.child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                }
+                let last = err.lines().last().unwrap_or("no output").to_string();
+                Err(format!("onnxruntime: {last} (pip install onnxruntime)"))
+            }
+        }
+    }
 }
 
-fn run_script(mut cmd: Command, output: &Path, ours: &Measured) -> Result<OrtMeasured, String> {
-    let out = cmd
-        .output()
-        .map_err(|e| format!("onnxruntime: python3: {e}"))?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let last = err.lines().last().unwrap_or("");
-        return Err(format!(
-            "onnxruntime ({}): {last} (pip install onnxruntime)",
-            out.status
-        ));
+impl Drop for Script {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
-    let doc: Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| format!("onnxruntime: unreadable script output: {e}"))?;
-    let ms: Vec<f64> = doc["ms"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_f64).collect())
-        .unwrap_or_default();
-    if ms.is_empty() {
-        return Err("onnxruntime: the script timed no run".into());
+}
+
+/// ONNX Runtime beside our engine for one case: the script started on the case's input,
+/// one batch after each of ours; the first error ends its part of the case.
+pub(super) struct OrtBeside<'a> {
+    model: &'a Path,
+    threads: usize,
+    dir: PathBuf,
+    script: Result<Option<Script>, String>,
+    ms: Vec<f64>,
+}
+
+impl<'a> OrtBeside<'a> {
+    /// ONNX Runtime on `model` with `threads` intra-op threads (started by `measure`).
+    pub(super) fn new(model: &'a Path, threads: usize) -> OrtBeside<'a> {
+        let dir = std::env::temp_dir().join(format!("netml-bench-ort-{}", std::process::id()));
+        OrtBeside {
+            model,
+            threads,
+            dir,
+            script: Ok(None),
+            ms: Vec::new(),
+        }
     }
-    let (shape, values) = npy::read_f32(output).map_err(|e| format!("onnxruntime output: {e}"))?;
-    if shape != ours.output.shape {
-        return Err(format!(
-            "onnxruntime output shape {shape:?}, ours {:?}",
-            ours.output.shape
-        ));
+
+    /// Its figures once our case is measured: the runs after the first `warmup`, and its
+    /// last output against ours.
+    pub(super) fn finish(mut self, ours: &Measured, warmup: usize) -> Result<OrtMeasured, String> {
+        let mut script =
+            std::mem::replace(&mut self.script, Ok(None))?.ok_or("onnxruntime: not started")?;
+        let timed = self.ms.get(warmup..).unwrap_or_default();
+        if timed.is_empty() {
+            return Err("onnxruntime: no timed run".into());
+        }
+        let output = self.dir.join("output.npy");
+        script.ask(&format!("save {}", output.display()))?;
+        let (shape, values) =
+            npy::read_f32(&output).map_err(|e| format!("onnxruntime output: {e}"))?;
+        if shape != ours.output.shape {
+            return Err(format!(
+                "onnxruntime output shape {shape:?}, ours {:?}",
+                ours.output.shape
+            ));
+        }
+        Ok(OrtMeasured {
+            version: script.version.clone(),
+            stats: Stats::of(timed),
+            rel_l2: rel_l2(&values, &ours.output.data),
+        })
     }
-    Ok(OrtMeasured {
-        version: doc["version"].as_str().unwrap_or("?").to_string(),
-        stats: Stats::of(&ms),
-        rel_l2: rel_l2(&values, &ours.output.data),
-    })
+}
+
+impl Beside for OrtBeside<'_> {
+    fn start(&mut self, shape: &[usize], input: &[f32]) {
+        let path = self.dir.join("input.npy");
+        self.script = std::fs::create_dir_all(&self.dir)
+            .map_err(|e| format!("{}: {e}", self.dir.display()))
+            .and_then(|()| {
+                npy::write_f32(&path, shape, input).map_err(|e| format!("{}: {e}", path.display()))
+            })
+            .and_then(|()| Script::start(self.model, &path, self.threads))
+            .map(Some);
+    }
+
+    fn step(&mut self) {
+        let Ok(Some(script)) = &mut self.script else {
+            return;
+        };
+        let ms = script.ask("run").and_then(|l| {
+            l.parse::<f64>()
+                .map_err(|_| format!("onnxruntime: unexpected answer {l:?}"))
+        });
+        match ms {
+            Ok(ms) => self.ms.push(ms),
+            Err(e) => self.script = Err(e),
+        }
+    }
+}
+
+impl Drop for OrtBeside<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// images/s of `batch` images taking `ms_per_batch` on average.
@@ -119,7 +199,7 @@ pub(super) fn table(rows: &[Row]) -> String {
         .unwrap_or_else(|| "?".into());
     let _ = writeln!(
         s,
-        "\nvs ONNX Runtime {version} (Python wheel, same input and threads; images/s from the mean ms per batch and from the fastest run; target ours/ORT >= 1)"
+        "\nvs ONNX Runtime {version} (Python wheel, same input and threads, batches alternating with ours; images/s from the mean ms per batch and from the fastest run; target ours/ORT >= 1)"
     );
     let _ = writeln!(
         s,

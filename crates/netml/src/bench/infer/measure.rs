@@ -69,26 +69,39 @@ pub(super) struct Measured {
     pub waited: Option<usize>,
     /// Statistics of the runs that never waited, when there are any.
     pub quiet: Option<Stats>,
-    /// The input every run was given, `[batch, C, H, W]` (what `--compare-ort` gives ONNX
-    /// Runtime too).
-    pub input_shape: Vec<usize>,
-    pub input: Vec<f32>,
     /// The last run's output (what `--compare-ort` checks ONNX Runtime's against).
     pub output: netml_infer::Output,
 }
 
+/// Another engine run beside ours, batch for batch (`--compare-ort`), so that both see the
+/// same load on a shared machine.
+pub(super) trait Beside {
+    /// Called once, before the first run, with the input every run is given (`shape` is
+    /// `[batch, C, H, W]`).
+    fn start(&mut self, shape: &[usize], input: &[f32]);
+    /// Called after each of our runs, warm-up and timed, outside our timing.
+    fn step(&mut self);
+}
+
 /// Opens the engine and times `runs` batches after `warmup` untimed ones, showing progress
-/// on stderr.
-pub(super) fn measure(p: &Plan) -> Result<Measured, String> {
+/// on stderr; `beside` runs one batch after each of ours.
+pub(super) fn measure(p: &Plan, mut beside: Option<&mut dyn Beside>) -> Result<Measured, String> {
     let (mut engine, load_ms) =
         open_engine_threads(p.model, p.backend, p.batch, p.precision, p.threads)?;
     let per: usize = engine.input_shape().iter().product();
     let input = random_input(p.seed, per * p.batch);
+    let input_shape = [&[p.batch], engine.input_shape()].concat();
+    if let Some(b) = beside.as_deref_mut() {
+        b.start(&input_shape, &input);
+    }
     let mut progress = Progress::new(p);
     for _ in 0..p.warmup {
         engine
             .run(&input, p.batch)
             .map_err(|e| format!("inference: {e}"))?;
+        if let Some(b) = beside.as_deref_mut() {
+            b.step();
+        }
     }
     let mut ms = Vec::with_capacity(p.runs);
     let mut quiet = Vec::with_capacity(p.runs);
@@ -113,6 +126,9 @@ pub(super) fn measure(p: &Plan) -> Result<Measured, String> {
         }
         // Dropped outside the timed region, like a caller consuming the result would.
         last = Some(out);
+        if let Some(b) = beside.as_deref_mut() {
+            b.step();
+        }
         progress.update(ms.len());
         if p.cap.is_some_and(|c| start.elapsed() >= c) && ms.len() < p.runs {
             capped = true;
@@ -126,8 +142,6 @@ pub(super) fn measure(p: &Plan) -> Result<Measured, String> {
         capped,
         waited: sched.is_some().then_some(waited),
         quiet: (!quiet.is_empty()).then(|| Stats::of(&quiet)),
-        input_shape: [&[p.batch], engine.input_shape()].concat(),
-        input,
         output: last.expect("at least one run"),
     })
 }

@@ -21,7 +21,7 @@ mod measure;
 pub(crate) mod report;
 
 use clap::Args as ClapArgs;
-use compare::{measure_ort, OrtRun};
+use compare::OrtBeside;
 use measure::{measure, Plan};
 use netml_infer::engine::Backend;
 use netml_infer::plan::Precision;
@@ -47,8 +47,8 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', default_value = "1", value_parser = crate::infer::parse_threads)]
     threads: Vec<usize>,
     /// Also run ONNX Runtime as a user would (the `onnxruntime` Python wheel through
-    /// python3) on each case's input with the same threads, warm-up, runs and cap, and print
-    /// ours vs ORT images/s and their ratio (fp32 cases only).
+    /// python3) on each case's input with the same threads, one batch after each of ours,
+    /// and print ours vs ORT images/s and their ratio (fp32 cases only).
     #[arg(long)]
     compare_ort: bool,
     /// Batch sizes, comma-separated.
@@ -134,6 +134,8 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
     let mut failed = 0;
     for (model, batch, precision, threads) in cases {
         let name = model_name(model);
+        let mut ort =
+            (a.compare_ort && precision == Precision::Fp32).then(|| OrtBeside::new(model, threads));
         let result = if backend.fp32_only() && precision != Precision::Fp32 {
             Err(format!(
                 "skipped: {precision} not supported by the {backend} backend (fp32 only)"
@@ -151,22 +153,16 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
                 seed: a.seed,
                 index: (rows.len() + 1, n),
             };
-            measure(&plan).map_err(|e| {
+            let beside = ort.as_mut().map(|o| o as &mut dyn measure::Beside);
+            measure(&plan, beside).map_err(|e| {
                 failed += 1;
                 format!("failed: {e}")
             })
         };
         log_case(rows.len() + 1, n, &name, batch, precision, threads, &result);
-        let ort = match &result {
-            Ok(m) if a.compare_ort && precision == Precision::Fp32 => {
-                let run = OrtRun {
-                    model,
-                    threads,
-                    warmup: a.warmup,
-                    runs: a.runs,
-                    cap,
-                };
-                let r = measure_ort(&run, m);
+        let ort = match (ort, &result) {
+            (Some(o), Ok(m)) => {
+                let r = o.finish(m, a.warmup);
                 log_ort(&r);
                 Some(r)
             }
