@@ -4,6 +4,7 @@
 
 use crate::config::FunctionConfig;
 use cudarc::driver::CudaContext;
+use netml_gpu::cuda::green::GreenPartition;
 use netml_infer::gpu::GpuEngine;
 use netml_infer::{Backend, Engine, Precision};
 use netml_serve::exec::{
@@ -18,7 +19,9 @@ pub(super) enum Place {
     /// CPU instances, each on its share of cores (one share per instance; none: one
     /// unpinned thread each).
     Cpu(Vec<CpuShare>),
-    Gpu(Arc<CudaContext>),
+    /// GPU instances in the pipeline's context, each on a green-context partition of its
+    /// share's SMs (one share per instance; none: the whole device).
+    Gpu(Arc<CudaContext>, Vec<u32>),
 }
 
 /// The cores CPU shares are pinned to, handed out in turn: the rx workers' cores are left
@@ -208,7 +211,7 @@ pub(super) fn build(
                 recipe,
             }))
         }
-        Place::Gpu(ctx) => {
+        Place::Gpu(ctx, shares) => {
             // Each plan is loaded once, warmed up (its second run timed) and kept.
             let mut warm = |e: &mut dyn Engine, b: usize| -> Result<(), String> {
                 shape = e.input_shape().to_vec();
@@ -232,9 +235,25 @@ pub(super) fn build(
                 warm(&mut e, b)?;
                 engines.insert(b, e);
             }
+            // Unrun: written without a GPU at hand. The seeds above were timed on the whole
+            // device; on a partition the scheduler learns its latency from the first batches.
+            // Each partition is split off the whole device (`GreenPartition::new`), so two
+            // partitions (or one and the gather kernel's) may share SMs: disjoint ones need a
+            // split of what the others left, which `netml_gpu` does not offer yet.
+            let instance = match shares.get(k) {
+                Some(&sms) => GreenPartition::new(ctx, sms)
+                    .map_err(|e| format!("a green-context partition of {sms} SMs: {e:?}"))
+                    .and_then(|p| {
+                        tracing::info!(
+                            "function {name:?} instance {k}: {} SMs (asked {sms})",
+                            p.sm_count()
+                        );
+                        GpuInstance::on_partition(ctx, &p, engines, f.top_k)
+                    }),
+                None => GpuInstance::new(ctx, engines, f.top_k),
+            };
             Executor::Gpu(
-                GpuInstance::new(ctx, engines, f.top_k)
-                    .map_err(|e| format!("function {name:?}: {file} on the GPU: {e}"))?,
+                instance.map_err(|e| format!("function {name:?}: {file} on the GPU: {e}"))?,
             )
         }
     };

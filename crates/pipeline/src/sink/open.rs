@@ -102,9 +102,9 @@ fn prepare(f: &FunctionConfig, target: Target, cores: &mut Cores) -> Result<Prep
         .map_err(|e| format!("function {name:?}: {e}"))?;
     let place = match (f.target.as_str(), target) {
         ("cpu", _) | ("auto", Target::Host) => Place::Cpu(instances::cpu_shares(f, cores)?),
-        ("auto", Target::Gpu(ordinal)) => Place::Gpu(gpu_context(ordinal)?),
+        ("auto", Target::Gpu(ordinal)) => Place::Gpu(gpu_context(ordinal)?, f.shares.clone()),
         (t, _) => match t.strip_prefix("gpu:").and_then(|n| n.parse::<usize>().ok()) {
-            Some(n) if target == Target::Gpu(n) => Place::Gpu(gpu_context(n)?),
+            Some(n) if target == Target::Gpu(n) => Place::Gpu(gpu_context(n)?, f.shares.clone()),
             Some(n) => {
                 return Err(format!(
                     "function {name:?}: target gpu:{n} but the ingest runs on {target} (instances read the ingest's slots in place)"
