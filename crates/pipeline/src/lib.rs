@@ -23,6 +23,7 @@ pub mod worker;
 use clock::Clock;
 use config::{ChainAction, Config};
 use netml_dpdk::{Mempool, Port, PortConfig, DEFAULT_DATA_ROOM};
+use netml_serve::exec::cpu::{all_cores, set_affinity};
 use netml_verify::Verifier;
 use sink::Sink;
 use stats::Shared;
@@ -283,36 +284,13 @@ impl Drop for Pipeline {
 /// its main lcore and threads spawned afterwards inherit that mask, so without this every
 /// pipeline thread would share one core.
 pub fn unpin_thread() {
-    // SAFETY: sysconf has no preconditions.
-    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
-    if let Err(e) = set_affinity(0..online.min(libc::CPU_SETSIZE as usize)) {
+    if let Err(e) = set_affinity(&all_cores()) {
         tracing::warn!("could not widen the CPU affinity: {e}");
     }
 }
 
 fn pin_to_core(core: usize) {
-    if core >= libc::CPU_SETSIZE as usize {
-        tracing::warn!("core {core} is beyond CPU_SETSIZE; not pinning");
-        return;
-    }
-    if let Err(e) = set_affinity([core]) {
+    if let Err(e) = set_affinity(&[core]) {
         tracing::warn!("could not pin to core {core}: {e}");
     }
-}
-
-/// Restricts the calling thread to `cpus` (each below `CPU_SETSIZE`).
-fn set_affinity(cpus: impl IntoIterator<Item = usize>) -> std::io::Result<()> {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; the callers keep every index below
-    // CPU_SETSIZE, so CPU_SET stays within it.
-    let rc = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for cpu in cpus {
-            libc::CPU_SET(cpu, &mut set);
-        }
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }

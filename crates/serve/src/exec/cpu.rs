@@ -421,15 +421,15 @@ fn run(
     Ok(super::top_k_rows(&out.data, part.images, classes, k))
 }
 
-/// Every online core.
-fn all_cores() -> Vec<usize> {
+/// Every online core (below `CPU_SETSIZE`).
+pub fn all_cores() -> Vec<usize> {
     // SAFETY: sysconf has no preconditions.
     let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
     (0..online.min(libc::CPU_SETSIZE as usize)).collect()
 }
 
 /// Restricts the calling thread (and the threads it spawns later) to `cores`.
-fn set_affinity(cores: &[usize]) -> std::io::Result<()> {
+pub fn set_affinity(cores: &[usize]) -> std::io::Result<()> {
     if cores.iter().any(|&c| c >= libc::CPU_SETSIZE as usize) {
         return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
     }
