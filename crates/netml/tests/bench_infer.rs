@@ -122,7 +122,10 @@ fn bench_infer_compares_with_onnx_runtime_per_thread_count() {
         assert!(ours > 0.0 && theirs > 0.0, "{row:?}");
         let ratio = t.num(row, "ours_over_ort");
         // Written with 4 decimals.
-        assert!((ratio - ours / theirs).abs() <= 1e-4 + 1e-3 * ratio, "{row:?}");
+        assert!(
+            (ratio - ours / theirs).abs() <= 1e-4 + 1e-3 * ratio,
+            "{row:?}"
+        );
         assert!(t.num(row, "ort_rel_l2") < 1e-4, "{row:?}");
     }
 }
