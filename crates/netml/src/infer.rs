@@ -1,12 +1,13 @@
 //! `netml infer`: run one model on an input, the command a user tries first.
 
 use clap::Args as ClapArgs;
-use netml_infer::engine::{self, Backend, Engine};
+use netml_bench::engines::{open_engine_threads, parse_threads, random_input};
+use netml_infer::engine::Backend;
 use netml_infer::npy;
 use netml_infer::plan::Precision;
 use netml_pktgen::images::{self, Format};
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -133,62 +134,6 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Opens `model` on `backend` for batches of up to `batch`, on one thread
-/// ([`open_engine_threads`] with 1).
-pub(crate) fn open_engine(
-    model: &Path,
-    backend: Backend,
-    batch: usize,
-    precision: Precision,
-) -> Result<(Box<dyn Engine>, f64), String> {
-    open_engine_threads(model, backend, batch, precision, 1)
-}
-
-/// Opens `model` on `backend` for batches of up to `batch`, the CPU backends on `threads`
-/// threads (shared with `netml bench infer`); also returns the load time in ms. Errors are
-/// one line naming the file.
-pub(crate) fn open_engine_threads(
-    model: &Path,
-    backend: Backend,
-    batch: usize,
-    precision: Precision,
-    threads: usize,
-) -> Result<(Box<dyn Engine>, f64), String> {
-    if !model.exists() {
-        return Err(format!("{}: no such file", model.display()));
-    }
-    let t0 = Instant::now();
-    let engine = engine::open_threads(model, backend, batch, precision, threads)
-        .map_err(|e| format!("{}: {e}", model.display()))?;
-    Ok((engine, t0.elapsed().as_secs_f64() * 1e3))
-}
-
-/// A thread count: a positive number, or `all` for every core this process may use.
-pub(crate) fn parse_threads(s: &str) -> Result<usize, String> {
-    if s.eq_ignore_ascii_case("all") {
-        return Ok(std::thread::available_parallelism().map_or(1, |n| n.get()));
-    }
-    match s.parse::<usize>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!(
-            "'{s}': expected a positive number of threads or 'all'"
-        )),
-    }
-}
-
-/// `n` seeded pseudo-random values in [-1, 1) (xorshift64), the default input.
-pub(crate) fn random_input(seed: u64, n: usize) -> Vec<f32> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-        })
-        .collect()
 }
 
 /// `batch` images of `shape` (`[C,H,W]`): from the input file (repeated to fill the batch)

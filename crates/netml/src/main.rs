@@ -1,14 +1,13 @@
 //! `netml`: the command-line interface of the netml pipeline.
 
 use clap::{Parser, Subcommand};
+use netml_bench::gpu_check;
 use std::process::ExitCode;
 
 mod bench;
 mod demo;
-mod gpu_check;
 mod infer;
 mod place;
-mod plot;
 mod run;
 mod simulate;
 mod verify_pcap;

@@ -3,7 +3,7 @@
 //! rate and strategy, and the CSV.
 
 use super::{Context, Level};
-use crate::bench::output::{append_csv, csv_field};
+use netml_bench::output::{append_csv, csv_field};
 use netml_serve::place::{self, Placement, Strategy};
 use std::fmt::Write as _;
 use std::path::Path;

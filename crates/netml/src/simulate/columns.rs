@@ -2,7 +2,7 @@
 //! JSON so that the three cannot drift apart.
 
 use super::{FnResult, Run};
-use crate::bench::output::csv_field;
+use netml_bench::output::csv_field;
 use netml_serve::FunctionStats;
 use serde_json::{json, Value};
 

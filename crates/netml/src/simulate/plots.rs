@@ -5,8 +5,8 @@
 use super::summary::{by_level, goodput, p99, total};
 use super::trace::Level;
 use super::{Context, Run};
-use crate::bench::output::{beside, write_file};
-use crate::plot::line_chart;
+use netml_bench::output::{beside, write_file};
+use netml_bench::plot::line_chart;
 use std::path::Path;
 
 /// Writes the goodput plot to `path` and the p99 plot to `<name>-p99.svg` beside it.

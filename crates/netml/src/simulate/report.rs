@@ -5,7 +5,7 @@
 use super::columns::{cells, Cell, COLUMNS};
 use super::summary::{by_level, goodput, p99, summary, verdict};
 use super::{Context, Run};
-use crate::bench::output::{append_csv, csv_field};
+use netml_bench::output::{append_csv, csv_field};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::path::Path;

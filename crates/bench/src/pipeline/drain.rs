@@ -13,26 +13,26 @@ use std::time::{Duration, Instant};
 
 /// Live counts, for the progress line and the measured window.
 #[derive(Default)]
-pub(in crate::bench) struct DrainStats {
+pub(crate) struct DrainStats {
     /// Results with status Ok and the right CRC-32.
-    pub(in crate::bench) answered: AtomicU64,
+    pub(crate) answered: AtomicU64,
     /// Anything else read off the ring (another status, a wrong CRC, or not a result frame).
-    pub(in crate::bench) bad: AtomicU64,
+    pub(crate) bad: AtomicU64,
     /// Of those, frames that are not result messages at all.
-    pub(in crate::bench) unparsed: AtomicU64,
+    pub(crate) unparsed: AtomicU64,
 }
 
 /// One result: when it was read, its latency from the sender timestamp (both ns since the
 /// epoch), the part of it inside the pipeline (its stage timestamps: first fragment
 /// received -> result sent), its model and status, and whether it was good (Ok, right CRC).
 #[derive(Clone, Copy)]
-pub(in crate::bench) struct Answer {
-    pub(in crate::bench) read_ns: u64,
-    pub(in crate::bench) latency_ns: u64,
-    pub(in crate::bench) inside_ns: u64,
-    pub(in crate::bench) model: u8,
-    pub(in crate::bench) status: Status,
-    pub(in crate::bench) good: bool,
+pub(crate) struct Answer {
+    pub(crate) read_ns: u64,
+    pub(crate) latency_ns: u64,
+    pub(crate) inside_ns: u64,
+    pub(crate) model: u8,
+    pub(crate) status: Status,
+    pub(crate) good: bool,
 }
 
 /// The reader thread's state.

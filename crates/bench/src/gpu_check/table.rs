@@ -7,7 +7,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::Row;
-use crate::bench::output::csv_field;
+use crate::output::csv_field;
 
 fn result(ok: Option<bool>) -> &'static str {
     match ok {

@@ -2,7 +2,7 @@
 
 use super::meter::{Quiet, Rates};
 use super::output::append_csv;
-use super::RxArgs;
+use crate::rx::Args as RxArgs;
 use netml_pipeline::stats::WorkerCounters;
 use std::fmt::Write as _;
 use std::path::Path;

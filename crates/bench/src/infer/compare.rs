@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 /// The script run for every case (`python3 -c`).
-const SCRIPT: &str = include_str!("../../../../../scripts/models/ort_bench.py");
+const SCRIPT: &str = include_str!("../../../../scripts/models/ort_bench.py");
 
 /// ONNX Runtime's figures for one case.
 #[derive(Debug, Clone)]

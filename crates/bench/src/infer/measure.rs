@@ -1,7 +1,7 @@
 //! Timing one case (model x batch x precision x threads): warm-up, timed runs, latency
 //! percentiles.
 
-use crate::infer::{open_engine_threads, random_input};
+use crate::engines::{open_engine_threads, random_input};
 use netml_infer::engine::Backend;
 use netml_infer::plan::Precision;
 use std::io::{IsTerminal, Write};

@@ -7,14 +7,14 @@
 //! stopped and the mbufs counted back; last the report, with netml's ns/packet over the
 //! floor's.
 
-use super::eal::{check_huge, eal_argv};
-use super::feeder::{prestarted, thread_cpus, thread_dir, Feeder, Job, Returns};
-use super::floor::FloorWorker;
-use super::meter::{rx_observer, FeedMeter, Probes, Rates, RxMeter};
-use super::monitor::Monitor;
-use super::report::{report, report_floor, write_csv, Headline, Ratio};
-use super::traffic::Traffic;
-use super::RxArgs;
+use crate::eal::{check_huge, eal_argv};
+use crate::feeder::{prestarted, thread_cpus, thread_dir, Feeder, Job, Returns};
+use crate::floor::FloorWorker;
+use crate::meter::{rx_observer, FeedMeter, Probes, Rates, RxMeter};
+use crate::monitor::Monitor;
+use crate::report::{report, report_floor, write_csv, Headline, Ratio};
+use crate::traffic::Traffic;
+use clap::Args as ClapArgs;
 use netml_dpdk::{
     memory_segments, register_thread, ring_port, tsc_hz, Eal, Mbuf, Mempool, Port, PortConfig,
     Ring, DEFAULT_DATA_ROOM,
@@ -34,7 +34,68 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-pub(super) fn rx(a: RxArgs) -> Result<ExitCode, String> {
+/// Options of `netml bench rx`.
+#[derive(ClapArgs)]
+pub struct Args {
+    /// Seconds measured (after the warm-up).
+    #[arg(long, default_value_t = 5.0)]
+    pub(crate) seconds: f64,
+    /// Seconds run before measuring.
+    #[arg(long, default_value_t = 1.0)]
+    pub(crate) warmup: f64,
+    /// Packets per rx burst.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=512))]
+    pub(crate) burst: u16,
+    /// Flows (source ports) the images are spread over.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub(crate) flows: u16,
+    /// Packets of one flow the feeder sends before switching to the next flow (1: every
+    /// packet belongs to another image than the one before, the verifier's worst case).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) interleave: u16,
+    /// Capacity of the rx ring (what a NIC rx descriptor ring would hold).
+    #[arg(long, default_value_t = 4096)]
+    pub(crate) ring: u32,
+    /// Tensor shape of an image.
+    #[arg(long, default_value = "1x3x224x224")]
+    pub(crate) shape: String,
+    /// Payload bytes per fragment.
+    #[arg(long, default_value_t = 1024)]
+    pub(crate) frag_size: u16,
+    /// Run on hugepages (`--in-memory` instead of `--no-huge -m 2048`); configure them first
+    /// with `scripts/hugepages setup`.
+    #[arg(long)]
+    pub(crate) huge: bool,
+    /// Extra EAL argument (repeatable), appended to the defaults.
+    #[arg(long = "eal", allow_hyphen_values = true)]
+    pub(crate) eal: Vec<String>,
+    /// Measure only the floor: a receiver that does rx_burst, reads each packet's first 64
+    /// bytes and gives the mbufs back (by default the floor runs after the pipeline's worker).
+    #[arg(long, conflicts_with = "no_floor")]
+    pub(crate) floor: bool,
+    /// Measure only the pipeline's worker, not the floor.
+    #[arg(long)]
+    pub(crate) no_floor: bool,
+    /// Append one CSV row per receiver to this file (header written when the file is new):
+    /// mode (rx-* or floor-*), mpps, ns_per_packet, images_per_s, budget_ns, target_mpps,
+    /// vs_floor (netml's ns/packet over the floor's, on the rx row), target_vs_floor.
+    #[arg(long)]
+    pub(crate) csv: Option<PathBuf>,
+}
+
+impl Args {
+    /// The receivers to measure, in order.
+    fn receivers(&self) -> Vec<Receiver> {
+        match (self.floor, self.no_floor) {
+            (true, _) => vec![Receiver::Floor],
+            (false, true) => vec![Receiver::Netml],
+            (false, false) => vec![Receiver::Netml, Receiver::Floor],
+        }
+    }
+}
+
+/// Runs `netml bench rx`.
+pub fn run(a: Args) -> Result<ExitCode, String> {
     if a.seconds.is_nan() || a.seconds <= 0.0 || a.warmup.is_nan() || a.warmup < 0.0 {
         return Err("--seconds must be positive and --warmup not negative".into());
     }
@@ -140,7 +201,7 @@ struct Measured {
 }
 
 impl Measured {
-    fn report(&self, a: &RxArgs, frags: usize) -> String {
+    fn report(&self, a: &Args, frags: usize) -> String {
         match self.receiver {
             Receiver::Netml => report(
                 a,
@@ -171,7 +232,7 @@ impl Measured {
 
 /// One receiver's run: its own port and circulation from the shared pool.
 struct Phase<'a> {
-    a: &'a RxArgs,
+    a: &'a Args,
     traffic: &'a Traffic,
     pool: &'a Mempool,
     stop: &'a AtomicBool,
@@ -260,7 +321,7 @@ impl RxPort {
 }
 
 /// The line that says what is measured and on what memory.
-fn print_setup(a: &RxArgs, t: &Traffic, memory: &str, hz: f64) -> Result<(), String> {
+fn print_setup(a: &Args, t: &Traffic, memory: &str, hz: f64) -> Result<(), String> {
     let segs = memory_segments().map_err(|e| e.to_string())?;
     let page_kib: std::collections::BTreeSet<u64> =
         segs.iter().map(|s| s.hugepage_sz >> 10).collect();
@@ -326,7 +387,7 @@ impl Run {
     /// run on.
     fn start(
         receiver: Receiver,
-        a: &RxArgs,
+        a: &Args,
         traffic: &Traffic,
         rx_port: &RxPort,
         (queues, next_id): (Vec<VecDeque<Mbuf>>, Vec<u32>),

@@ -93,7 +93,7 @@ impl Baseline {
         let Some(path) = std::env::var_os("NETML_TORCH_BASELINE").map(PathBuf::from) else {
             return (Baseline::Table, None);
         };
-        match crate::bench::infer::report::read_baseline(&path) {
+        match crate::infer::report::read_baseline(&path) {
             Ok(m) => (Baseline::SameRun(m), None),
             Err(e) => (
                 Baseline::Table,

@@ -3,7 +3,7 @@
 //! Runtime (the Python wheel) on the same inputs right after each case, side by side.
 //!
 //! Each case opens the model with the same code as `netml infer`
-//! ([`crate::infer::open_engine`]), runs `--warmup` untimed batches of seeded random input,
+//! ([`crate::engines::open_engine`]), runs `--warmup` untimed batches of seeded random input,
 //! then times `--runs` batches one by one (wall clock around `Engine::run`, which returns
 //! only when the output is on the host). The per-batch mean gives ms/batch and images/s;
 //! p50/p99/max come from the individual runs (the target: p99 within 10% of p50).
@@ -44,7 +44,7 @@ pub struct Args {
     #[arg(long, default_value = "cpu")]
     backend: String,
     /// Thread counts the CPU backends compute on, comma-separated; `all`: every core.
-    #[arg(long, value_delimiter = ',', default_value = "1", value_parser = crate::infer::parse_threads)]
+    #[arg(long, value_delimiter = ',', default_value = "1", value_parser = crate::engines::parse_threads)]
     threads: Vec<usize>,
     /// Also run ONNX Runtime as a user would (the `onnxruntime` Python wheel through
     /// python3) on each case's input with the same threads, one batch after each of ours,

@@ -18,15 +18,15 @@ use std::time::{Duration, Instant};
 const RING: u32 = 4096;
 
 /// A running case.
-pub(in crate::bench) struct Rig {
+pub(crate) struct Rig {
     rx: Ring,
     /// The pipeline under test.
-    pub(in crate::bench) p: Pipeline,
+    pub(crate) p: Pipeline,
     /// Its mempool (the sender allocates from it).
-    pub(in crate::bench) pool: Mempool,
+    pub(crate) pool: Mempool,
     /// What the sender and the reader publish.
-    pub(in crate::bench) feed: Arc<FeedStats>,
-    pub(in crate::bench) drained: Arc<DrainStats>,
+    pub(crate) feed: Arc<FeedStats>,
+    pub(crate) drained: Arc<DrainStats>,
     stop_feed: Arc<AtomicBool>,
     stop_drain: Arc<AtomicBool>,
     feed_thread: JoinHandle<()>,
@@ -34,20 +34,20 @@ pub(in crate::bench) struct Rig {
 }
 
 /// What a case leaves after it stopped.
-pub(in crate::bench) struct Done {
+pub(crate) struct Done {
     /// The pipeline's final counters.
-    pub(in crate::bench) report: Report,
+    pub(crate) report: Report,
     /// Every result read, in the order read.
-    pub(in crate::bench) answers: Vec<Answer>,
+    pub(crate) answers: Vec<Answer>,
     /// Mbufs not back in the pool after stop and drain.
-    pub(in crate::bench) leaked: i64,
+    pub(crate) leaked: i64,
 }
 
 impl Rig {
     /// Starts the pipeline of `cfg` on port `name` (unique in the run: the EAL outlives the
     /// case), the sender of `streams` and the result reader (`crc32`: what good results
     /// must echo; none when the sink does not check).
-    pub(in crate::bench) fn start(
+    pub(crate) fn start(
         name: &str,
         cfg: &Config,
         streams: Vec<Stream>,
@@ -101,7 +101,7 @@ impl Rig {
     /// Runs `warmup` then `seconds` (less when `interrupted`), taking a `sample` every
     /// `every` and handing each to `tick(seconds since the start, previous, this one)`;
     /// returns the samples at the start and the end of the measured window.
-    pub(in crate::bench) fn measure<S: Clone>(
+    pub(crate) fn measure<S: Clone>(
         &self,
         warmup: f64,
         seconds: f64,
@@ -131,7 +131,7 @@ impl Rig {
 
     /// Stops the sender, lets the pipeline take what is on the ring and answer it, stops it,
     /// reads the last results and counts the mbufs that did not come back.
-    pub(in crate::bench) fn finish(mut self) -> Result<Done, String> {
+    pub(crate) fn finish(mut self) -> Result<Done, String> {
         self.stop_feed.store(true, Ordering::Relaxed);
         let _ = self.feed_thread.join();
         let quiet = Instant::now();
@@ -159,12 +159,12 @@ impl Rig {
 }
 
 /// Nanoseconds from `epoch` to `at` (the clock of the sender timestamps and of the reader).
-pub(in crate::bench) fn since_epoch(epoch: Instant, at: Instant) -> u64 {
+pub(crate) fn since_epoch(epoch: Instant, at: Instant) -> u64 {
     at.saturating_duration_since(epoch).as_nanos() as u64
 }
 
 /// Nearest-rank percentile of sorted values (0 when there are none).
-pub(in crate::bench) fn percentile(sorted: &[u64], q: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[u64], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -174,13 +174,13 @@ pub(in crate::bench) fn percentile(sorted: &[u64], q: f64) -> f64 {
 
 /// CPU time (ns on a CPU, `/proc/.../schedstat`) of this process's threads whose name
 /// starts with one of `prefixes` (the pipeline publishes only its own two threads' CPU).
-pub(in crate::bench) fn threads_run_ns(prefixes: &[&str]) -> u64 {
+pub(crate) fn threads_run_ns(prefixes: &[&str]) -> u64 {
     schedstat(prefixes, 0)
 }
 
 /// Time (ns) the same threads were ready to run but waited for a CPU: on a small shared
 /// machine, what a thread's wall-clock figures include beside its own work.
-pub(in crate::bench) fn threads_wait_ns(prefixes: &[&str]) -> u64 {
+pub(crate) fn threads_wait_ns(prefixes: &[&str]) -> u64 {
     schedstat(prefixes, 1)
 }
 

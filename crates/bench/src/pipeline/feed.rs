@@ -18,21 +18,21 @@ use std::time::{Duration, Instant};
 
 /// What the sender publishes (after every image).
 #[derive(Default)]
-pub(in crate::bench) struct FeedStats {
+pub(crate) struct FeedStats {
     /// Images wholly enqueued on the rx ring.
-    pub(in crate::bench) images: AtomicU64,
+    pub(crate) images: AtomicU64,
     /// The same per stream, in the order of [`Feeder::streams`].
-    pub(in crate::bench) by_stream: Vec<AtomicU64>,
+    pub(crate) by_stream: Vec<AtomicU64>,
     /// Allocations that found the pool empty, and enqueues that found the ring full.
-    pub(in crate::bench) pool_waits: AtomicU64,
-    pub(in crate::bench) ring_waits: AtomicU64,
+    pub(crate) pool_waits: AtomicU64,
+    pub(crate) ring_waits: AtomicU64,
     /// The sender thread's CPU time.
-    pub(in crate::bench) cpu_ns: AtomicU64,
+    pub(crate) cpu_ns: AtomicU64,
 }
 
 impl FeedStats {
     /// Zeroed counters for `streams` streams.
-    pub(in crate::bench) fn new(streams: usize) -> FeedStats {
+    pub(crate) fn new(streams: usize) -> FeedStats {
         FeedStats {
             by_stream: (0..streams).map(|_| AtomicU64::new(0)).collect(),
             ..FeedStats::default()
@@ -41,14 +41,14 @@ impl FeedStats {
 }
 
 /// Images of one model at one rate.
-pub(in crate::bench) struct Stream {
-    pub(in crate::bench) frames: Arc<Frames>,
+pub(crate) struct Stream {
+    pub(crate) frames: Arc<Frames>,
     /// Images per second offered; 0: as fast as the sender can.
-    pub(in crate::bench) rate: f64,
+    pub(crate) rate: f64,
 }
 
 /// Nanoseconds since `epoch`: the clock of the sender timestamps and of the result reader.
-pub(in crate::bench) fn since(epoch: Instant) -> u64 {
+pub(crate) fn since(epoch: Instant) -> u64 {
     epoch.elapsed().as_nanos() as u64
 }
 

@@ -2,7 +2,7 @@
 //! enough copies of them in mbufs to keep the rx ring full.
 
 use super::feeder::set_image_id;
-use super::RxArgs;
+use crate::rx::Args as RxArgs;
 use netml_dpdk::{Mbuf, Mempool};
 use netml_pktgen::flows::{FlowConfig, DEFAULT_DST, DEFAULT_SRC};
 use netml_pktgen::fragmenter::{self, Damage, FragmentId};

@@ -2,7 +2,7 @@
 //! of the pipeline running. The best of them is the function's capacity on this machine,
 //! which `--loads` are fractions of and the live figures are compared with.
 
-use crate::infer::{open_engine, random_input};
+use crate::engines::{open_engine, random_input};
 use netml_infer::engine::Backend;
 use netml_infer::plan::Precision;
 use std::path::Path;

@@ -35,7 +35,7 @@ impl Files {
 /// Appends `rows` (whole lines) to the CSV file at `path`, with `header` as its first line
 /// when the file is new or empty, so that runs of several modes or machines can share one
 /// file. The error names the file.
-pub(crate) fn append_csv(path: &Path, header: &str, rows: &str) -> Result<(), String> {
+pub fn append_csv(path: &Path, header: &str, rows: &str) -> Result<(), String> {
     let at = |e: std::io::Error| format!("{}: {e}", path.display());
     let fresh = std::fs::metadata(path).map_or(true, |m| m.len() == 0);
     let mut f = std::fs::OpenOptions::new()
@@ -54,13 +54,13 @@ pub(crate) fn append_csv(path: &Path, header: &str, rows: &str) -> Result<(), St
 }
 
 /// Writes `text` (a plot) to `path`; the error names the file.
-pub(crate) fn write_file(path: &Path, text: &str) -> Result<(), String> {
+pub fn write_file(path: &Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Where a second plot goes beside `--plot FILE.svg`: `FILE-<suffix>.svg` (`fallback` is
 /// the stem when the path has none).
-pub(crate) fn beside(plot: &Path, suffix: &str, fallback: &str) -> PathBuf {
+pub fn beside(plot: &Path, suffix: &str, fallback: &str) -> PathBuf {
     let stem = plot
         .file_stem()
         .map_or_else(|| fallback.into(), |s| s.to_string_lossy().into_owned());
@@ -68,7 +68,7 @@ pub(crate) fn beside(plot: &Path, suffix: &str, fallback: &str) -> PathBuf {
 }
 
 /// A CSV field, quoted when it holds a comma, a quote or a line break.
-pub(crate) fn csv_field(s: &str) -> String {
+pub fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
