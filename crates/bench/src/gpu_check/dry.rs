@@ -60,7 +60,7 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
 pub fn run(a: &Args) -> Result<ExitCode, String> {
     println!(
         "gpu-check: dry run: CPU side of every section measured here, GPU side estimated \
-         (assumptions in crates/netml/src/gpu_check/dry.rs)"
+         (assumptions in crates/bench/src/gpu_check/dry.rs)"
     );
     let mut costs = Vec::new();
     let (_, s) = timed(|| libraries::rows(&mut Rows::printed("libraries")));
