@@ -1,7 +1,7 @@
 //! The main thread while the rx worker and the feeder run: the warm-up and the measured
 //! window, sampled every 100 ms and printed every second.
 
-use super::meter::{Probes, Quiet, Rates, Sample};
+use crate::meter::{Probes, Quiet, Rates, Sample};
 use netml_dpdk::Ring;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};

@@ -1,20 +1,55 @@
-//! `netml bench rx`: the setup, the run and the tear-down, in the order they happen.
+//! `netml bench rx`: what one rx core costs per packet: `rx_burst` from a net_ring
+//! port, frame classification (`netml_verify::receive`) and the completeness verifier
+//! (`Verifier::push`), driven by the pipeline's own [`Worker`] loop on one thread.
 //!
-//! [`rx`] reads top to bottom: build the traffic, start the bench threads (before
+//! ```text
+//!            rte_ring (net_ring rx queue 0)
+//! feeder ---------------------------------> Worker::run_observed (rx_burst, classify, verify)
+//!   ^                                              |
+//!   +------------ dispatch queue (Complete) -------+
+//!   rewrite image id + header checksum, re-enqueue
+//! ```
+//!
+//! The feeder starts with enough pre-built fragment frames (real frames from the pktgen
+//! fragmenter) in mbufs to keep the ring full, interleaves the flows, and recycles the mbufs
+//! of every image the worker completes: it gives each a new image id (so images never
+//! repeat and the verifier never sees a late fragment), fixes the fragment header checksum
+//! and enqueues them again. Nothing is allocated or freed in steady state.
+//!
+//! The worker's own time is measured with the TSC around every loop iteration that
+//! received packets (empty polls, and iterations the scheduler interrupted, are left out), so
+//! the per-core figure holds whether the feeder keeps up or not; the feeder's delivered rate
+//! and busy time are reported beside it. Other processes on a small machine are detected
+//! through the threads' scheduler statistics (`/proc/.../schedstat`).
+//!
+//! The floor ([`floor`]) runs next, on the same feeder, ring and traffic: a receiver that
+//! does only `rx_burst`, reads each packet's first 64 bytes and gives the mbufs back
+//! through a return ring, where the feeder stamps them as it stamps completed images. The
+//! report gives netml's ns/packet as a multiple of the floor's.
+//!
+//! [`run`] reads top to bottom: build the traffic, start the bench threads (before
 //! `rte_eal_init`, see [`prestarted`]), bring up EAL and the mempool; then for each
-//! receiver (the pipeline's worker, then the floor of [`super::floor`]): a net_ring port,
+//! receiver (the pipeline's worker, then the floor of [`floor`]): a net_ring port,
 //! the circulation, the receiver and the feeder started, warm-up, measurement, everything
 //! stopped and the mbufs counted back; last the report, with netml's ns/packet over the
 //! floor's.
+//!
+//! Beside [`run`]: [`floor`] (the floor's receiver), [`monitor`] (the warm-up and the
+//! measured window), [`report`] (text and CSV); shared with the other harnesses:
+//! [`crate::traffic`] (the frames and the circulation), [`crate::feeder`] (the feeder
+//! thread), [`crate::meter`] (the threads' counters and the rates).
+
+mod floor;
+mod monitor;
+mod report;
 
 use crate::eal::{check_huge, eal_argv};
 use crate::feeder::{prestarted, thread_cpus, thread_dir, Feeder, Job, Returns};
-use crate::floor::FloorWorker;
 use crate::meter::{rx_observer, FeedMeter, Probes, Rates, RxMeter};
-use crate::monitor::Monitor;
-use crate::report::{report, report_floor, write_csv, Headline, Ratio};
 use crate::traffic::Traffic;
 use clap::Args as ClapArgs;
+use floor::FloorWorker;
+use monitor::Monitor;
 use netml_dpdk::{
     memory_segments, register_thread, ring_port, tsc_hz, Eal, Mbuf, Mempool, Port, PortConfig,
     Ring, DEFAULT_DATA_ROOM,
@@ -26,6 +61,7 @@ use netml_pipeline::worker::{dispatch_queue, Worker};
 use netml_pktgen::tensor;
 use netml_verify::Verifier;
 use netml_wire::fragment::Dtype;
+use report::{report, report_floor, write_csv, Headline, Ratio};
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -173,7 +209,7 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
     })
 }
 
-/// What reads the ring: the pipeline's worker, or the floor (see [`super::floor`]).
+/// What reads the ring: the pipeline's worker, or the floor (see [`floor`]).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) enum Receiver {
     Netml,

@@ -1,8 +1,8 @@
 //! The result of a run: the headline per-core figures, the text report and the CSV row.
 
-use super::meter::{Quiet, Rates};
-use super::output::append_csv;
-use crate::rx::Args as RxArgs;
+use super::Args as RxArgs;
+use crate::meter::{Quiet, Rates};
+use crate::output::append_csv;
 use netml_pipeline::stats::WorkerCounters;
 use std::fmt::Write as _;
 use std::path::Path;
