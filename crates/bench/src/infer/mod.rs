@@ -43,8 +43,10 @@ pub struct Args {
     /// reference (the plan's CPU executor), gpu.
     #[arg(long, default_value = "cpu")]
     backend: String,
-    /// Thread counts the CPU backends compute on, comma-separated; `all`: every core.
-    #[arg(long, value_delimiter = ',', default_value = "1", value_parser = crate::engines::parse_threads)]
+    /// Thread counts the CPU backends compute on, comma-separated; `all`: every core. These
+    /// are a CPU instance's shares: the CSV's `threads` column makes it a share profile for
+    /// `netml simulate --sharing` (GPU share profiles: `gpu-check`'s sharing section).
+    #[arg(long, visible_alias = "shares", value_delimiter = ',', default_value = "1", value_parser = crate::engines::parse_threads)]
     threads: Vec<usize>,
     /// Also run ONNX Runtime as a user would (the `onnxruntime` Python wheel through
     /// python3) on each case's input with the same threads, one batch after each of ours,
