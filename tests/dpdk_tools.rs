@@ -207,9 +207,14 @@ fn telemetry_lists_dpdk_and_netml_endpoints_and_agrees_with_the_report() {
             ],
         );
         let stats = &r[0];
+        // The function's counters come from the serving stage's own snapshot, which may
+        // trail the totals by a tick: wait for both.
+        let function = &r[2]["mobilenet_small"];
         let settled = stats.is_object()
             && n(&stats["rx"]["fragments"]) == fragments
             && n(&stats["sink"]["ok"]) + n(&stats["sink"]["unknown_model"]) == 120
+            && function.is_object()
+            && n(&function["answered"]) == n(&stats["sink"]["ok"])
             && previous.is_object()
             && stable(&stats["sink"]) == stable(&previous["sink"]);
         if settled {
