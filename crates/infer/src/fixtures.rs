@@ -49,6 +49,32 @@ impl Rng {
     }
 }
 
+/// Writes the small variant of seed model `name` (`scripts/models/export.py --small`) into
+/// `dir` and returns its path; `None` (the caller's test is skipped, with a line saying why)
+/// when python3 or its onnx package is missing, unless NETML_REQUIRE_MODELS is set (CI),
+/// where that is a failure.
+pub fn small_model(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = std::process::Command::new("python3")
+        .arg(root.join("scripts/models/export.py"))
+        .arg("--small")
+        .arg(dir)
+        .arg(name)
+        .output();
+    match out {
+        Ok(o) if o.status.success() => Some(dir.join(format!("{name}_small.onnx"))),
+        other => {
+            let why = format!("{other:?}");
+            assert!(
+                std::env::var_os("NETML_REQUIRE_MODELS").is_none(),
+                "cannot export models: {why}"
+            );
+            eprintln!("SKIPPED: cannot export models (pip install -r scripts/models/requirements.txt): {why}");
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,6 @@ use netml_serve::exec::{
 };
 use netml_serve::{Event, Function, FunctionSpec, LatencyModel, Policy, Server};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,28 +24,9 @@ const MODEL: &str = "resnet50";
 const SIZES: [usize; 3] = [1, 2, 4];
 const TOP_K: usize = 3;
 
-/// Writes `MODEL`'s small variant into `dir`; `None` (skipped) without python3 + onnx,
-/// unless NETML_REQUIRE_MODELS is set.
+/// Writes `MODEL`'s small variant into `dir` (`None`: skipped).
 fn small_model(dir: &Path) -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = Command::new("python3")
-        .arg(root.join("scripts/models/export.py"))
-        .arg("--small")
-        .arg(dir)
-        .arg(MODEL)
-        .output();
-    match out {
-        Ok(o) if o.status.success() => Some(dir.join(format!("{MODEL}_small.onnx"))),
-        other => {
-            let why = format!("{other:?}");
-            assert!(
-                std::env::var_os("NETML_REQUIRE_MODELS").is_none(),
-                "cannot export models: {why}"
-            );
-            eprintln!("SKIPPED: cannot export models (pip install -r scripts/models/requirements.txt): {why}");
-            None
-        }
-    }
+    netml_infer::fixtures::small_model(dir, MODEL)
 }
 
 fn model_dir(test: &str) -> PathBuf {

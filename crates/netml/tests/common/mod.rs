@@ -82,27 +82,8 @@ pub fn assert_svg(text: &str) {
     );
 }
 
-/// Writes the small variant of seed model `name` (scripts/models/export.py --small) into
-/// `dir` and returns its path; `None` (the test is skipped) when Python's onnx package is
-/// missing, unless NETML_REQUIRE_MODELS is set (CI), where that is a failure.
+/// The small variant of seed model `name` in `dir` (`None`: skipped; see
+/// [`netml_infer::fixtures::small_model`]).
 pub fn small_model(dir: &Path, name: &str) -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = Command::new("python3")
-        .arg(root.join("scripts/models/export.py"))
-        .arg("--small")
-        .arg(dir)
-        .arg(name)
-        .output();
-    match out {
-        Ok(o) if o.status.success() => Some(dir.join(format!("{name}_small.onnx"))),
-        other => {
-            let why = format!("{other:?}");
-            assert!(
-                std::env::var_os("NETML_REQUIRE_MODELS").is_none(),
-                "cannot export models: {why}"
-            );
-            eprintln!("SKIPPED: cannot export models (pip install -r scripts/models/requirements.txt): {why}");
-            None
-        }
-    }
+    netml_infer::fixtures::small_model(dir, name)
 }

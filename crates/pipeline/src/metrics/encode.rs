@@ -172,37 +172,50 @@ fn ports(enc: &mut DescriptorEncoder<'_>, s: &Sample) -> std::fmt::Result {
     )
 }
 
+/// One counter family per field of a per-queue counter group, named `{prefix}_{field}`.
+fn field_counters(
+    enc: &mut DescriptorEncoder<'_>,
+    workers: &[WorkerCounters],
+    prefix: &str,
+    help: impl Fn(&str) -> String,
+    fields: impl Fn(&WorkerCounters) -> Vec<(&'static str, u64)>,
+) -> std::fmt::Result {
+    let names = fields(&WorkerCounters::default());
+    for (j, (field, _)) in names.iter().enumerate() {
+        counters(
+            enc,
+            &format!("{prefix}_{field}"),
+            &help(field),
+            workers
+                .iter()
+                .enumerate()
+                .map(|(i, w)| (queue(i), fields(w)[j].1)),
+        )?;
+    }
+    Ok(())
+}
+
+/// The label of rx queue `i`.
+fn queue(i: usize) -> Vec<(&'static str, String)> {
+    vec![("queue", i.to_string())]
+}
+
 fn workers(enc: &mut DescriptorEncoder<'_>, workers: &[WorkerCounters]) -> std::fmt::Result {
-    let queue = |i: usize| vec![("queue", i.to_string())];
     // The classification and verifier counters, named after the report's fields.
-    let rx_names = WorkerCounters::default().rx.fields().map(|(k, _)| k);
-    for (j, field) in rx_names.iter().enumerate() {
-        let name = format!("rx_{field}");
-        let help = format!("Frames classified as counted in the report's rx.{field}.");
-        counters(
-            enc,
-            &name,
-            &help,
-            workers
-                .iter()
-                .enumerate()
-                .map(|(i, w)| (queue(i), w.rx.fields()[j].1)),
-        )?;
-    }
-    let verifier_names = WorkerCounters::default().verifier.fields().map(|(k, _)| k);
-    for (j, field) in verifier_names.iter().enumerate() {
-        let name = format!("verifier_{field}");
-        let help = format!("The verifier's {field} counter (the report's verifier.{field}).");
-        counters(
-            enc,
-            &name,
-            &help,
-            workers
-                .iter()
-                .enumerate()
-                .map(|(i, w)| (queue(i), w.verifier.fields()[j].1)),
-        )?;
-    }
+    field_counters(
+        enc,
+        workers,
+        "rx",
+        |f| format!("Frames classified as counted in the report's rx.{f}."),
+        |w| w.rx.fields().to_vec(),
+    )?;
+    field_counters(
+        enc,
+        workers,
+        "verifier",
+        |f| format!("The verifier's {f} counter (the report's verifier.{f})."),
+        |w| w.verifier.fields().to_vec(),
+    )?;
     let per_queue = |f: fn(&WorkerCounters) -> u64| {
         workers
             .iter()
