@@ -394,12 +394,11 @@ impl Traffic {
     fn images_in_capture(&self) -> HashMap<ImageKey, u64> {
         let mut images = HashMap::new();
         for r in read_pcap(&self.pcap) {
-            if let Classified::Fragment {
-                datagram, header, ..
-            } = frame::classify(&r.data, |p| p == 9000)
+            if let Classified::Fragment { source, header, .. } =
+                frame::classify(&r.data, |p| p == 9000)
             {
                 images.insert(
-                    (datagram.src, header.model, header.image),
+                    (source, header.model, header.image),
                     header.total_bytes as u64,
                 );
             }

@@ -16,13 +16,18 @@ use netml_wire::{fragment, pcap, result};
 
 fn check_fragment(data: &[u8], c: &Classified) {
     let Classified::Fragment {
-        datagram,
+        source,
         header,
         payload,
     } = c
     else {
         return;
     };
+    // A fragment is a UDP datagram the general parser locates too, from the same sender.
+    let datagram = frame::parse_udp(data)
+        .expect("a fragment parses as UDP")
+        .expect("a fragment is UDP");
+    assert_eq!(&datagram.src, source);
     let udp = datagram.payload.clone();
     assert!(
         udp.start <= udp.end && udp.end <= data.len(),
@@ -37,13 +42,13 @@ fn check_fragment(data: &[u8], c: &Classified) {
     assert_eq!(payload.start, udp.start + header.header_len());
     assert_eq!(payload.end, udp.end);
     let reparsed = fragment::Repr::parse(&fragment::Packet::new_unchecked(&data[udp]));
-    assert_eq!(reparsed, Ok(*header));
+    assert_eq!(reparsed, Ok(header.clone()));
     assert_eq!(header.descriptor.is_some(), header.index == 0);
     assert_eq!(
         fragment::fragment_count(header.total_bytes as u64, header.frag_size),
         header.count as u64
     );
-    if let Some(d) = header.descriptor {
+    if let Some(d) = &header.descriptor {
         assert_eq!(d.byte_len(), Some(header.total_bytes as u64));
     }
     if let Some(n) = header.expected_payload_len() {

@@ -118,7 +118,7 @@ pub fn build(
         count: id.count,
         frag_size: id.frag_size,
         total_bytes: tensor.len() as u32,
-        descriptor,
+        descriptor: descriptor.map(Box::new),
     };
     let hl = repr.header_len();
     let mut frame = ep.build(hl + (end - start), |b| {
@@ -178,10 +178,10 @@ mod tests {
                 Classified::Fragment {
                     header,
                     payload,
-                    datagram,
+                    source,
                 } => {
                     assert_eq!((header.model, header.image, header.index), (5, 77, index));
-                    assert_eq!(datagram.src, ep.src);
+                    assert_eq!(source, ep.src);
                     assert_eq!(Some(payload.len()), header.expected_payload_len());
                     let at = header.tensor_offset();
                     out[at..at + payload.len()].copy_from_slice(&f[payload]);

@@ -34,6 +34,7 @@ unsafe impl Send for Held {}
 
 impl Held {
     /// Holds `mbuf`, whose tensor bytes are `range` of its data.
+    #[inline]
     pub fn new(mbuf: Mbuf, range: std::ops::Range<usize>) -> Held {
         let ptr = mbuf.data()[range.clone()].as_ptr();
         Held {

@@ -27,7 +27,7 @@ fn image_fragments(image: u32, source: SocketAddr) -> Vec<Fragment<u32>> {
                 count,
                 frag_size: FRAG,
                 total_bytes: TOTAL,
-                descriptor: (index == 0).then_some(d),
+                descriptor: (index == 0).then(|| Box::new(d)),
             };
             let payload_len = header.expected_payload_len().unwrap();
             Fragment {
@@ -57,7 +57,7 @@ fn stream(kind: &str) -> Vec<Fragment<u32>> {
                 }
             }
         }
-        "duplicate_heavy" => s = s.into_iter().flat_map(|f| [f, f]).collect(),
+        "duplicate_heavy" => s = s.into_iter().flat_map(|f| [f.clone(), f]).collect(),
         _ => unreachable!(),
     }
     s
@@ -74,7 +74,7 @@ fn bench_verify(c: &mut Criterion) {
             let mut v = Verifier::new(Config::default());
             let (mut i, mut epoch, mut now) = (0usize, 0u32, 0u64);
             b.iter(|| {
-                let mut f = s[i];
+                let mut f = s[i].clone();
                 f.header.image += epoch * IMAGES;
                 i += 1;
                 if i == s.len() {
@@ -102,7 +102,7 @@ fn bench_verify(c: &mut Criterion) {
                 count: 1,
                 frag_size: 64,
                 total_bytes: 64,
-                descriptor: Some(d),
+                descriptor: Some(Box::new(d)),
             };
             image = image.wrapping_add(1);
             now += 4_000;
@@ -129,7 +129,7 @@ fn bench_classify_and_verify(c: &mut Criterion) {
     let frames: Vec<Vec<u8>> = image_fragments(0, ep.src)
         .iter()
         .map(|f| {
-            let h = f.header;
+            let h = &f.header;
             ep.build(h.header_len() + f.payload_len, |b| {
                 h.emit(&mut fragment::Packet::new_unchecked(b));
             })
@@ -157,14 +157,14 @@ fn bench_classify_and_verify(c: &mut Criterion) {
             }
             now += 1;
             if let Classified::Fragment {
-                datagram,
+                source,
                 mut header,
                 payload,
             } = frame::classify(black_box(fr), |p| p == 9000)
             {
                 header.image += epoch;
                 let f = Fragment {
-                    source: datagram.src,
+                    source,
                     header,
                     payload_len: payload.len(),
                     handle: 0,

@@ -78,13 +78,13 @@ pub fn receive<H>(
     counters.frames += 1;
     match frame::classify(bytes, is_our_port) {
         Classified::Fragment {
-            datagram,
+            source,
             header,
             payload,
         } => {
             counters.fragments += 1;
             let f = Fragment {
-                source: datagram.src,
+                source,
                 header,
                 payload_len: payload.len(),
                 handle,

@@ -55,7 +55,7 @@ impl Default for Config {
 
 /// A fragment as the verifier receives it: the parsed header plus an opaque handle that
 /// owns the packet (dropping the handle frees it).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Fragment<H> {
     /// Sender's address and port.
     pub source: SocketAddr,
@@ -365,7 +365,7 @@ impl<H> Verifier<H> {
                         // Not in flight: late if it finished recently, unless this is
                         // fragment 0 of a new incarnation (another sender timestamp,
                         // docs/protocol.md §7).
-                        let ts = h.descriptor.map(|d| d.timestamp);
+                        let ts = h.descriptor.as_ref().map(|d| d.timestamp);
                         if self.recent.is_late(&key, now, ts) {
                             return self.drop_fragment(Drop::Late);
                         }
@@ -400,8 +400,8 @@ impl<H> Verifier<H> {
         s.bitmap[word] |= bit;
         s.frags[i] = Some(frag.handle);
         s.received += 1;
-        if h.descriptor.is_some() {
-            s.descriptor = h.descriptor;
+        if let Some(d) = h.descriptor {
+            s.descriptor = Some(*d);
         }
         self.counters.accepted += 1;
         self.held += 1;

@@ -76,8 +76,9 @@ pub fn parse_udp(frame: &[u8]) -> Result<Option<Datagram>> {
 pub enum Classified {
     /// A valid fragment of our protocol.
     Fragment {
-        /// Where it came from and where its UDP payload is.
-        datagram: Datagram,
+        /// The sender's address and UDP port (the rest of the addresses stay in the frame:
+        /// [`parse_udp`] reads them when a reply is built).
+        source: SocketAddr,
         /// The fragment header (and descriptor, for fragment 0).
         header: fragment::Repr,
         /// Byte range of the tensor payload within the frame.
@@ -89,11 +90,30 @@ pub enum Classified {
     Invalid(Error),
 }
 
+/// What classifying a datagram needs of it: far smaller than a [`Datagram`], so that the
+/// per-packet path moves a few registers, not a hundred bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct UdpSummary {
+    src: SocketAddr,
+    dst_port: u16,
+    payload: Range<usize>,
+}
+
+impl From<Datagram> for UdpSummary {
+    fn from(d: Datagram) -> Self {
+        UdpSummary {
+            src: d.src,
+            dst_port: d.dst.port(),
+            payload: d.payload,
+        }
+    }
+}
+
 /// Classifies a frame: is it a fragment for one of `is_our_port`'s ports?
 #[inline]
 pub fn classify(frame: &[u8], is_our_port: impl Fn(u16) -> bool) -> Classified {
     match untagged_ipv4_udp(frame) {
-        Some(datagram) => classify_datagram(frame, datagram, is_our_port),
+        Some(udp) => classify_datagram(frame, udp, is_our_port),
         None => classify_any(frame, is_our_port),
     }
 }
@@ -102,7 +122,7 @@ pub fn classify(frame: &[u8], is_our_port: impl Fn(u16) -> bool) -> Classified {
 #[inline(never)]
 fn classify_any(frame: &[u8], is_our_port: impl Fn(u16) -> bool) -> Classified {
     match parse_udp(frame) {
-        Ok(Some(d)) => classify_datagram(frame, d, is_our_port),
+        Ok(Some(d)) => classify_datagram(frame, d.into(), is_our_port),
         Ok(None) => Classified::Other,
         Err(e) => Classified::Invalid(e),
     }
@@ -121,8 +141,8 @@ mod fast {
 /// gives exactly what [`parse_udp`] gives for such a frame; anything else (VLAN, IPv6,
 /// options, IP fragments, other protocols, any error) is `None` and left to it.
 #[inline]
-fn untagged_ipv4_udp(frame: &[u8]) -> Option<Datagram> {
-    let h: &[u8; fast::PAYLOAD] = frame.get(..fast::PAYLOAD)?.try_into().ok()?;
+fn untagged_ipv4_udp(frame: &[u8]) -> Option<UdpSummary> {
+    let h: &[u8; fast::PAYLOAD] = frame.first_chunk()?;
     let ip: &[u8; ipv4::HEADER_LEN] = h[fast::L3..fast::L4].try_into().ok()?;
     let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
     let frag = u16::from_be_bytes([ip[6], ip[7]]);
@@ -142,39 +162,31 @@ fn untagged_ipv4_udp(frame: &[u8]) -> Option<Datagram> {
         return None;
     }
     let port = |at: usize| u16::from_be_bytes([h[at], h[at + 1]]);
-    let addr = |at: usize| std::net::Ipv4Addr::new(ip[at], ip[at + 1], ip[at + 2], ip[at + 3]);
-    Some(Datagram {
-        src_mac: h[6..12].try_into().expect("6 bytes"),
-        dst_mac: h[0..6].try_into().expect("6 bytes"),
-        vlan_tci: None,
-        src: SocketAddr::new(IpAddr::V4(addr(12)), port(fast::L4)),
-        dst: SocketAddr::new(IpAddr::V4(addr(16)), port(fast::L4 + 2)),
+    let src = std::net::Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+    Some(UdpSummary {
+        src: SocketAddr::new(IpAddr::V4(src), port(fast::L4)),
+        dst_port: port(fast::L4 + 2),
         payload: fast::PAYLOAD..fast::L4 + udp_len,
     })
 }
 
-/// The fragment in `datagram`, if it is addressed to one of our ports.
+/// The fragment in `udp`, if it is addressed to one of our ports.
 #[inline]
 fn classify_datagram(
     frame: &[u8],
-    datagram: Datagram,
+    udp: UdpSummary,
     is_our_port: impl Fn(u16) -> bool,
 ) -> Classified {
-    if !is_our_port(datagram.dst.port()) {
+    if !is_our_port(udp.dst_port) {
         return Classified::Other;
     }
-    let udp_payload = &frame[datagram.payload.clone()];
-    let pkt = fragment::Packet::new_unchecked(udp_payload);
+    let pkt = fragment::Packet::new_unchecked(&frame[udp.payload.clone()]);
     match fragment::Repr::parse(&pkt) {
-        Ok(header) => {
-            let start = datagram.payload.start + pkt.payload_offset();
-            let payload = start..datagram.payload.end;
-            Classified::Fragment {
-                datagram,
-                header,
-                payload,
-            }
-        }
+        Ok(header) => Classified::Fragment {
+            source: udp.src,
+            header,
+            payload: udp.payload.start + pkt.payload_offset()..udp.payload.end,
+        },
         Err(e) => Classified::Invalid(e),
     }
 }
@@ -333,7 +345,7 @@ mod tests {
             count: 2,
             frag_size: 1024,
             total_bytes: 1200,
-            descriptor: Some(d),
+            descriptor: Some(Box::new(d)),
         };
         ep.build(h.header_len() + 1024, |b| {
             h.emit(&mut fragment::Packet::new_unchecked(&mut b[..]));
@@ -350,11 +362,11 @@ mod tests {
             Classified::Fragment {
                 header,
                 payload,
-                datagram,
+                source,
             } => {
                 assert_eq!(payload, 128..128 + 1024);
                 assert_eq!(header.index, 0);
-                assert_eq!(datagram.src, ep.src);
+                assert_eq!(source, ep.src);
                 assert!(f[payload].iter().all(|&x| x == 0xab));
             }
             other => panic!("{other:?}"),

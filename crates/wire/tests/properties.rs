@@ -109,7 +109,7 @@ fn first_fragment() -> impl Strategy<Value = fragment::Repr> {
             count,
             frag_size,
             total_bytes,
-            descriptor: Some(d),
+            descriptor: Some(Box::new(d)),
         })
     })
 }
@@ -318,11 +318,16 @@ fn nasty_bytes() -> impl Strategy<Value = Vec<u8>> {
 /// Whatever `classify` says about `f`, its ranges lie inside `f` and agree with each other.
 fn check_classified(f: &[u8], c: &Classified) -> Result<(), TestCaseError> {
     if let Classified::Fragment {
-        datagram,
+        source,
         header,
         payload,
     } = c
     {
+        // A fragment is always a UDP datagram the general parser locates too.
+        let datagram = frame::parse_udp(f);
+        prop_assert!(matches!(datagram, Ok(Some(_))), "{:?}", datagram);
+        let datagram = datagram.unwrap().unwrap();
+        prop_assert_eq!(&datagram.src, source);
         prop_assert!(datagram.payload.start <= datagram.payload.end);
         prop_assert!(datagram.payload.end <= f.len());
         prop_assert!(payload.start <= payload.end && payload.end <= f.len());
@@ -331,7 +336,7 @@ fn check_classified(f: &[u8], c: &Classified) -> Result<(), TestCaseError> {
         // The header re-parses from the bytes the ranges point at.
         let udp_payload = &f[datagram.payload.clone()];
         let reparsed = fragment::Repr::parse(&fragment::Packet::new_unchecked(udp_payload));
-        prop_assert_eq!(reparsed, Ok(*header));
+        prop_assert_eq!(reparsed, Ok(header.clone()));
         check_fragment_invariants(header)?;
     }
     Ok(())
@@ -345,7 +350,7 @@ fn check_fragment_invariants(r: &fragment::Repr) -> Result<(), TestCaseError> {
         r.count as u64
     );
     prop_assert_eq!(r.descriptor.is_some(), r.index == 0);
-    if let Some(d) = r.descriptor {
+    if let Some(d) = &r.descriptor {
         prop_assert!(d.rank >= 1 && d.rank as usize <= MAX_RANK);
         prop_assert_eq!(d.byte_len(), Some(r.total_bytes as u64));
     }
@@ -425,7 +430,7 @@ proptest! {
     fn fragment_emit_parse_round_trips(r in valid_fragment(), fill in any::<u8>()) {
         let b = fragment_bytes(&r, 2048, fill);
         let p = fragment::Packet::new_unchecked(&b[..]);
-        prop_assert_eq!(parse_fragment(&b), Ok(r));
+        prop_assert_eq!(parse_fragment(&b), Ok(r.clone()));
         prop_assert_eq!(p.payload_offset(), r.header_len());
         prop_assert_eq!(p.has_descriptor(), r.index == 0);
         prop_assert_eq!(p.reserved(), 0);
@@ -506,8 +511,8 @@ proptest! {
         let c = frame::classify(&f, |p| p == PORT);
         check_classified(&f, &c)?;
         match &c {
-            Classified::Fragment { datagram, header, payload } => {
-                prop_assert_eq!(datagram, &d);
+            Classified::Fragment { source, header, payload } => {
+                prop_assert_eq!(source, &d.src);
                 prop_assert_eq!(header, &r);
                 prop_assert_eq!(payload.start, ep.header_len() + r.header_len());
                 prop_assert_eq!(payload.end, f.len());

@@ -46,7 +46,7 @@ fn frames() -> Vec<Vec<u8>> {
                 count,
                 frag_size: FRAG_SIZE,
                 total_bytes: total,
-                descriptor: (i == 0).then_some(desc),
+                descriptor: (i == 0).then(|| Box::new(desc)),
             };
             let start = h.tensor_offset();
             let end = (start + FRAG_SIZE as usize).min(t.len());
@@ -150,11 +150,11 @@ fn frames_classify_and_reassemble() {
     for (i, f) in frames().iter().enumerate() {
         match frame::classify(f, |p| p == 9000) {
             Classified::Fragment {
-                datagram,
+                source,
                 header,
                 payload,
             } => {
-                assert_eq!(datagram.src, endpoints().src);
+                assert_eq!(source, endpoints().src);
                 assert_eq!(header.index as usize, i);
                 assert_eq!(payload.start, if i == 0 { 128 } else { 64 });
                 assert_eq!(Some(payload.len()), header.expected_payload_len());

@@ -132,7 +132,7 @@ pub fn read_capture(path: &Path, port: u16) -> Capture {
         c.timestamps.push(rec.timestamp_ns);
         match classify(&rec.data, |p| p == port) {
             Classified::Fragment {
-                datagram,
+                source,
                 header,
                 payload,
             } => {
@@ -140,7 +140,7 @@ pub fn read_capture(path: &Path, port: u16) -> Capture {
                 assert_eq!(Some(payload.len()), header.expected_payload_len());
                 let seen = c
                     .images
-                    .entry((datagram.src, header.model, header.image))
+                    .entry((source, header.model, header.image))
                     .or_default();
                 seen.count = header.count;
                 seen.total = header.total_bytes;
@@ -149,7 +149,7 @@ pub fn read_capture(path: &Path, port: u16) -> Capture {
                     assert_eq!(prev, &bytes, "duplicate copies differ");
                 }
                 seen.pieces.insert(header.index, bytes);
-                if let Some(d) = header.descriptor {
+                if let Some(d) = header.descriptor.map(|d| *d) {
                     if let Some(prev) = seen.descriptor {
                         assert_eq!(prev, d, "duplicate descriptors differ");
                     } else {
