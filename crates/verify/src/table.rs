@@ -337,7 +337,10 @@ impl<H> Verifier<H> {
 
     /// Takes one fragment at time `now` (any monotonic clock in ns, the same for
     /// [`Verifier::expire`]). Checks run in the order docs/protocol.md section 8.2 gives.
-    #[inline]
+    // Always inlined into the caller's loop: a fragment's fields then stay in registers
+    // (passed through memory, the sender's address alone costs store-forwarding stalls);
+    // what is not per fragment (lookup, opening, completion) is out of line.
+    #[inline(always)]
     pub fn push(&mut self, frag: Fragment<H>, now: u64) -> Push<H> {
         let h = &frag.header;
         let verdict = match h.expected_payload_len() {
@@ -358,25 +361,32 @@ impl<H> Verifier<H> {
         };
         let slot = match self.last.find(&key) {
             Some(s) => s,
-            None => {
-                let s = match self.index.get(&key) {
-                    Some(&s) => s,
-                    None => {
-                        // Not in flight: late if it finished recently, unless this is
-                        // fragment 0 of a new incarnation (another sender timestamp,
-                        // docs/protocol.md §7).
-                        let ts = h.descriptor.as_ref().map(|d| d.timestamp);
-                        if self.recent.is_late(&key, now, ts) {
-                            return self.drop_fragment(Drop::Late);
-                        }
-                        self.open(key, h, now)
-                    }
-                };
-                self.last.insert(key, s);
-                s
-            }
+            None => match self.find_or_open(key, h, now) {
+                Some(s) => s,
+                None => return self.drop_fragment(Drop::Late),
+            },
         };
         self.add(slot, frag, now)
+    }
+
+    /// The slot of `key`'s image when it is not among the latest: from the index, or a new
+    /// one; `None` when the fragment is late.
+    #[inline(never)]
+    fn find_or_open(&mut self, key: ImageKey, h: &fragment::Repr, now: u64) -> Option<u32> {
+        let s = match self.index.get(&key) {
+            Some(&s) => s,
+            None => {
+                // Not in flight: late if it finished recently, unless this is fragment 0 of
+                // a new incarnation (another sender timestamp, docs/protocol.md §7).
+                let ts = h.descriptor.as_ref().map(|d| d.timestamp);
+                if self.recent.is_late(&key, now, ts) {
+                    return None;
+                }
+                self.open(key, h, now)
+            }
+        };
+        self.last.insert(key, s);
+        Some(s)
     }
 
     fn drop_fragment(&mut self, d: Drop) -> Push<H> {
@@ -384,8 +394,8 @@ impl<H> Verifier<H> {
         Push::Dropped(d)
     }
 
-    // Per fragment, so kept inlinable into the caller's loop whatever the codegen units.
-    #[inline]
+    // Per fragment: always inlined into the caller's loop (see `push`).
+    #[inline(always)]
     fn add(&mut self, slot: u32, frag: Fragment<H>, now: u64) -> Push<H> {
         let h = frag.header;
         let s = &mut self.slots[slot as usize];
@@ -431,6 +441,7 @@ impl<H> Verifier<H> {
         slot
     }
 
+    #[inline(never)]
     fn complete(&mut self, slot: u32, now: u64) -> Image<H> {
         self.unlink(slot);
         let s = &mut self.slots[slot as usize];

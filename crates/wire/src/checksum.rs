@@ -28,21 +28,32 @@ pub fn sum(acc: u32, data: &[u8]) -> u32 {
     wide as u32
 }
 
-/// [`sum`] from 0 over a fixed-size header, as 16-bit words the compiler unrolls (`N` is
-/// even for every header this is used on; an odd last byte is padded as in [`sum`]).
+/// Whether a fixed-size header whose checksum field is filled in verifies: its words sum to
+/// 0xffff in one's complement.
+///
+/// The words are read in native byte order, four bytes at a time: the one's-complement sum
+/// is independent of byte order (RFC 1071, 2.B) and 0xffff is its own byte swap, so the
+/// verdict needs no swap, and 32-bit words are congruent to the sum of their halves.
 #[inline]
-pub fn sum_words<const N: usize>(data: &[u8; N]) -> u32 {
-    let mut wide = 0u32;
-    let mut words = data.chunks_exact(2);
+pub fn verifies<const N: usize>(data: &[u8; N]) -> bool {
+    let mut wide = 0u64;
+    let mut words = data.chunks_exact(4);
     for w in &mut words {
-        wide += u32::from(u16::from_be_bytes([w[0], w[1]]));
+        wide += u64::from(u32::from_ne_bytes(w.try_into().expect("4 bytes")));
     }
-    if let [last] = words.remainder() {
-        wide += u32::from(*last) << 8;
+    let mut rest = words.remainder().chunks_exact(2);
+    for w in &mut rest {
+        wide += u64::from(u16::from_ne_bytes([w[0], w[1]]));
     }
-    // At most 43 words of 0xffff for any header here: no overflow; fold to 17 bits.
+    if let [last] = rest.remainder() {
+        wide += u64::from(u16::from_ne_bytes([*last, 0]));
+    }
+    // At most 22 words of 2^32 - 1 for any header here: 37 bits; fold to 16.
+    wide = (wide & 0xffff_ffff) + (wide >> 32);
     wide = (wide & 0xffff) + (wide >> 16);
-    (wide & 0xffff) + (wide >> 16)
+    wide = (wide & 0xffff) + (wide >> 16);
+    wide = (wide & 0xffff) + (wide >> 16);
+    wide == 0xffff
 }
 
 /// Folds a running sum into the final 16-bit one's-complement checksum.
@@ -71,24 +82,49 @@ pub fn tensor_crc32<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> u32 {
 mod tests {
     use super::*;
 
+    /// `verifies` says yes exactly when the general checksum over the bytes is 0, for
+    /// random headers, headers made valid, and the all-zero and all-ones edge cases.
     #[test]
-    fn fixed_size_sums_fold_like_the_general_sum() {
-        let mut x = 0x9e37_79b9u32;
-        for _ in 0..200 {
-            let mut a = [0u8; 86];
-            for b in a.iter_mut() {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                *b = if x & 7 == 0 { 0xff } else { x as u8 };
-            }
-            let h: &[u8; 22] = a.first_chunk().unwrap();
-            assert_eq!(fold(sum_words(h)), internet(h));
-            assert_eq!(fold(sum_words(&a)), internet(&a));
-            let odd: &[u8; 21] = a.first_chunk().unwrap();
-            assert_eq!(fold(sum_words(odd)), internet(odd));
+    fn verifies_agrees_with_the_general_checksum() {
+        fn check<const N: usize>(a: &[u8; N]) {
+            assert_eq!(verifies(a), internet(a) == 0, "{a:?}");
         }
-        assert_eq!(fold(sum_words(&[0xffu8; 86])), internet(&[0xff; 86]));
+        let mut x = 0x2545_f491u32;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        };
+        for round in 0..2000 {
+            let mut a20 = [0u8; 20];
+            let mut a22 = [0u8; 22];
+            let mut a86 = [0u8; 86];
+            let mut a7 = [0u8; 7];
+            a20.iter_mut().for_each(|b| *b = next());
+            a22.iter_mut().for_each(|b| *b = next());
+            a86.iter_mut().for_each(|b| *b = next());
+            a7.iter_mut().for_each(|b| *b = next());
+            if round % 2 == 0 {
+                // Fill a checksum field so that the header verifies.
+                for (a, at) in [(&mut a20[..], 10), (&mut a22[..], 18), (&mut a86[..], 18)] {
+                    a[at..at + 2].fill(0);
+                    let c = internet(a);
+                    a[at..at + 2].copy_from_slice(&c.to_be_bytes());
+                }
+            }
+            check(&a20);
+            check(&a22);
+            check(&a86);
+            check(&a7);
+        }
+        check(&[0u8; 20]);
+        check(&[0xffu8; 20]);
+        check(&[0xffu8; 21]);
+        let mut ones = [0u8; 22];
+        ones[0] = 0xff;
+        ones[1] = 0xff;
+        check(&ones);
     }
 
     #[test]

@@ -112,21 +112,29 @@ pub struct Args {
     /// Measure only the pipeline's worker, not the floor.
     #[arg(long)]
     pub(crate) no_floor: bool,
-    /// Append one CSV row per receiver to this file (header written when the file is new):
-    /// mode (rx-* or floor-*), mpps, ns_per_packet, images_per_s, budget_ns, target_mpps,
-    /// vs_floor (netml's ns/packet over the floor's, on the rx row), target_vs_floor.
+    /// Rounds: each round measures the pipeline's worker and then the floor (or the one
+    /// receiver asked for), `--seconds` each; the ratio is the median of the rounds' ratios,
+    /// so that a disturbance of the machine that lasts seconds moves one round, not the
+    /// verdict.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub(crate) rounds: u16,
+    /// Append one CSV row per receiver and round to this file (header written when the file
+    /// is new): mode (rx-* or floor-*), mpps, ns_per_packet, images_per_s, budget_ns,
+    /// target_mpps, vs_floor (netml's ns/packet over the floor's of the same round, on the
+    /// rx row), target_vs_floor.
     #[arg(long)]
     pub(crate) csv: Option<PathBuf>,
 }
 
 impl Args {
-    /// The receivers to measure, in order.
+    /// The receivers to measure, in order: those of one round, `rounds` times.
     fn receivers(&self) -> Vec<Receiver> {
-        match (self.floor, self.no_floor) {
+        let round = match (self.floor, self.no_floor) {
             (true, _) => vec![Receiver::Floor],
             (false, true) => vec![Receiver::Netml],
             (false, false) => vec![Receiver::Netml, Receiver::Floor],
-        }
+        };
+        round.repeat(self.rounds as usize)
     }
 }
 
@@ -165,7 +173,7 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
     traffic.check_rewrite()?;
     print_setup(&a, &traffic, memory, hz)?;
 
-    // Run each receiver in turn on the same feeder, ring and traffic.
+    // Run each receiver in turn on the same feeder, ring and traffic, round after round.
     let mut measured = Vec::new();
     for (k, (receiver, threads)) in receivers.into_iter().zip(threads).enumerate() {
         if stop.load(Ordering::Relaxed) {
@@ -181,25 +189,33 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
         measured.push(phase.measure(receiver, k, threads)?);
     }
 
-    // Report.
+    // Report: the first round in full, then every round's ratio and their median.
     let frags = traffic.frames.frags;
     let (mut text, mut clean) = (String::new(), true);
-    for m in &measured {
-        text.push_str(&m.report(&a, frags));
+    let per_round = measured.len().div_ceil(a.rounds as usize).max(1);
+    for (i, m) in measured.iter().enumerate() {
+        if i < per_round {
+            text.push_str(&m.report(&a, frags));
+        }
         clean &= m.clean();
     }
-    let netml = measured.iter().find(|m| m.receiver == Receiver::Netml);
-    let floor = measured.iter().find(|m| m.receiver == Receiver::Floor);
-    let ratio = netml.zip(floor).map(|(n, f)| Ratio::of(&n.head, &f.head));
-    if let Some(r) = &ratio {
-        text.push_str(&r.report());
+    let rounds: Vec<&[Measured]> = measured.chunks(per_round).collect();
+    let ratios: Vec<Option<Ratio>> = rounds.iter().map(|r| round_ratio(r)).collect();
+    if rounds.len() > 1 {
+        text.push_str(&rounds_report(&rounds, &ratios));
+    }
+    let measured_ratios: Vec<&Ratio> = ratios.iter().flatten().collect();
+    if let Some(median) = Ratio::median(&measured_ratios) {
+        text.push_str(&median.report(measured_ratios.len()));
     }
     println!("{}", text.trim_end());
     if let Some(path) = &a.csv {
-        for m in &measured {
-            let mode = format!("{}-{memory}", m.receiver.mode());
-            let vs_floor = ratio.as_ref().filter(|_| m.receiver == Receiver::Netml);
-            write_csv(path, &mode, &m.head, vs_floor)?;
+        for (round, ratio) in rounds.iter().zip(&ratios) {
+            for m in *round {
+                let mode = format!("{}-{memory}", m.receiver.mode());
+                let vs_floor = ratio.as_ref().filter(|_| m.receiver == Receiver::Netml);
+                write_csv(path, &mode, &m.head, vs_floor)?;
+            }
         }
     }
     Ok(if clean {
@@ -207,6 +223,36 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// netml's ns/packet over the floor's, in one round that measured both.
+fn round_ratio(round: &[Measured]) -> Option<Ratio> {
+    let of = |r: Receiver| round.iter().find(|m| m.receiver == r);
+    of(Receiver::Netml)
+        .zip(of(Receiver::Floor))
+        .map(|(n, f)| Ratio::of(&n.head, &f.head))
+}
+
+/// One line per round: each receiver's ns/packet, and their ratio.
+fn rounds_report(rounds: &[&[Measured]], ratios: &[Option<Ratio>]) -> String {
+    let mut s = String::from("rounds (alternating, --seconds each):\n");
+    for (k, (round, ratio)) in rounds.iter().zip(ratios).enumerate() {
+        let each: Vec<String> = round
+            .iter()
+            .map(|m| {
+                format!(
+                    "{} {:.1} ns/packet",
+                    m.receiver.mode(),
+                    m.head.ns_per_packet
+                )
+            })
+            .collect();
+        let ratio = ratio
+            .as_ref()
+            .map_or(String::new(), |r| format!(" = {:.2}x", r.value()));
+        s.push_str(&format!("  round {}: {}{ratio}\n", k + 1, each.join(", ")));
+    }
+    s
 }
 
 /// What reads the ring: the pipeline's worker, or the floor (see [`floor`]).

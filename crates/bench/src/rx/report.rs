@@ -19,7 +19,7 @@ const TARGET_VS_FLOOR: f64 = 1.5;
 /// The per-core figures a run reports (and writes to the CSV file).
 pub(super) struct Headline {
     mpps: f64,
-    ns_per_packet: f64,
+    pub(super) ns_per_packet: f64,
     images_per_s: f64,
     /// Where they come from.
     source: String,
@@ -225,10 +225,29 @@ impl Ratio {
         }
     }
 
-    pub(super) fn report(&self) -> String {
+    /// The round whose ratio is the median of `ratios` (the lower middle one of an even
+    /// number), so that the ns/packet figures printed with it were measured together.
+    pub(super) fn median(ratios: &[&Ratio]) -> Option<Ratio> {
+        let mut sorted: Vec<&Ratio> = ratios.to_vec();
+        sorted.sort_by(|a, b| a.value().total_cmp(&b.value()));
+        sorted
+            .get(sorted.len().saturating_sub(1) / 2)
+            .map(|r| Ratio {
+                netml_ns: r.netml_ns,
+                floor_ns: r.floor_ns,
+            })
+    }
+
+    /// The verdict line; `rounds` > 1 says this is the median round of that many.
+    pub(super) fn report(&self, rounds: usize) -> String {
         let v = self.value();
+        let of = if rounds > 1 {
+            format!(" (median of {rounds} rounds)")
+        } else {
+            String::new()
+        };
         format!(
-            "netml vs floor: {:.1} ns/packet vs {:.1} ns/packet = {v:.2}x the floor, {:.1} ns/packet above it; target <= {TARGET_VS_FLOOR}x: {}\n",
+            "netml vs floor{of}: {:.1} ns/packet vs {:.1} ns/packet = {v:.2}x the floor, {:.1} ns/packet above it; target <= {TARGET_VS_FLOOR}x: {}\n",
             self.netml_ns,
             self.floor_ns,
             self.netml_ns - self.floor_ns,
@@ -286,10 +305,29 @@ mod tests {
         assert_eq!(lines[2], "floor-no-huge,41.000,24.39,69728,88,20,,1.5");
         assert_eq!(lines.len(), 3);
         assert!(
-            ratio.report().contains("2.00x the floor"),
+            ratio
+                .report(1)
+                .contains("netml vs floor: 48.8 ns/packet vs 24.4 ns/packet = 2.00x the floor"),
             "{}",
-            ratio.report()
+            ratio.report(1)
         );
-        assert!(ratio.report().contains("NOT met"), "{}", ratio.report());
+        assert!(ratio.report(1).contains("NOT met"), "{}", ratio.report(1));
+    }
+
+    #[test]
+    fn the_median_round_is_reported_with_its_own_figures() {
+        let r = |netml_ns, floor_ns| Ratio { netml_ns, floor_ns };
+        let rounds = [r(60.0, 20.0), r(50.0, 40.0), r(45.0, 20.0)];
+        let refs: Vec<&Ratio> = rounds.iter().collect();
+        let m = Ratio::median(&refs).unwrap();
+        assert_eq!((m.netml_ns, m.floor_ns), (45.0, 20.0));
+        assert!(
+            m.report(3).contains("(median of 3 rounds)"),
+            "{}",
+            m.report(3)
+        );
+        let even = Ratio::median(&refs[..2]).unwrap();
+        assert_eq!((even.netml_ns, even.floor_ns), (50.0, 40.0));
+        assert!(Ratio::median(&[]).is_none());
     }
 }
