@@ -398,7 +398,7 @@ impl Traffic {
                 frame::classify(&r.data, |p| p == 9000)
             {
                 images.insert(
-                    (source, header.model, header.image),
+                    (source.into(), header.model, header.image),
                     header.total_bytes as u64,
                 );
             }

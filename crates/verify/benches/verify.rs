@@ -31,7 +31,7 @@ fn image_fragments(image: u32, source: SocketAddr) -> Vec<Fragment<u32>> {
             };
             let payload_len = header.expected_payload_len().unwrap();
             Fragment {
-                source,
+                source: source.into(),
                 header,
                 payload_len,
                 handle: index as u32,
@@ -107,7 +107,7 @@ fn bench_verify(c: &mut Criterion) {
             image = image.wrapping_add(1);
             now += 4_000;
             let f = Fragment {
-                source: src,
+                source: src.into(),
                 header,
                 payload_len: 64,
                 handle: 0u32,

@@ -224,6 +224,7 @@ fn entry(tag: u32, pos: usize) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use netml_wire::source::Source;
     use std::collections::VecDeque;
 
     /// The same semantics the slow way: a list of records, searched from the newest.
@@ -290,7 +291,7 @@ mod tests {
             for _ in 0..20_000 {
                 now += rand(4);
                 let key = ImageKey {
-                    source: ([10, 0, 0, 1], 40000 + rand(3) as u16).into(),
+                    source: Source::v4([10, 0, 0, 1], 40000 + rand(3) as u16),
                     model: 0,
                     image: rand(9) as u32,
                 };

@@ -4,14 +4,14 @@ use crate::counters::{Counters, Drop};
 use crate::hash::BuildFx;
 use crate::recent::Recent;
 use netml_wire::fragment::{self, DescriptorRepr};
+use netml_wire::source::Source;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
 /// What identifies an image: who sent it, for which model, and its id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ImageKey {
     /// Source IP address and UDP port of the sender's flow.
-    pub source: SocketAddr,
+    pub source: Source,
     /// Model (inference function) id.
     pub model: u8,
     /// Image id.
@@ -58,7 +58,7 @@ impl Default for Config {
 #[derive(Debug, Clone)]
 pub struct Fragment<H> {
     /// Sender's address and port.
-    pub source: SocketAddr,
+    pub source: Source,
     /// Parsed fragment header (with the descriptor on fragment 0).
     pub header: fragment::Repr,
     /// Tensor bytes this packet carries.
@@ -151,7 +151,7 @@ impl<H> Slot<H> {
     fn new() -> Self {
         Slot {
             key: ImageKey {
-                source: SocketAddr::from(([0, 0, 0, 0], 0)),
+                source: Source::v4([0, 0, 0, 0], 0),
                 model: 0,
                 image: 0,
             },

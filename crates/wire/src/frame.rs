@@ -2,6 +2,7 @@
 //! send.
 
 use crate::ethernet::{self, ethertype, MacAddress};
+use crate::source::Source;
 use crate::{fragment, ipv4, ipv6, udp, Error, Result};
 use core::ops::Range;
 use std::net::{IpAddr, SocketAddr};
@@ -78,7 +79,7 @@ pub enum Classified {
     Fragment {
         /// The sender's address and UDP port (the rest of the addresses stay in the frame:
         /// [`parse_udp`] reads them when a reply is built).
-        source: SocketAddr,
+        source: Source,
         /// The fragment header (and descriptor, for fragment 0).
         header: fragment::Repr,
         /// Byte range of the tensor payload within the frame.
@@ -94,7 +95,7 @@ pub enum Classified {
 /// per-packet path moves a few registers, not a hundred bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct UdpSummary {
-    src: SocketAddr,
+    src: Source,
     dst_port: u16,
     payload: Range<usize>,
 }
@@ -102,7 +103,7 @@ struct UdpSummary {
 impl From<Datagram> for UdpSummary {
     fn from(d: Datagram) -> Self {
         UdpSummary {
-            src: d.src,
+            src: d.src.into(),
             dst_port: d.dst.port(),
             payload: d.payload,
         }
@@ -141,7 +142,7 @@ pub fn classify(frame: &[u8], is_our_port: impl Fn(u16) -> bool) -> Classified {
 pub fn classify_into<R>(
     frame: &[u8],
     is_our_port: impl Fn(u16) -> bool,
-    fragment: impl FnOnce(SocketAddr, fragment::Repr, Range<usize>) -> R,
+    fragment: impl FnOnce(Source, fragment::Repr, Range<usize>) -> R,
 ) -> core::result::Result<R, NotFragment> {
     let udp = match untagged_ipv4_udp(frame) {
         Some(udp) => udp,
@@ -200,9 +201,8 @@ fn untagged_ipv4_udp(frame: &[u8]) -> Option<UdpSummary> {
         return None;
     }
     let port = |at: usize| u16::from_be_bytes([h[at], h[at + 1]]);
-    let src = std::net::Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
     Some(UdpSummary {
-        src: SocketAddr::new(IpAddr::V4(src), port(fast::L4)),
+        src: Source::v4([ip[12], ip[13], ip[14], ip[15]], port(fast::L4)),
         dst_port: port(fast::L4 + 2),
         payload: fast::PAYLOAD..fast::L4 + udp_len,
     })

@@ -30,6 +30,7 @@ pub mod ipv6;
 pub mod npy;
 pub mod pcap;
 pub mod result;
+pub mod source;
 pub mod udp;
 
 mod error;

@@ -140,7 +140,7 @@ pub fn read_capture(path: &Path, port: u16) -> Capture {
                 assert_eq!(Some(payload.len()), header.expected_payload_len());
                 let seen = c
                     .images
-                    .entry((source, header.model, header.image))
+                    .entry((source.into(), header.model, header.image))
                     .or_default();
                 seen.count = header.count;
                 seen.total = header.total_bytes;

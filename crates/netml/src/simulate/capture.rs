@@ -6,10 +6,10 @@
 use netml_serve::sim::trace::Arrival;
 use netml_verify::{receive, Rx, RxCounters};
 use netml_wire::pcap;
+use netml_wire::source::Source;
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::BufReader;
-use std::net::SocketAddr;
 use std::path::Path;
 
 /// Opens a classic Ethernet capture; errors name the file.
@@ -32,7 +32,7 @@ pub(crate) fn open(path: &Path) -> Result<pcap::Reader<BufReader<File>>, String>
 pub(super) fn arrivals(path: &Path, ports: &[u16]) -> Result<Vec<Arrival>, String> {
     let mut reader = open(path)?;
     let mut rx = RxCounters::default();
-    let mut seen: HashSet<(SocketAddr, u8, u32)> = HashSet::new();
+    let mut seen: HashSet<(Source, u8, u32)> = HashSet::new();
     let mut found: Vec<(u64, u8)> = Vec::new();
     while let Some(rec) = reader
         .next_record()

@@ -3,9 +3,9 @@
 
 use netml_verify::Fragment;
 use netml_wire::fragment::{self, DescriptorRepr, Dtype, Layout};
+use netml_wire::source::Source;
 use std::cell::RefCell;
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::rc::Rc;
 
 /// Which handles exist and which were freed; freeing one twice panics.
@@ -55,8 +55,8 @@ pub fn alive(l: &SharedLedger) -> u64 {
     l.created - l.freed.len() as u64
 }
 
-pub fn source(port: u16) -> SocketAddr {
-    SocketAddr::from(([10, 0, 0, 1], port))
+pub fn source(port: u16) -> Source {
+    Source::v4([10, 0, 0, 1], port)
 }
 
 pub fn tensor(len: usize, seed: u8) -> Vec<u8> {
