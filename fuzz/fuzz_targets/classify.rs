@@ -42,13 +42,13 @@ fn check_fragment(data: &[u8], c: &Classified) {
     assert_eq!(payload.start, udp.start + header.header_len());
     assert_eq!(payload.end, udp.end);
     let reparsed = fragment::Repr::parse(&fragment::Packet::new_unchecked(&data[udp]));
-    assert_eq!(reparsed, Ok(header.clone()));
+    assert_eq!(reparsed, Ok(*header));
     assert_eq!(header.descriptor.is_some(), header.index == 0);
     assert_eq!(
         fragment::fragment_count(header.total_bytes as u64, header.frag_size),
         header.count as u64
     );
-    if let Some(d) = &header.descriptor {
+    if let Some(d) = header.descriptor {
         assert_eq!(d.byte_len(), Some(header.total_bytes as u64));
     }
     if let Some(n) = header.expected_payload_len() {

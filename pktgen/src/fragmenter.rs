@@ -118,7 +118,7 @@ pub fn build(
         count: id.count,
         frag_size: id.frag_size,
         total_bytes: tensor.len() as u32,
-        descriptor: descriptor.map(Box::new),
+        descriptor,
     };
     let hl = repr.header_len();
     let mut frame = ep.build(hl + (end - start), |b| {

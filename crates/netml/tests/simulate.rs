@@ -155,7 +155,7 @@ fn image(ep: &Endpoints, model: u8, image: u32) -> Vec<Vec<u8>> {
                 count: 2,
                 frag_size: 64,
                 total_bytes: 128,
-                descriptor: (index == 0).then(|| Box::new(desc)),
+                descriptor: (index == 0).then_some(desc),
             };
             ep.build(h.header_len() + 64, |b| {
                 h.emit(&mut fragment::Packet::new_unchecked(&mut *b));

@@ -43,7 +43,7 @@ fn timed_image_frames(
                 count,
                 frag_size: 64,
                 total_bytes: len as u32,
-                descriptor: (index == 0).then(|| Box::new(desc)),
+                descriptor: (index == 0).then_some(desc),
             };
             let at = h.tensor_offset();
             let chunk = &data[at..at + h.expected_payload_len().unwrap()];

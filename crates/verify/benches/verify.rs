@@ -27,7 +27,7 @@ fn image_fragments(image: u32, source: SocketAddr) -> Vec<Fragment<u32>> {
                 count,
                 frag_size: FRAG,
                 total_bytes: TOTAL,
-                descriptor: (index == 0).then(|| Box::new(d)),
+                descriptor: (index == 0).then_some(d),
             };
             let payload_len = header.expected_payload_len().unwrap();
             Fragment {
@@ -57,7 +57,7 @@ fn stream(kind: &str) -> Vec<Fragment<u32>> {
                 }
             }
         }
-        "duplicate_heavy" => s = s.into_iter().flat_map(|f| [f.clone(), f]).collect(),
+        "duplicate_heavy" => s = s.into_iter().flat_map(|f| [f, f]).collect(),
         _ => unreachable!(),
     }
     s
@@ -74,7 +74,7 @@ fn bench_verify(c: &mut Criterion) {
             let mut v = Verifier::new(Config::default());
             let (mut i, mut epoch, mut now) = (0usize, 0u32, 0u64);
             b.iter(|| {
-                let mut f = s[i].clone();
+                let mut f = s[i];
                 f.header.image += epoch * IMAGES;
                 i += 1;
                 if i == s.len() {
@@ -102,7 +102,7 @@ fn bench_verify(c: &mut Criterion) {
                 count: 1,
                 frag_size: 64,
                 total_bytes: 64,
-                descriptor: Some(Box::new(d)),
+                descriptor: Some(d),
             };
             image = image.wrapping_add(1);
             now += 4_000;

@@ -55,7 +55,7 @@ impl Default for Config {
 
 /// A fragment as the verifier receives it: the parsed header plus an opaque handle that
 /// owns the packet (dropping the handle frees it).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct Fragment<H> {
     /// Sender's address and port.
     pub source: Source,
@@ -410,8 +410,8 @@ impl<H> Verifier<H> {
         s.bitmap[word] |= bit;
         s.frags[i] = Some(frag.handle);
         s.received += 1;
-        if let Some(d) = h.descriptor {
-            s.descriptor = Some(*d);
+        if h.descriptor.is_some() {
+            s.descriptor = h.descriptor;
         }
         self.counters.accepted += 1;
         self.held += 1;

@@ -347,10 +347,7 @@ impl DescriptorRepr {
 }
 
 /// The plain values of a fragment header (and fragment 0's descriptor).
-///
-/// The descriptor is boxed: it is on one fragment per image, and inline it would make every
-/// other fragment's header 64 bytes instead of 24 on the per-packet path.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Repr {
     /// Model (inference function) id.
     pub model: u8,
@@ -365,7 +362,7 @@ pub struct Repr {
     /// Total tensor bytes.
     pub total_bytes: u32,
     /// The descriptor: present on fragment 0 and only there.
-    pub descriptor: Option<Box<DescriptorRepr>>,
+    pub descriptor: Option<DescriptorRepr>,
 }
 
 /// Number of fragments a tensor of `total_bytes` needs at `frag_size` bytes each.
@@ -379,7 +376,7 @@ impl Repr {
     /// Checks everything one fragment can say about itself except the range of its index
     /// and its payload length, which are properties of the fragment within its image and
     /// are counted by the verifier (see [`Repr::expected_payload_len`]).
-    // Always inlined: returned through memory, its 24 bytes cost store-forwarding stalls on
+    // Always inlined: returned through memory, its fields cost store-forwarding stalls on
     // the per-packet path; inlined, the fields stay in registers.
     #[inline(always)]
     pub fn parse<T: AsRef<[u8]>>(p: &Packet<T>) -> Result<Repr> {
@@ -448,8 +445,8 @@ impl Repr {
     /// stays small enough to inline into the per-packet loop.
     #[cold]
     #[inline(never)]
-    fn parse_descriptor(d: &Descriptor<&[u8]>, total: u32) -> Result<Box<DescriptorRepr>> {
-        DescriptorRepr::parse(d, total).map(Box::new)
+    fn parse_descriptor(d: &Descriptor<&[u8]>, total: u32) -> Result<DescriptorRepr> {
+        DescriptorRepr::parse(d, total)
     }
 
     /// Payload bytes fragment `index` must carry, or `None` if the index is out of range.
@@ -533,7 +530,7 @@ mod tests {
             count: 3,
             frag_size: 16,
             total_bytes: 40,
-            descriptor: Some(Box::new(d)),
+            descriptor: Some(d),
         };
         let mut b = vec![0u8; r.header_len() + 16];
         r.emit(&mut Packet::new_unchecked(&mut b[..]));

@@ -362,7 +362,7 @@ mod tests {
             count: 2,
             frag_size: 1024,
             total_bytes: 1200,
-            descriptor: Some(Box::new(d)),
+            descriptor: Some(d),
         };
         ep.build(h.header_len() + 1024, |b| {
             h.emit(&mut fragment::Packet::new_unchecked(&mut b[..]));

@@ -109,7 +109,7 @@ fn first_fragment() -> impl Strategy<Value = fragment::Repr> {
             count,
             frag_size,
             total_bytes,
-            descriptor: Some(Box::new(d)),
+            descriptor: Some(d),
         })
     })
 }
@@ -336,7 +336,7 @@ fn check_classified(f: &[u8], c: &Classified) -> Result<(), TestCaseError> {
         // The header re-parses from the bytes the ranges point at.
         let udp_payload = &f[datagram.payload.clone()];
         let reparsed = fragment::Repr::parse(&fragment::Packet::new_unchecked(udp_payload));
-        prop_assert_eq!(reparsed, Ok(header.clone()));
+        prop_assert_eq!(reparsed, Ok(*header));
         check_fragment_invariants(header)?;
     }
     Ok(())
@@ -350,7 +350,7 @@ fn check_fragment_invariants(r: &fragment::Repr) -> Result<(), TestCaseError> {
         r.count as u64
     );
     prop_assert_eq!(r.descriptor.is_some(), r.index == 0);
-    if let Some(d) = &r.descriptor {
+    if let Some(d) = r.descriptor {
         prop_assert!(d.rank >= 1 && d.rank as usize <= MAX_RANK);
         prop_assert_eq!(d.byte_len(), Some(r.total_bytes as u64));
     }
@@ -430,7 +430,7 @@ proptest! {
     fn fragment_emit_parse_round_trips(r in valid_fragment(), fill in any::<u8>()) {
         let b = fragment_bytes(&r, 2048, fill);
         let p = fragment::Packet::new_unchecked(&b[..]);
-        prop_assert_eq!(parse_fragment(&b), Ok(r.clone()));
+        prop_assert_eq!(parse_fragment(&b), Ok(r));
         prop_assert_eq!(p.payload_offset(), r.header_len());
         prop_assert_eq!(p.has_descriptor(), r.index == 0);
         prop_assert_eq!(p.reserved(), 0);

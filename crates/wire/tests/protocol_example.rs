@@ -46,7 +46,7 @@ fn frames() -> Vec<Vec<u8>> {
                 count,
                 frag_size: FRAG_SIZE,
                 total_bytes: total,
-                descriptor: (i == 0).then(|| Box::new(desc)),
+                descriptor: (i == 0).then_some(desc),
             };
             let start = h.tensor_offset();
             let end = (start + FRAG_SIZE as usize).min(t.len());

@@ -149,7 +149,7 @@ pub fn read_capture(path: &Path, port: u16) -> Capture {
                     assert_eq!(prev, &bytes, "duplicate copies differ");
                 }
                 seen.pieces.insert(header.index, bytes);
-                if let Some(d) = header.descriptor.map(|d| *d) {
+                if let Some(d) = header.descriptor {
                     if let Some(prev) = seen.descriptor {
                         assert_eq!(prev, d, "duplicate descriptors differ");
                     } else {

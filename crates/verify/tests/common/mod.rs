@@ -90,7 +90,7 @@ pub fn fragments(
                 count,
                 frag_size,
                 total_bytes: data.len() as u32,
-                descriptor: (index == 0).then(|| Box::new(desc)),
+                descriptor: (index == 0).then_some(desc),
             };
             let at = header.tensor_offset();
             let payload = data[at..at + header.expected_payload_len().unwrap()].to_vec();
@@ -108,7 +108,7 @@ pub fn fragments(
 pub fn duplicate(ledger: &SharedLedger, f: &Fragment<Tracked>) -> Fragment<Tracked> {
     Fragment {
         source: f.source,
-        header: f.header.clone(),
+        header: f.header,
         payload_len: f.payload_len,
         handle: Tracked::new(ledger, f.handle.payload.clone()),
     }
