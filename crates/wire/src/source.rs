@@ -11,10 +11,13 @@ use std::net::{AddrParseError, IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 /// memory, so every copy and comparison on the per-packet path (classify, the verifier's
 /// image key) went through a store and a reload, and the reload of a value written piecewise
 /// stalls. An IPv4 address is kept in its IPv4-mapped IPv6 form with a flag, so that a
-/// sender using a literal `::ffff:a.b.c.d` address stays distinct from `a.b.c.d`.
+/// sender using a literal `::ffff:a.b.c.d` address stays distinct from `a.b.c.d`. The
+/// address is two 64-bit halves rather than one `u128`: a `u128` built from packet bytes
+/// was stored in 1-, 2-, 4- and 8-byte pieces and reloaded as two words, which stalls.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Source {
-    ip: u128,
+    ip_hi: u64,
+    ip_lo: u64,
     port: u16,
     v4: bool,
 }
@@ -24,7 +27,8 @@ impl Source {
     #[inline]
     pub const fn v4(ip: [u8; 4], port: u16) -> Source {
         Source {
-            ip: 0xffff_0000_0000 | u32::from_be_bytes(ip) as u128,
+            ip_hi: 0,
+            ip_lo: 0xffff_0000_0000 | u32::from_be_bytes(ip) as u64,
             port,
             v4: true,
         }
@@ -33,8 +37,10 @@ impl Source {
     /// An IPv6 sender.
     #[inline]
     pub const fn v6(ip: [u8; 16], port: u16) -> Source {
+        let ip = u128::from_be_bytes(ip);
         Source {
-            ip: u128::from_be_bytes(ip),
+            ip_hi: (ip >> 64) as u64,
+            ip_lo: ip as u64,
             port,
             v4: false,
         }
@@ -48,9 +54,9 @@ impl Source {
     /// The IP address.
     pub fn ip(&self) -> IpAddr {
         if self.v4 {
-            IpAddr::V4(Ipv4Addr::from(self.ip as u32))
+            IpAddr::V4(Ipv4Addr::from(self.ip_lo as u32))
         } else {
-            IpAddr::V6(Ipv6Addr::from(self.ip))
+            IpAddr::V6(Ipv6Addr::from((self.ip_hi as u128) << 64 | self.ip_lo as u128))
         }
     }
 
