@@ -56,7 +56,9 @@ impl Source {
         if self.v4 {
             IpAddr::V4(Ipv4Addr::from(self.ip_lo as u32))
         } else {
-            IpAddr::V6(Ipv6Addr::from((self.ip_hi as u128) << 64 | self.ip_lo as u128))
+            IpAddr::V6(Ipv6Addr::from(
+                (self.ip_hi as u128) << 64 | self.ip_lo as u128,
+            ))
         }
     }
 
