@@ -25,14 +25,16 @@
 //! The floor ([`floor`]) runs next, on the same feeder, ring and traffic: a receiver that
 //! does only `rx_burst`, reads each packet's first 64 bytes and gives the mbufs back
 //! through a return ring, where the feeder stamps them as it stamps completed images. The
-//! report gives netml's ns/packet as a multiple of the floor's.
+//! two alternate for `--rounds` rounds, and the report gives netml's ns/packet as a multiple
+//! of the floor's in each round and in the median round (the verdict): on a shared machine
+//! whose speed changes within seconds, a pair measured together is what compares.
 //!
 //! [`run`] reads top to bottom: build the traffic, start the bench threads (before
-//! `rte_eal_init`, see [`prestarted`]), bring up EAL and the mempool; then for each
-//! receiver (the pipeline's worker, then the floor of [`floor`]): a net_ring port,
-//! the circulation, the receiver and the feeder started, warm-up, measurement, everything
-//! stopped and the mbufs counted back; last the report, with netml's ns/packet over the
-//! floor's.
+//! `rte_eal_init`, see [`prestarted`]), bring up EAL and the mempool; then, round after
+//! round, for each receiver (the pipeline's worker, then the floor of [`floor`]): a net_ring
+//! port, the circulation, the receiver and the feeder started, warm-up, measurement,
+//! everything stopped and the mbufs counted back; last the report, with netml's ns/packet
+//! over the floor's per round and for the median round.
 //!
 //! Beside [`run`]: [`floor`] (the floor's receiver), [`monitor`] (the warm-up and the
 //! measured window), [`report`] (text and CSV); shared with the other harnesses:
