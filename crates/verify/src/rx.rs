@@ -75,35 +75,11 @@ pub fn receive<H>(
     handle: H,
     is_our_port: impl Fn(u16) -> bool,
 ) -> Rx<H> {
-    match receive_into(counters, bytes, is_our_port, |f, payload| (f, payload)) {
-        Ok((f, payload)) => Rx::Fragment(f.with_handle(handle), payload),
-        Err(NotFragment::Other) => Rx::Other(handle),
-        Err(NotFragment::Invalid(e)) => Rx::Invalid(e),
-    }
-}
-
-/// [`receive`] for the per-packet path: a fragment (without its handle) and the range of
-/// its payload in `bytes` go straight to `fragment`, inlined with it (see
-/// [`frame::classify_into`]); anything else comes back as the reason, counted.
-#[inline]
-fn receive_into<R>(
-    counters: &mut RxCounters,
-    bytes: &[u8],
-    is_our_port: impl Fn(u16) -> bool,
-    fragment: impl FnOnce(Fragment<()>, Range<usize>) -> R,
-) -> Result<R, NotFragment> {
     counters.frames += 1;
-    let parts = |source, header, payload: Range<usize>| {
-        let f = Fragment {
-            source,
-            header,
-            payload_len: payload.len(),
-            handle: (),
-        };
-        fragment(f, payload)
-    };
-    let verdict = frame::classify_into(bytes, is_our_port, parts);
-    *match verdict {
+    let verdict = frame::classify_into(bytes, is_our_port, |source, header, payload| {
+        (source, header, payload)
+    });
+    *match &verdict {
         Ok(_) => &mut counters.fragments,
         Err(NotFragment::Other) => &mut counters.other,
         Err(NotFragment::Invalid(Error::Truncated)) => &mut counters.truncated,
@@ -111,5 +87,17 @@ fn receive_into<R>(
         Err(NotFragment::Invalid(Error::Malformed)) => &mut counters.malformed,
         Err(NotFragment::Invalid(Error::Checksum)) => &mut counters.bad_checksum,
     } += 1;
-    verdict
+    match verdict {
+        Ok((source, header, payload)) => {
+            let f = Fragment {
+                source,
+                header,
+                payload_len: payload.len(),
+                handle,
+            };
+            Rx::Fragment(f, payload)
+        }
+        Err(NotFragment::Other) => Rx::Other(handle),
+        Err(NotFragment::Invalid(e)) => Rx::Invalid(e),
+    }
 }

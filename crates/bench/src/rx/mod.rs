@@ -129,14 +129,18 @@ pub struct Args {
 }
 
 impl Args {
-    /// The receivers to measure, in order: those of one round, `rounds` times.
-    fn receivers(&self) -> Vec<Receiver> {
-        let round = match (self.floor, self.no_floor) {
+    /// The receivers of one round, in order.
+    fn round(&self) -> Vec<Receiver> {
+        match (self.floor, self.no_floor) {
             (true, _) => vec![Receiver::Floor],
             (false, true) => vec![Receiver::Netml],
             (false, false) => vec![Receiver::Netml, Receiver::Floor],
-        };
-        round.repeat(self.rounds as usize)
+        }
+    }
+
+    /// The receivers to measure, in order: those of one round, `rounds` times.
+    fn receivers(&self) -> Vec<Receiver> {
+        self.round().repeat(self.rounds as usize)
     }
 }
 
@@ -194,7 +198,8 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
     // Report: the first round in full, then every round's ratio and their median.
     let frags = traffic.frames.frags;
     let (mut text, mut clean) = (String::new(), true);
-    let per_round = measured.len().div_ceil(a.rounds as usize).max(1);
+    // A stopped run ends early: its last round may be short, the others are whole.
+    let per_round = a.round().len();
     for (i, m) in measured.iter().enumerate() {
         if i < per_round {
             text.push_str(&m.report(&a, frags));
@@ -206,7 +211,7 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
     if rounds.len() > 1 {
         text.push_str(&rounds_report(&rounds, &ratios));
     }
-    let measured_ratios: Vec<&Ratio> = ratios.iter().flatten().collect();
+    let measured_ratios: Vec<Ratio> = ratios.iter().flatten().copied().collect();
     if let Some(median) = Ratio::median(&measured_ratios) {
         text.push_str(&median.report(measured_ratios.len()));
     }

@@ -203,6 +203,7 @@ pub(super) fn report_floor(
 }
 
 /// The pipeline's rx core against the floor, measured in the same run.
+#[derive(Clone, Copy)]
 pub(super) struct Ratio {
     netml_ns: f64,
     floor_ns: f64,
@@ -227,15 +228,10 @@ impl Ratio {
 
     /// The round whose ratio is the median of `ratios` (the lower middle one of an even
     /// number), so that the ns/packet figures printed with it were measured together.
-    pub(super) fn median(ratios: &[&Ratio]) -> Option<Ratio> {
-        let mut sorted: Vec<&Ratio> = ratios.to_vec();
+    pub(super) fn median(ratios: &[Ratio]) -> Option<Ratio> {
+        let mut sorted = ratios.to_vec();
         sorted.sort_by(|a, b| a.value().total_cmp(&b.value()));
-        sorted
-            .get(sorted.len().saturating_sub(1) / 2)
-            .map(|r| Ratio {
-                netml_ns: r.netml_ns,
-                floor_ns: r.floor_ns,
-            })
+        sorted.get(sorted.len().saturating_sub(1) / 2).copied()
     }
 
     /// The verdict line; `rounds` > 1 says this is the median round of that many.
@@ -318,15 +314,14 @@ mod tests {
     fn the_median_round_is_reported_with_its_own_figures() {
         let r = |netml_ns, floor_ns| Ratio { netml_ns, floor_ns };
         let rounds = [r(60.0, 20.0), r(50.0, 40.0), r(45.0, 20.0)];
-        let refs: Vec<&Ratio> = rounds.iter().collect();
-        let m = Ratio::median(&refs).unwrap();
+        let m = Ratio::median(&rounds).unwrap();
         assert_eq!((m.netml_ns, m.floor_ns), (45.0, 20.0));
         assert!(
             m.report(3).contains("(median of 3 rounds)"),
             "{}",
             m.report(3)
         );
-        let even = Ratio::median(&refs[..2]).unwrap();
+        let even = Ratio::median(&rounds[..2]).unwrap();
         assert_eq!((even.netml_ns, even.floor_ns), (50.0, 40.0));
         assert!(Ratio::median(&[]).is_none());
     }
