@@ -139,7 +139,8 @@ struct Slot<H> {
     received: u16,
     /// Bit i set: fragment i is held in `frags[i]`.
     bitmap: Vec<u64>,
-    /// Never shrinks; every entry is `None` while the slot is free.
+    /// Every entry is `None` while the slot is free. Never shrinks while the slot's images
+    /// are evicted; a completed image takes it whole (see `take_in_order`).
     frags: Vec<Option<H>>,
     descriptor: Option<DescriptorRepr>,
     first_arrival: u64,
@@ -203,15 +204,16 @@ impl<H> Slot<H> {
         self.frags[i].take()
     }
 
+    /// Every handle in index order. The slot's vector itself becomes the image's (collected
+    /// in place when `Option<H>` is as large as `H`, as for any pointer-like handle): the
+    /// handles are not copied into memory that the image's last consumer, on another core,
+    /// touched last; the slot gets a new vector when it is next opened.
     fn take_in_order(&mut self) -> Vec<H> {
-        let n = self.count as usize;
-        let out = self.frags[..n]
-            .iter_mut()
-            .map(|f| f.take().expect("bitmap full"))
-            .collect();
+        let mut frags = std::mem::take(&mut self.frags);
+        frags.truncate(self.count as usize);
         self.bitmap.iter_mut().for_each(|w| *w = 0);
         self.received = 0;
-        out
+        frags.into_iter().map(|f| f.expect("bitmap full")).collect()
     }
 }
 
@@ -553,5 +555,45 @@ impl<H> Verifier<H> {
         } else {
             self.newest = older;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A completed image's handles are the slot's own vector, not a copy, when `Option<H>`
+    /// is as large as `H` (any handle with a niche, such as a pointer).
+    #[test]
+    fn a_completed_image_takes_the_slots_vector() {
+        let mut slot: Slot<Box<u16>> = Slot::new();
+        let key = ImageKey {
+            source: Source::v4([10, 0, 0, 1], 1),
+            model: 0,
+            image: 7,
+        };
+        let header = fragment::Repr {
+            model: 0,
+            image: 7,
+            index: 0,
+            count: 3,
+            frag_size: 10,
+            total_bytes: 25,
+            descriptor: None,
+        };
+        slot.reset(key, &header, 0);
+        for i in [2u16, 0, 1] {
+            slot.frags[i as usize] = Some(Box::new(i));
+            slot.bitmap[0] |= 1 << i;
+        }
+        let held_at = slot.frags.as_ptr() as usize;
+        let handles = slot.take_in_order();
+        assert_eq!(handles.iter().map(|h| **h).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(handles.as_ptr() as usize, held_at);
+        assert!(slot.bitmap.iter().all(|&w| w == 0));
+        // The slot opens its next image in a vector of its own.
+        slot.reset(ImageKey { image: 8, ..key }, &header, 1);
+        assert!(slot.frags.iter().all(Option::is_none));
+        assert_eq!(slot.frags.len(), 3);
     }
 }
