@@ -51,7 +51,7 @@ pub fn verifies<const N: usize>(data: &[u8; N]) -> bool {
     // Folding to 16 bits keeps the value modulo 0xffff (2^16 = 1) and gives 0 only for a
     // sum of 0: the folded sum is 0xffff exactly when this holds. The remainder by a
     // constant is a multiply and a shift, shorter than the chain of four folds.
-    wide != 0 && wide % 0xffff == 0
+    wide != 0 && wide.is_multiple_of(0xffff)
 }
 
 /// Folds a running sum into the final 16-bit one's-complement checksum.
