@@ -3,6 +3,8 @@
 //! - `frame::classify` (as if every port were ours, and as if only 9000 were): for a
 //!   fragment, its ranges must lie inside the input and agree with each other, and the
 //!   header must re-parse from the bytes they point at;
+//! - `frame::classify_plain` (the per-packet fast path): whatever it takes, `classify` takes
+//!   as the same fragment, or finds malformed (the sizes, which it leaves to its caller);
 //! - `result::Repr::parse` over the same bytes (as a UDP payload);
 //! - `pcap::Reader` over the same bytes (as a capture file).
 //!
@@ -62,6 +64,17 @@ fn check_fragment(data: &[u8], c: &Classified) {
 fuzz_target!(|data: &[u8]| {
     let all = frame::classify(data, |_| true);
     check_fragment(data, &all);
+    if let Some((source, header, payload)) = frame::classify_plain(data, |_| true) {
+        match &all {
+            Classified::Fragment {
+                source: s,
+                header: h,
+                payload: p,
+            } => assert_eq!((s, h, p), (&source, &header, &payload)),
+            Classified::Invalid(netml_wire::Error::Malformed) => {}
+            other => panic!("classify_plain took a frame that classify calls {other:?}"),
+        }
+    }
     let one = frame::classify(data, |p| p == 9000);
     check_fragment(data, &one);
     if let Ok(Some(d)) = frame::parse_udp(data) {

@@ -1,7 +1,9 @@
 //! The rx worker: one per rx queue, a poll-mode loop in the style of DPDK's l2fwd.
 //!
 //! burst -> classify -> (ours) verifier, holding the mbufs -> complete images to the
-//! dispatch queue; (other) NF-chain action; (invalid) counted and freed.
+//! dispatch queue; (other) NF-chain action; (invalid) counted and freed. The next fragment
+//! of an image in flight takes the fast path (`receive_plain`), anything else `receive`
+//! and `Verifier::push`; both give the same counts.
 
 use crate::clock::Clock;
 use crate::config::ChainAction;
@@ -9,7 +11,7 @@ use crate::stats::{Shared, WorkerCounters};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use netml_dpdk::{Mbuf, RxQueue, TxQueue};
 use netml_gpu::SrcPtrs;
-use netml_verify::{receive, Evicted, Image, ImageKey, Push, Rx, Verifier};
+use netml_verify::{receive, receive_plain, Evicted, Image, ImageKey, Push, Rx, Verifier};
 use netml_wire::frame::{self, Endpoints};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -204,6 +206,15 @@ impl Worker {
     #[inline]
     fn handle(&mut self, c: &mut WorkerCounters, mbuf: Mbuf, now: u64, forward: &mut Vec<Mbuf>) {
         let ports = &self.udp_ports;
+        // Most packets: the next fragment of an image in flight, accepted in a few compares.
+        if let Some(plain) = receive_plain(&mut self.verifier, mbuf.data(), |p| ports.contains(&p))
+        {
+            let held = Held::new(mbuf, plain.payload());
+            if let Push::Complete(image) = plain.accept(&mut c.rx, held, now) {
+                self.dispatch(c, Complete::Image(image));
+            }
+            return;
+        }
         match receive(&mut c.rx, mbuf.data(), (), |p| ports.contains(&p)) {
             Rx::Fragment(f, range) => {
                 let held = Held::new(mbuf, range);

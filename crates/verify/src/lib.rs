@@ -24,5 +24,5 @@ mod rx;
 mod table;
 
 pub use counters::{Counters, Drop};
-pub use rx::{receive, Rx, RxCounters};
+pub use rx::{receive, receive_plain, Plain, Rx, RxCounters};
 pub use table::{Config, Evicted, Fragment, Image, ImageKey, Push, Verifier};

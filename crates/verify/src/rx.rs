@@ -1,7 +1,7 @@
 //! The step before the verifier: classifying received frames, counting every frame that
 //! does not become a fragment in exactly one counter.
 
-use crate::Fragment;
+use crate::{Fragment, Push, Verifier};
 use core::ops::Range;
 use netml_wire::frame::{self, NotFragment};
 use netml_wire::Error;
@@ -100,4 +100,52 @@ pub fn receive<H>(
         Err(NotFragment::Other) => Rx::Other(handle),
         Err(NotFragment::Invalid(e)) => Rx::Invalid(e),
     }
+}
+
+/// A frame the fast path ([`receive_plain`]) matched to a fragment the verifier accepts;
+/// nothing is counted until [`Plain::accept`].
+pub struct Plain<'v, H> {
+    verifier: &'v mut Verifier<H>,
+    slot: u32,
+    index: u16,
+    payload: Range<usize>,
+}
+
+impl<H> Plain<'_, H> {
+    /// The tensor bytes' range within the frame.
+    pub fn payload(&self) -> Range<usize> {
+        self.payload.clone()
+    }
+
+    /// Counts the frame and the fragment and holds `handle` (the packet of the frame):
+    /// what [`receive`] and [`Verifier::push`] do with the same frame.
+    #[inline(always)]
+    pub fn accept(self, counters: &mut RxCounters, handle: H, now: u64) -> Push<H> {
+        counters.frames += 1;
+        counters.fragments += 1;
+        self.verifier
+            .place(self.slot, self.index, handle, None, now)
+    }
+}
+
+/// The per-packet fast path of [`receive`] followed by [`Verifier::push`], for the common
+/// case: a fragment other than fragment 0 ([`frame::classify_plain`]) of an image among
+/// the verifier's latest, with that image's sizes, the expected payload length, and not
+/// held yet. Reads the frame and changes nothing; `None` for every other frame, which the
+/// caller gives to `receive` and `push`. For every frame it accepts, [`Plain::accept`] has
+/// the outcome and the counts that `receive` and `push` would have had.
+#[inline(always)]
+pub fn receive_plain<'v, H>(
+    verifier: &'v mut Verifier<H>,
+    frame: &[u8],
+    is_our_port: impl Fn(u16) -> bool,
+) -> Option<Plain<'v, H>> {
+    let (source, header, payload) = frame::classify_plain(frame, is_our_port)?;
+    let slot = verifier.accepting_slot(source, &header, payload.len())?;
+    Some(Plain {
+        verifier,
+        slot,
+        index: header.index,
+        payload,
+    })
 }

@@ -185,6 +185,13 @@ impl<H> Slot<H> {
         self.first_arrival = now;
     }
 
+    /// Whether fragment `index` is held (`index` is below the image's count).
+    #[inline(always)]
+    fn holds(&self, index: u16) -> bool {
+        let i = index as usize;
+        self.bitmap[i / 64] & (1u64 << (i % 64)) != 0
+    }
+
     /// Drops every held handle, touching only the set bits.
     fn release_all(&mut self) {
         for (w, word) in self.bitmap.iter_mut().enumerate() {
@@ -400,20 +407,58 @@ impl<H> Verifier<H> {
     #[inline(always)]
     fn add(&mut self, slot: u32, frag: Fragment<H>, now: u64) -> Push<H> {
         let h = frag.header;
-        let s = &mut self.slots[slot as usize];
+        let s = &self.slots[slot as usize];
         if h.count != s.count || h.frag_size != s.frag_size || h.total_bytes != s.total_bytes {
             return self.drop_fragment(Drop::Inconsistent);
         }
-        let i = h.index as usize;
-        let (word, bit) = (i / 64, 1u64 << (i % 64));
-        if s.bitmap[word] & bit != 0 {
+        if s.holds(h.index) {
             return self.drop_fragment(Drop::Duplicate);
         }
-        s.bitmap[word] |= bit;
-        s.frags[i] = Some(frag.handle);
+        self.place(slot, h.index, frag.handle, h.descriptor, now)
+    }
+
+    /// The slot where [`push`](Self::push) would accept this fragment without opening an
+    /// image, checked as `push` checks it: its image among the latest, the same sizes, a
+    /// payload of the expected length, not yet held. `None` for anything else (to `push`).
+    /// The fast path's lookup (see [`crate::receive_plain`]); changes nothing.
+    #[inline(always)]
+    pub(crate) fn accepting_slot(
+        &self,
+        source: Source,
+        h: &fragment::Repr,
+        payload_len: usize,
+    ) -> Option<u32> {
+        let key = ImageKey {
+            source,
+            model: h.model,
+            image: h.image,
+        };
+        let slot = self.last.find(&key)?;
+        let s = &self.slots[slot as usize];
+        let same_sizes =
+            h.count == s.count && h.frag_size == s.frag_size && h.total_bytes == s.total_bytes;
+        let fits = h.expected_payload_len() == Some(payload_len);
+        (same_sizes && fits && h.descriptor.is_none() && !s.holds(h.index)).then_some(slot)
+    }
+
+    /// Holds fragment `index` of the image in `slot` (checked, not held yet), counts it
+    /// accepted and completes the image if it was the last one missing.
+    #[inline(always)]
+    pub(crate) fn place(
+        &mut self,
+        slot: u32,
+        index: u16,
+        handle: H,
+        descriptor: Option<DescriptorRepr>,
+        now: u64,
+    ) -> Push<H> {
+        let s = &mut self.slots[slot as usize];
+        let i = index as usize;
+        s.bitmap[i / 64] |= 1u64 << (i % 64);
+        s.frags[i] = Some(handle);
         s.received += 1;
-        if h.descriptor.is_some() {
-            s.descriptor = h.descriptor;
+        if descriptor.is_some() {
+            s.descriptor = descriptor;
         }
         self.counters.accepted += 1;
         self.held += 1;

@@ -365,6 +365,44 @@ pub struct Repr {
     pub descriptor: Option<DescriptorRepr>,
 }
 
+/// The fixed header's fields as read, before any check.
+struct Fixed {
+    magic: u16,
+    version: u8,
+    flags: u8,
+    model: u8,
+    image: u32,
+    index: u16,
+    count: u16,
+    frag_size: u16,
+    total_bytes: u32,
+}
+
+impl Fixed {
+    #[inline(always)]
+    fn read(h: &[u8; HEADER_LEN]) -> Fixed {
+        let be16 = |at: usize| u16::from_be_bytes([h[at], h[at + 1]]);
+        let be32 = |at: usize| u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
+        Fixed {
+            magic: be16(field::MAGIC),
+            version: h[field::VER_FLAGS] >> 4,
+            flags: h[field::VER_FLAGS] & 0x0f,
+            model: h[field::MODEL],
+            image: be32(field::IMAGE),
+            index: be16(field::INDEX),
+            count: be16(field::COUNT),
+            frag_size: be16(field::FRAG_SIZE),
+            total_bytes: be32(field::TOTAL),
+        }
+    }
+
+    /// Our magic and version, and no flag this version does not know.
+    #[inline(always)]
+    fn recognized(&self) -> bool {
+        self.magic == MAGIC && self.version == VERSION && self.flags & !flags::KNOWN == 0
+    }
+}
+
 /// Number of fragments a tensor of `total_bytes` needs at `frag_size` bytes each.
 pub fn fragment_count(total_bytes: u64, frag_size: u16) -> u64 {
     total_bytes.div_ceil(frag_size.max(1) as u64)
@@ -385,12 +423,11 @@ impl Repr {
         let Some(h) = b.first_chunk::<HEADER_LEN>() else {
             return Err(Error::Truncated);
         };
-        let be16 = |at: usize| u16::from_be_bytes([h[at], h[at + 1]]);
-        let (ver_flags, fl) = (h[field::VER_FLAGS], h[field::VER_FLAGS] & 0x0f);
-        if be16(field::MAGIC) != MAGIC || ver_flags >> 4 != VERSION || fl & !flags::KNOWN != 0 {
+        let f = Fixed::read(h);
+        if !f.recognized() {
             return Err(Error::Unrecognized);
         }
-        let with_descriptor = fl & flags::DESCRIPTOR != 0;
+        let with_descriptor = f.flags & flags::DESCRIPTOR != 0;
         let verifies = if with_descriptor {
             let Some(hd) = b.first_chunk::<{ HEADER_LEN + DESCRIPTOR_LEN }>() else {
                 return Err(Error::Truncated);
@@ -402,13 +439,7 @@ impl Repr {
         if !verifies {
             return Err(Error::Checksum);
         }
-        let total = u32::from_be_bytes([
-            h[field::TOTAL],
-            h[field::TOTAL + 1],
-            h[field::TOTAL + 2],
-            h[field::TOTAL + 3],
-        ]);
-        let (count, frag_size) = (be16(field::COUNT), be16(field::FRAG_SIZE));
+        let (count, frag_size, total) = (f.count, f.frag_size, f.total_bytes);
         if count == 0 || frag_size == 0 || total == 0 {
             return Err(Error::Malformed);
         }
@@ -417,8 +448,7 @@ impl Repr {
         if (n - 1) * size >= total64 || n * size < total64 {
             return Err(Error::Malformed);
         }
-        let index = be16(field::INDEX);
-        if with_descriptor != (index == 0) {
+        if with_descriptor != (f.index == 0) {
             return Err(Error::Malformed);
         }
         let descriptor = match p.descriptor() {
@@ -426,18 +456,38 @@ impl Repr {
             None => None,
         };
         Ok(Repr {
-            model: h[field::MODEL],
-            image: u32::from_be_bytes([
-                h[field::IMAGE],
-                h[field::IMAGE + 1],
-                h[field::IMAGE + 2],
-                h[field::IMAGE + 3],
-            ]),
-            index,
+            model: f.model,
+            image: f.image,
+            index: f.index,
             count,
             frag_size,
             total_bytes: total,
             descriptor,
+        })
+    }
+
+    /// The fast path's parse, for a caller that already holds this fragment's image with
+    /// its sizes checked: the header of a fragment other than fragment 0 (no descriptor,
+    /// no flag, index not 0) with a valid checksum, its fields as read. `None` for anything
+    /// else, which the caller then gives to [`Repr::parse`] for the verdict.
+    ///
+    /// It does not check `count`, `frag_size` and `total_bytes` against each other: what it
+    /// returns is a fragment that [`Repr::parse`] accepts (with the same fields) exactly
+    /// when those three equal the sizes of a header that `Repr::parse` accepted.
+    #[inline(always)]
+    pub fn parse_plain(h: &[u8; HEADER_LEN]) -> Option<Repr> {
+        let f = Fixed::read(h);
+        if !f.recognized() || f.flags != 0 || f.index == 0 || !checksum::verifies(h) {
+            return None;
+        }
+        Some(Repr {
+            model: f.model,
+            image: f.image,
+            index: f.index,
+            count: f.count,
+            frag_size: f.frag_size,
+            total_bytes: f.total_bytes,
+            descriptor: None,
         })
     }
 

@@ -157,6 +157,29 @@ pub fn classify_into<R>(
     Ok(fragment(udp.src, header, payload))
 }
 
+/// The per-packet fast path of [`classify_into`]: a fragment other than fragment 0 in an
+/// untagged Ethernet frame with an option-less IPv4 header, read at fixed offsets, its
+/// header parsed by [`fragment::Repr::parse_plain`] (sizes not checked against each other).
+/// `None` for anything else, including every invalid frame: the caller then classifies the
+/// frame with [`classify_into`], which gives the verdict and the counter.
+#[inline(always)]
+pub fn classify_plain(
+    frame: &[u8],
+    is_our_port: impl Fn(u16) -> bool,
+) -> Option<(Source, fragment::Repr, Range<usize>)> {
+    let udp = untagged_ipv4_udp(frame)?;
+    if !is_our_port(udp.dst_port) {
+        return None;
+    }
+    let h = frame[udp.payload.clone()].first_chunk::<{ fragment::HEADER_LEN }>()?;
+    let header = fragment::Repr::parse_plain(h)?;
+    Some((
+        udp.src,
+        header,
+        udp.payload.start + fragment::HEADER_LEN..udp.payload.end,
+    ))
+}
+
 /// The general path: VLAN tags, IPv6, and every error.
 #[inline(never)]
 fn locate_any(frame: &[u8]) -> core::result::Result<UdpSummary, NotFragment> {
@@ -179,7 +202,7 @@ mod fast {
 /// no options and a valid checksum, carrying a whole UDP datagram whose length fits. It
 /// gives exactly what [`parse_udp`] gives for such a frame; anything else (VLAN, IPv6,
 /// options, IP fragments, other protocols, any error) is `None` and left to it.
-#[inline]
+#[inline(always)]
 fn untagged_ipv4_udp(frame: &[u8]) -> Option<UdpSummary> {
     let h: &[u8; fast::PAYLOAD] = frame.first_chunk()?;
     let ip: &[u8; ipv4::HEADER_LEN] = h[fast::L3..fast::L4].try_into().ok()?;
@@ -389,6 +412,58 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(classify(&f, |p| p == 9001), Classified::Other);
+    }
+
+    /// A fragment after fragment 0, as the sender builds it.
+    fn second_fragment(ep: &Endpoints) -> Vec<u8> {
+        let h = fragment::Repr {
+            model: 1,
+            image: 9,
+            index: 1,
+            count: 2,
+            frag_size: 1024,
+            total_bytes: 1200,
+            descriptor: None,
+        };
+        ep.build(h.header_len() + 176, |b| {
+            h.emit(&mut fragment::Packet::new_unchecked(&mut b[..]))
+        })
+    }
+
+    #[test]
+    fn the_fast_path_takes_untagged_ipv4_fragments_after_fragment_0_only() {
+        let ep = endpoints(false, None);
+        let f = second_fragment(&ep);
+        let (source, header, payload) = classify_plain(&f, |p| p == 9000).expect("fast path");
+        assert_eq!(payload, 64..64 + 176);
+        assert_eq!(
+            classify(&f, |p| p == 9000),
+            Classified::Fragment {
+                source,
+                header,
+                payload
+            }
+        );
+        assert_eq!(classify_plain(&f, |p| p == 9001), None);
+        assert_eq!(classify_plain(&first_fragment(&ep), |_| true), None);
+        for (v6, vlan) in [(true, None), (false, Some(100))] {
+            let other = second_fragment(&endpoints(v6, vlan));
+            assert!(matches!(
+                classify(&other, |_| true),
+                Classified::Fragment { .. }
+            ));
+            assert_eq!(
+                classify_plain(&other, |_| true),
+                None,
+                "v6 {v6} vlan {vlan:?}"
+            );
+        }
+        // Any damage to the checksummed headers leaves it to the general path.
+        for at in [14, 20, 25, 42, 44, 50, 61] {
+            let mut bad = f.clone();
+            bad[at] ^= 0x10;
+            assert_eq!(classify_plain(&bad, |_| true), None, "byte {at}");
+        }
     }
 
     #[test]
