@@ -173,32 +173,60 @@ fn bench_classify_and_verify(c: &mut Criterion) {
             }
         });
     });
-    g.bench_function("in_order_fast_path", |b| {
-        let mut v: Verifier<u32> = Verifier::new(Config::default());
-        let (mut i, mut now) = (0usize, 0u64);
-        let mut rx = RxCounters::default();
-        b.iter(|| {
-            if i == frames.len() {
-                // The same image again, once the late window of the last one has passed.
-                i = 0;
-                now += 2 * Config::default().timeout_ns;
-            }
-            let fr = black_box(&frames[i]);
-            i += 1;
-            now += 1;
-            let pushed = match receive_plain(&mut v, fr, |p| p == 9000) {
-                Some(plain) => plain.accept(&mut rx, 0, now),
-                None => match receive(&mut rx, fr, 0, |p| p == 9000) {
-                    Rx::Fragment(f, _) => v.push(f, now),
-                    _ => unreachable!("valid frames"),
-                },
+    g.bench_function("in_order_fast_path", |b| fast_path(b, &frames));
+    // Four flows interleaved packet by packet, as `netml bench rx` sends them.
+    let flows: Vec<Vec<Vec<u8>>> = (0..4u16)
+        .map(|f| {
+            let ep = Endpoints {
+                src: SocketAddr::from(([10, 0, 0, 1], 40000 + f)),
+                ..ep
             };
-            keep(pushed);
-        });
-        assert_eq!(rx.invalid(), 0);
-        assert_eq!(v.counters().dropped(), 0, "{:?}", v.counters());
+            image_fragments(0, ep.src)
+                .iter()
+                .map(|f| {
+                    let h = &f.header;
+                    ep.build(h.header_len() + f.payload_len, |b| {
+                        h.emit(&mut fragment::Packet::new_unchecked(b));
+                    })
+                })
+                .collect()
+        })
+        .collect();
+    let interleaved: Vec<Vec<u8>> = (0..frames.len())
+        .flat_map(|i| flows.iter().map(move |f| f[i].clone()))
+        .collect();
+    g.bench_function("4_flows_interleaved_fast_path", |b| {
+        fast_path(b, &interleaved)
     });
     g.finish();
+}
+
+/// The rx worker's per-frame path over `frames` (valid fragments of whole images), again
+/// and again: the fast path first, `receive` and `push` for what it leaves.
+fn fast_path(b: &mut criterion::Bencher, frames: &[Vec<u8>]) {
+    let mut v: Verifier<u32> = Verifier::new(Config::default());
+    let (mut i, mut now) = (0usize, 0u64);
+    let mut rx = RxCounters::default();
+    b.iter(|| {
+        if i == frames.len() {
+            // The same images again, once the late window of the last ones has passed.
+            i = 0;
+            now += 2 * Config::default().timeout_ns;
+        }
+        let fr = black_box(&frames[i]);
+        i += 1;
+        now += 1;
+        let pushed = match receive_plain(&mut v, fr, |p| p == 9000) {
+            Some(plain) => plain.accept(&mut rx, 0, now),
+            None => match receive(&mut rx, fr, 0, |p| p == 9000) {
+                Rx::Fragment(f, _) => v.push(f, now),
+                _ => unreachable!("valid frames"),
+            },
+        };
+        keep(pushed);
+    });
+    assert_eq!(rx.invalid(), 0);
+    assert_eq!(v.counters().dropped(), 0, "{:?}", v.counters());
 }
 
 /// Keeps the verifier's work from being optimized away through its verdict alone: a
