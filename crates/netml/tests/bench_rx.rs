@@ -1,6 +1,7 @@
 //! `netml bench rx --rounds`: the pipeline's worker and the floor alternate, each round is
 //! reported with its own ratio, the verdict is the median round's, and the CSV has one row
-//! per receiver and round; every counter stays clean (no drop, no leak).
+//! per receiver and round, the plot a bar group per round; every counter stays clean (no
+//! drop, no leak).
 
 mod common;
 
@@ -10,6 +11,7 @@ use common::{netml, stdout_of, Table};
 fn rounds_alternate_and_the_verdict_is_the_median_round() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("rx.csv");
+    let plot = dir.path().join("rx.svg");
     let stdout = stdout_of(
         netml()
             .args([
@@ -23,7 +25,9 @@ fn rounds_alternate_and_the_verdict_is_the_median_round() {
                 "3",
             ])
             .args(["--shape", "1x3x32x32", "--ring", "1024", "--csv"])
-            .arg(&csv),
+            .arg(&csv)
+            .arg("--plot")
+            .arg(&plot),
     );
     for line in [
         "rounds (alternating, --seconds each):",
@@ -72,4 +76,31 @@ fn rounds_alternate_and_the_verdict_is_the_median_round() {
         (shown - ratios[1]).abs() <= 0.011,
         "the verdict is the median round ({ratios:?}): {verdict}"
     );
+
+    // The plot: per round, a bar for each receiver and one for the target, labelled with
+    // the round's ratio.
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    for (k, pair) in t.rows.chunks(2).enumerate() {
+        let start = format!(">{} (", k + 1);
+        let shown: f64 = svg
+            .split(&start)
+            .nth(1)
+            .and_then(|r| r.split("x)<").next())
+            .and_then(|r| r.parse().ok())
+            .unwrap_or_else(|| panic!("no label {start:?}..x)< in the plot"));
+        let ratio = t.num(&pair[0], "vs_floor");
+        assert!(
+            (shown - ratio).abs() <= 0.006,
+            "round {}: {shown} vs {ratio}",
+            k + 1
+        );
+    }
+    for name in ["netml worker", "floor", "target (1.5x floor)"] {
+        assert_eq!(
+            svg.matches(&format!("<title>{name}: ")).count(),
+            3,
+            "a {name} bar per round"
+        );
+    }
 }

@@ -48,6 +48,7 @@ mod report;
 use crate::eal::{check_huge, eal_argv};
 use crate::feeder::{prestarted, thread_cpus, thread_dir, Feeder, Job, Returns};
 use crate::meter::{rx_observer, FeedMeter, Probes, Rates, RxMeter};
+use crate::output::write_file;
 use crate::traffic::Traffic;
 use clap::Args as ClapArgs;
 use floor::FloorWorker;
@@ -63,7 +64,7 @@ use netml_pipeline::worker::{dispatch_queue, Worker};
 use netml_pktgen::tensor;
 use netml_verify::Verifier;
 use netml_wire::fragment::Dtype;
-use report::{report, report_floor, write_csv, Headline, Ratio};
+use report::{report, report_floor, write_csv, Headline, Ratio, TARGET_VS_FLOOR};
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -126,6 +127,10 @@ pub struct Args {
     /// rx row), target_vs_floor.
     #[arg(long)]
     pub(crate) csv: Option<PathBuf>,
+    /// Write an SVG bar chart of every round to this file: netml's and the floor's
+    /// ns/packet, and the target (1.5x the floor), with each round's ratio.
+    #[arg(long)]
+    pub(crate) plot: Option<PathBuf>,
 }
 
 impl Args {
@@ -225,6 +230,10 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
             }
         }
     }
+    if let Some(path) = &a.plot {
+        write_file(path, &rounds_plot(&rounds, &ratios, memory))?;
+        println!("plot: {}", path.display());
+    }
     Ok(if clean {
         ExitCode::SUCCESS
     } else {
@@ -262,6 +271,36 @@ fn rounds_report(rounds: &[&[Measured]], ratios: &[Option<Ratio>]) -> String {
     s
 }
 
+/// The rounds as grouped bars: each receiver's ns/packet and the target, per round.
+fn rounds_plot(rounds: &[&[Measured]], ratios: &[Option<Ratio>], memory: &str) -> String {
+    let groups: Vec<(String, Vec<(String, f64)>)> = rounds
+        .iter()
+        .zip(ratios)
+        .enumerate()
+        .map(|(k, (round, ratio))| {
+            let label = match ratio {
+                Some(r) => format!("{} ({:.2}x)", k + 1, r.value()),
+                None => format!("{}", k + 1),
+            };
+            let mut bars: Vec<(String, f64)> = round
+                .iter()
+                .map(|m| (m.receiver.name().to_string(), m.head.ns_per_packet))
+                .collect();
+            if let Some(floor) = round.iter().find(|m| m.receiver == Receiver::Floor) {
+                let target = TARGET_VS_FLOOR * floor.head.ns_per_packet;
+                bars.push((format!("target ({TARGET_VS_FLOOR}x floor)"), target));
+            }
+            (label, bars)
+        })
+        .collect();
+    crate::plot::bar_chart(
+        &format!("netml bench rx ({memory}): ns/packet per round (netml / floor below)"),
+        "ns/packet",
+        false,
+        &groups,
+    )
+}
+
 /// What reads the ring: the pipeline's worker, or the floor (see [`floor`]).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) enum Receiver {
@@ -270,6 +309,14 @@ pub(super) enum Receiver {
 }
 
 impl Receiver {
+    /// Its name in plots.
+    fn name(self) -> &'static str {
+        match self {
+            Receiver::Netml => "netml worker",
+            Receiver::Floor => "floor",
+        }
+    }
+
     /// The CSV mode's prefix.
     fn mode(self) -> &'static str {
         match self {

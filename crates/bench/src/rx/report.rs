@@ -14,7 +14,7 @@ const BUDGET_MPPS: f64 = 11.34;
 /// What one rx core should sustain.
 const TARGET_MPPS: f64 = 20.0;
 /// The most the pipeline's rx core may cost per packet, as a multiple of the floor's.
-const TARGET_VS_FLOOR: f64 = 1.5;
+pub(super) const TARGET_VS_FLOOR: f64 = 1.5;
 
 /// The per-core figures a run reports (and writes to the CSV file).
 pub(super) struct Headline {
