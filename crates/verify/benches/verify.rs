@@ -1,12 +1,15 @@
 //! ns per fragment through the verifier for 588-fragment images (3x224x224 f32, 1 KiB
 //! fragments), in order, reordered within a 64-fragment window, and with every fragment
 //! duplicated; single-fragment images at 250k images/s, where every fragment opens, completes
-//! and remembers an image (the memory of finished images nearly full); plus wire
-//! classification + verify of real frames. Each criterion iteration is one fragment, so the
-//! reported time is ns/fragment.
+//! and remembers an image (the memory of finished images nearly full); classification +
+//! verification of real frames, through the general path and through the rx worker's fast
+//! path (one flow, and four flows interleaved packet by packet); and a hand-written bound for
+//! the fast path. Each criterion iteration is one fragment, so the reported time is
+//! ns/fragment.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use netml_verify::{receive, receive_plain, Config, Fragment, Push, Rx, RxCounters, Verifier};
+use netml_wire::checksum;
 use netml_wire::fragment::{self, DescriptorRepr, Dtype, Layout};
 use netml_wire::frame::{self, Classified, Endpoints};
 use std::net::SocketAddr;
@@ -118,15 +121,16 @@ fn bench_verify(c: &mut Criterion) {
     g.finish();
 }
 
-fn bench_classify_and_verify(c: &mut Criterion) {
+/// The frames of image 0 from `src` to 10.0.0.2:9000 (untagged IPv4), in fragment order.
+fn image_frames(src: SocketAddr) -> Vec<Vec<u8>> {
     let ep = Endpoints {
         src_mac: [2, 0, 0, 0, 0, 1],
         dst_mac: [2, 0, 0, 0, 0, 2],
         vlan_tci: None,
-        src: "10.0.0.1:40000".parse().unwrap(),
-        dst: "10.0.0.2:9000".parse().unwrap(),
+        src,
+        dst: SocketAddr::from(([10, 0, 0, 2], 9000)),
     };
-    let frames: Vec<Vec<u8>> = image_fragments(0, ep.src)
+    image_fragments(0, src)
         .iter()
         .map(|f| {
             let h = &f.header;
@@ -134,7 +138,11 @@ fn bench_classify_and_verify(c: &mut Criterion) {
                 h.emit(&mut fragment::Packet::new_unchecked(b));
             })
         })
-        .collect();
+        .collect()
+}
+
+fn bench_classify_and_verify(c: &mut Criterion) {
+    let frames = image_frames(SocketAddr::from(([10, 0, 0, 1], 40000)));
     let mut g = c.benchmark_group("classify_ns_per_frame");
     g.bench_function("in_order", |b| {
         let mut i = 0usize;
@@ -176,21 +184,7 @@ fn bench_classify_and_verify(c: &mut Criterion) {
     g.bench_function("in_order_fast_path", |b| fast_path(b, &frames));
     // Four flows interleaved packet by packet, as `netml bench rx` sends them.
     let flows: Vec<Vec<Vec<u8>>> = (0..4u16)
-        .map(|f| {
-            let ep = Endpoints {
-                src: SocketAddr::from(([10, 0, 0, 1], 40000 + f)),
-                ..ep
-            };
-            image_fragments(0, ep.src)
-                .iter()
-                .map(|f| {
-                    let h = &f.header;
-                    ep.build(h.header_len() + f.payload_len, |b| {
-                        h.emit(&mut fragment::Packet::new_unchecked(b));
-                    })
-                })
-                .collect()
-        })
+        .map(|f| image_frames(SocketAddr::from(([10, 0, 0, 1], 40000 + f))))
         .collect();
     let interleaved: Vec<Vec<u8>> = (0..frames.len())
         .flat_map(|i| flows.iter().map(move |f| f[i].clone()))
@@ -236,9 +230,98 @@ fn keep(pushed: Push<u32>) {
     black_box(matches!(pushed, Push::Accepted));
 }
 
+/// A bound for the fast path, not a verifier: the same checks on the same frames written by
+/// hand on the raw header line, for one image of one flow (no table, no completion, a key
+/// compared as raw bytes), so that a change to the real path can be judged against how
+/// little the work itself costs.
+fn bench_hand_written_bound(c: &mut Criterion) {
+    let frames = image_frames(SocketAddr::from(([10, 0, 0, 1], 40000)));
+    struct Image {
+        /// Source IP and port bytes, model and image bytes, sizes bytes, as on the wire.
+        source: [u8; 6],
+        id: [u8; 5],
+        sizes: [u8; 8],
+        count: usize,
+        frag_size: usize,
+        last_len: usize,
+        bitmap: Vec<u64>,
+        handles: Vec<usize>,
+    }
+    let line: &[u8; 64] = frames[1].first_chunk().unwrap();
+    let count = frames.len();
+    let mut image = Image {
+        source: [line[26], line[27], line[28], line[29], line[34], line[35]],
+        id: line[45..50].try_into().unwrap(),
+        sizes: line[52..60].try_into().unwrap(),
+        count,
+        frag_size: FRAG as usize,
+        last_len: TOTAL as usize - FRAG as usize * (count - 1),
+        bitmap: vec![0; count.div_ceil(64)],
+        handles: vec![0; count],
+    };
+    let mut g = c.benchmark_group("bound_ns_per_frame");
+    g.bench_function("hand_written_one_image", |b| {
+        let (mut i, mut accepted, mut rejected) = (1usize, 0u64, 0u64);
+        image.bitmap.fill(0);
+        b.iter(|| {
+            let fr = black_box(&frames[i]);
+            i += 1;
+            if i == frames.len() {
+                // Fragment 0 (the descriptor) is the general path's: start over at 1.
+                i = 1;
+                image.bitmap.iter_mut().for_each(|w| *w = 0);
+            }
+            let Some(h) = fr.first_chunk::<64>() else {
+                rejected += 1;
+                return;
+            };
+            let be16 = |at: usize| usize::from(u16::from_be_bytes([h[at], h[at + 1]]));
+            let ip: &[u8; 20] = h[14..34].try_into().unwrap();
+            let fh: &[u8; 22] = h[42..64].try_into().unwrap();
+            let index = be16(50);
+            let expected = if index + 1 < image.count {
+                image.frag_size
+            } else {
+                image.last_len
+            };
+            let valid = be16(12) == 0x0800
+                && ip[0] == 0x45
+                && ip[9] == 17
+                && be16(20) & 0x3fff == 0
+                && be16(16) + 14 <= fr.len()
+                && be16(36) == 9000
+                && be16(38) == be16(16) - 20
+                && be16(42) == 0x4e4d
+                && h[44] == 0x10
+                && h[26..30] == image.source[..4]
+                && h[34..36] == image.source[4..]
+                && h[45..50] == image.id
+                && h[52..60] == image.sizes
+                && index != 0
+                && index < image.count
+                && be16(38) - 30 == expected
+                && checksum::verifies(ip)
+                && checksum::verifies(fh);
+            let (w, bit) = (index / 64, 1u64 << (index % 64));
+            if !valid || image.bitmap[w] & bit != 0 {
+                rejected += 1;
+                return;
+            }
+            image.bitmap[w] |= bit;
+            image.handles[index] = fr.as_ptr() as usize + 64;
+            accepted += 1;
+        });
+        assert!(
+            accepted > 0 && rejected == 0,
+            "every frame passes the checks: {accepted} {rejected}"
+        );
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).warm_up_time(std::time::Duration::from_millis(500)).measurement_time(std::time::Duration::from_secs(2));
-    targets = bench_verify, bench_classify_and_verify
+    targets = bench_verify, bench_classify_and_verify, bench_hand_written_bound
 }
 criterion_main!(benches);
