@@ -501,18 +501,7 @@ mod tests {
     /// Fragment 0 and a later fragment of one image, untagged IPv4.
     fn untagged_v4_frames() -> [Vec<u8>; 2] {
         let ep = endpoints(false, None);
-        let later = fragment::Repr {
-            model: 1,
-            image: 9,
-            index: 1,
-            count: 2,
-            frag_size: 1024,
-            total_bytes: 1200,
-            descriptor: None,
-        };
-        let f1 = ep.build(later.header_len() + 176, |b| {
-            later.emit(&mut fragment::Packet::new_unchecked(&mut b[..]));
-        });
+        let f1 = second_fragment(&ep);
         [first_fragment(&ep), f1]
     }
 
@@ -543,6 +532,16 @@ mod tests {
             }
             if let Some(fast) = untagged_ipv4_udp(&f) {
                 proptest::prop_assert_eq!(Ok(fast), locate_any(&f));
+            }
+            // The whole-frame fast path: what it takes, `classify` takes the same way, or
+            // finds malformed (the sizes, which it leaves to its caller).
+            if let Some((source, header, payload)) = classify_plain(&f, |_| true) {
+                match classify(&f, |_| true) {
+                    Classified::Fragment { source: s, header: h, payload: p } => {
+                        proptest::prop_assert_eq!((s, h, p), (source, header, payload));
+                    }
+                    other => proptest::prop_assert_eq!(other, Classified::Invalid(Error::Malformed)),
+                }
             }
         }
     }
