@@ -213,6 +213,7 @@ impl Worker {
             if let Push::Complete(image) = plain.accept(&mut c.rx, held, now) {
                 self.dispatch(c, Complete::Image(image));
             }
+            // It opened no image, so it evicted none.
             return;
         }
         match receive(&mut c.rx, mbuf.data(), (), |p| ports.contains(&p)) {
