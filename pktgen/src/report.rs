@@ -1,5 +1,5 @@
 //! The receiver's report: answers matched to the manifest, losses, statuses, latency, and
-//! per model SLO attainment and top-1 checks ([`models`]), as text ([`text`]) or JSON.
+//! per model SLO attainment and top-1 checks (`models`), as text (`text`) or JSON.
 
 mod models;
 mod text;

@@ -16,6 +16,10 @@
 //! [`output`] (CSV and file helpers) and [`engines`] (opening a model, shared with
 //! `netml infer`).
 
+// Module docs link the private modules they are built from, for readers of the source and of
+// `cargo doc --document-private-items`.
+#![allow(rustdoc::private_intra_doc_links)]
+
 mod eal;
 pub mod engines;
 mod feeder;

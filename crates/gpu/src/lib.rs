@@ -6,6 +6,10 @@
 //! [`HostIngest`] runs them on host threads that play the kernel's blocks, over the same ring
 //! the GPU polls. See `docs/gpu-ingest.md`.
 
+// Module docs link the private modules they are built from, for readers of the source and of
+// `cargo doc --document-private-items`.
+#![allow(rustdoc::private_intra_doc_links)]
+
 pub mod cuda;
 mod host;
 mod host_modes;

@@ -28,6 +28,9 @@
 //! # Ok::<(), netml_infer::Error>(())
 //! ```
 
+// Module docs link the private modules they are built from, for readers of the source and of
+// `cargo doc --document-private-items`.
+#![allow(rustdoc::private_intra_doc_links)]
 #![warn(missing_docs)]
 
 pub mod engine;

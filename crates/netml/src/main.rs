@@ -1,5 +1,9 @@
 //! `netml`: the command-line interface of the netml pipeline.
 
+// Module docs link the private modules they are built from, for readers of the source and of
+// `cargo doc --document-private-items`.
+#![allow(rustdoc::private_intra_doc_links)]
+
 use clap::{Parser, Subcommand};
 use netml_bench::gpu_check;
 use std::process::ExitCode;

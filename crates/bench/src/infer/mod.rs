@@ -13,7 +13,7 @@
 //! the table gives the share of runs that waited and the percentiles of those that did not
 //! ("quiet"; biased towards short runs, since a long run is more likely to be interrupted).
 //!
-//! The code: [`measure`] (one case), [`compare`] (ONNX Runtime's run of the same case and
+//! The code: `measure` (one case), [`compare`] (ONNX Runtime's run of the same case and
 //! the side-by-side table), [`report`] (table, CSV, JSON, plots, baseline file).
 
 mod compare;

@@ -37,7 +37,7 @@
 //! over the floor's per round and for the median round.
 //!
 //! Beside [`run`]: [`floor`] (the floor's receiver), [`monitor`] (the warm-up and the
-//! measured window), [`report`] (text and CSV); shared with the other harnesses:
+//! measured window), [`report`](mod@report) (text and CSV); shared with the other harnesses:
 //! [`crate::traffic`] (the frames and the circulation), [`crate::feeder`] (the feeder
 //! thread), [`crate::meter`] (the threads' counters and the rates).
 

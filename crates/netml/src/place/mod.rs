@@ -10,7 +10,7 @@
 //! ```
 //!
 //! The code: [`function`] (`--function` parsed, the demands), [`table`] (text and CSV),
-//! [`evaluate`] (the simulation), [`write`] (the configurations).
+//! [`evaluate`] (the simulation), [`write`](mod@write) (the configurations).
 
 mod evaluate;
 mod function;
