@@ -418,8 +418,8 @@ impl<H> Verifier<H> {
     }
 
     /// The slot where [`push`](Self::push) would accept this fragment without opening an
-    /// image, checked as `push` checks it: its image among the latest, the same sizes, a
-    /// payload of the expected length, not yet held. `None` for anything else (to `push`).
+    /// image, checked as `push` checks it: its image in flight, the same sizes, a payload of
+    /// the expected length, not yet held. `None` for anything else (to `push`).
     /// The fast path's lookup (see [`crate::receive_plain`]); changes nothing.
     #[inline(always)]
     pub(crate) fn accepting_slot(
@@ -433,7 +433,13 @@ impl<H> Verifier<H> {
             model: h.model,
             image: h.image,
         };
-        let slot = self.last.find(&key)?;
+        // Past the latest 8 (more flows interleaved than that), the index: a hash lookup
+        // still costs less than the general path (where `push` would also refresh `last`,
+        // which changes no outcome).
+        let slot = match self.last.find(&key) {
+            Some(s) => s,
+            None => *self.index.get(&key)?,
+        };
         let s = &self.slots[slot as usize];
         let same_sizes =
             h.count == s.count && h.frag_size == s.frag_size && h.total_bytes == s.total_bytes;

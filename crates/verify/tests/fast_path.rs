@@ -144,6 +144,9 @@ struct Stream {
     /// Clock step per frame, and the verifier's timeout.
     step: u64,
     timeout: u64,
+    /// The verifier's table size: small (evictions under pressure) or larger than the 8
+    /// latest slots it caches (more images in flight than that: the index's turn).
+    max_in_flight: usize,
 }
 
 fn stream() -> impl Strategy<Value = Stream> {
@@ -154,20 +157,24 @@ fn stream() -> impl Strategy<Value = Stream> {
                 1u32..2500,
                 prop::sample::select(vec![16u16, 64, 100]),
             ),
-            1..6,
+            1..14,
         ),
         prop::collection::vec(any::<u32>(), 64),
         prop::collection::vec(damage(), 256),
         0u64..20,
         prop::sample::select(vec![200u64, 5_000, 1_000_000]),
+        prop::sample::select(vec![3usize, 16]),
     )
-        .prop_map(|(images, order, damage, step, timeout)| Stream {
-            images,
-            order,
-            damage,
-            step,
-            timeout,
-        })
+        .prop_map(
+            |(images, order, damage, step, timeout, max_in_flight)| Stream {
+                images,
+                order,
+                damage,
+                step,
+                timeout,
+                max_in_flight,
+            },
+        )
 }
 
 /// The frames of `s` as they arrive: images interleaved, damage applied.
@@ -220,7 +227,7 @@ proptest! {
 
     #[test]
     fn the_fast_path_agrees_with_the_general_path(s in stream()) {
-        let cfg = Config { max_in_flight: 3, max_fragments: 4096, timeout_ns: s.timeout, max_finished: 16 };
+        let cfg = Config { max_in_flight: s.max_in_flight, max_fragments: 4096, timeout_ns: s.timeout, max_finished: 16 };
         let (mut slow, mut fast) = (Verifier::new(cfg), Verifier::new(cfg));
         let (mut slow_rx, mut fast_rx) = (RxCounters::default(), RxCounters::default());
         let mut now = 1;
