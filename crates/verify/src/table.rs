@@ -178,6 +178,11 @@ impl<H> Slot<H> {
         self.received = 0;
         self.bitmap.clear();
         self.bitmap.resize(n.div_ceil(64), 0);
+        // The image takes this vector when it completes: one left much larger by an earlier
+        // image (a hostile claim of 4096 fragments, evicted) would go out whole with it.
+        if self.frags.capacity() > 2 * n.max(64) {
+            self.frags = Vec::new();
+        }
         if self.frags.len() < n {
             self.frags.resize_with(n, || None);
         }
@@ -646,5 +651,37 @@ mod tests {
         slot.reset(ImageKey { image: 8, ..key }, &header, 1);
         assert!(slot.frags.iter().all(Option::is_none));
         assert_eq!(slot.frags.len(), 3);
+    }
+
+    /// A vector left large by an evicted image is not what a small image takes with it.
+    #[test]
+    fn a_small_image_does_not_take_a_large_vector() {
+        let mut slot: Slot<Box<u16>> = Slot::new();
+        let key = ImageKey {
+            source: Source::v4([10, 0, 0, 1], 1),
+            model: 0,
+            image: 7,
+        };
+        let header = |count: u16| fragment::Repr {
+            model: 0,
+            image: 7,
+            index: 0,
+            count,
+            frag_size: 10,
+            total_bytes: 10 * u32::from(count),
+            descriptor: None,
+        };
+        slot.reset(key, &header(4096), 0);
+        slot.frags[4000] = Some(Box::new(1));
+        slot.bitmap[4000 / 64] |= 1 << (4000 % 64);
+        slot.release_all();
+        slot.reset(key, &header(3), 1);
+        for i in 0..3u16 {
+            slot.frags[i as usize] = Some(Box::new(i));
+            slot.bitmap[0] |= 1 << i;
+        }
+        let handles = slot.take_in_order();
+        assert_eq!(handles.len(), 3);
+        assert!(handles.capacity() <= 128, "capacity {}", handles.capacity());
     }
 }
