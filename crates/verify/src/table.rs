@@ -618,37 +618,49 @@ impl<H> Verifier<H> {
 mod tests {
     use super::*;
 
+    fn key() -> ImageKey {
+        ImageKey {
+            source: Source::v4([10, 0, 0, 1], 1),
+            model: 0,
+            image: 7,
+        }
+    }
+
+    /// The header of fragment 0 of a `count`-fragment image (10 bytes each).
+    fn header(count: u16) -> fragment::Repr {
+        fragment::Repr {
+            model: 0,
+            image: 7,
+            index: 0,
+            count,
+            frag_size: 10,
+            total_bytes: 10 * u32::from(count),
+            descriptor: None,
+        }
+    }
+
+    /// Holds fragments `0..count` of the slot's image.
+    fn fill(slot: &mut Slot<Box<u16>>, count: u16) {
+        for i in 0..count {
+            slot.frags[i as usize] = Some(Box::new(i));
+            slot.bitmap[i as usize / 64] |= 1 << (i % 64);
+        }
+    }
+
     /// A completed image's handles are the slot's own vector, not a copy, when `Option<H>`
     /// is as large as `H` (any handle with a niche, such as a pointer).
     #[test]
     fn a_completed_image_takes_the_slots_vector() {
         let mut slot: Slot<Box<u16>> = Slot::new();
-        let key = ImageKey {
-            source: Source::v4([10, 0, 0, 1], 1),
-            model: 0,
-            image: 7,
-        };
-        let header = fragment::Repr {
-            model: 0,
-            image: 7,
-            index: 0,
-            count: 3,
-            frag_size: 10,
-            total_bytes: 25,
-            descriptor: None,
-        };
-        slot.reset(key, &header, 0);
-        for i in [2u16, 0, 1] {
-            slot.frags[i as usize] = Some(Box::new(i));
-            slot.bitmap[0] |= 1 << i;
-        }
+        slot.reset(key(), &header(3), 0);
+        fill(&mut slot, 3);
         let held_at = slot.frags.as_ptr() as usize;
         let handles = slot.take_in_order();
         assert_eq!(handles.iter().map(|h| **h).collect::<Vec<_>>(), [0, 1, 2]);
         assert_eq!(handles.as_ptr() as usize, held_at);
         assert!(slot.bitmap.iter().all(|&w| w == 0));
         // The slot opens its next image in a vector of its own.
-        slot.reset(ImageKey { image: 8, ..key }, &header, 1);
+        slot.reset(ImageKey { image: 8, ..key() }, &header(3), 1);
         assert!(slot.frags.iter().all(Option::is_none));
         assert_eq!(slot.frags.len(), 3);
     }
@@ -657,29 +669,12 @@ mod tests {
     #[test]
     fn a_small_image_does_not_take_a_large_vector() {
         let mut slot: Slot<Box<u16>> = Slot::new();
-        let key = ImageKey {
-            source: Source::v4([10, 0, 0, 1], 1),
-            model: 0,
-            image: 7,
-        };
-        let header = |count: u16| fragment::Repr {
-            model: 0,
-            image: 7,
-            index: 0,
-            count,
-            frag_size: 10,
-            total_bytes: 10 * u32::from(count),
-            descriptor: None,
-        };
-        slot.reset(key, &header(4096), 0);
+        slot.reset(key(), &header(4096), 0);
         slot.frags[4000] = Some(Box::new(1));
         slot.bitmap[4000 / 64] |= 1 << (4000 % 64);
         slot.release_all();
-        slot.reset(key, &header(3), 1);
-        for i in 0..3u16 {
-            slot.frags[i as usize] = Some(Box::new(i));
-            slot.bitmap[0] |= 1 << i;
-        }
+        slot.reset(key(), &header(3), 1);
+        fill(&mut slot, 3);
         let handles = slot.take_in_order();
         assert_eq!(handles.len(), 3);
         assert!(handles.capacity() <= 128, "capacity {}", handles.capacity());
