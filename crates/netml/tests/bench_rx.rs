@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{netml, stdout_of, Table};
+use common::{assert_svg, netml, stdout_of, Table};
 
 #[test]
 fn rounds_alternate_and_the_verdict_is_the_median_round() {
@@ -80,7 +80,8 @@ fn rounds_alternate_and_the_verdict_is_the_median_round() {
     // The plot: per round, a bar for each receiver and one for the target, labelled with
     // the round's ratio.
     let svg = std::fs::read_to_string(&plot).unwrap();
-    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert_svg(&svg);
+    assert!(svg.trim_end().ends_with("</svg>"));
     for (k, pair) in t.rows.chunks(2).enumerate() {
         let start = format!(">{} (", k + 1);
         let shown: f64 = svg

@@ -190,6 +190,12 @@ impl<H> Slot<H> {
         self.first_arrival = now;
     }
 
+    /// Whether `h` gives this image's sizes (a header that does not is inconsistent).
+    #[inline(always)]
+    fn has_sizes_of(&self, h: &fragment::Repr) -> bool {
+        h.count == self.count && h.frag_size == self.frag_size && h.total_bytes == self.total_bytes
+    }
+
     /// Whether fragment `index` is held (`index` is below the image's count).
     #[inline(always)]
     fn holds(&self, index: u16) -> bool {
@@ -413,7 +419,7 @@ impl<H> Verifier<H> {
     fn add(&mut self, slot: u32, frag: Fragment<H>, now: u64) -> Push<H> {
         let h = frag.header;
         let s = &self.slots[slot as usize];
-        if h.count != s.count || h.frag_size != s.frag_size || h.total_bytes != s.total_bytes {
+        if !s.has_sizes_of(&h) {
             return self.drop_fragment(Drop::Inconsistent);
         }
         if s.holds(h.index) {
@@ -446,10 +452,8 @@ impl<H> Verifier<H> {
             None => *self.index.get(&key)?,
         };
         let s = &self.slots[slot as usize];
-        let same_sizes =
-            h.count == s.count && h.frag_size == s.frag_size && h.total_bytes == s.total_bytes;
         let fits = h.expected_payload_len() == Some(payload_len);
-        (same_sizes && fits && h.descriptor.is_none() && !s.holds(h.index)).then_some(slot)
+        (s.has_sizes_of(h) && fits && h.descriptor.is_none() && !s.holds(h.index)).then_some(slot)
     }
 
     /// Holds fragment `index` of the image in `slot` (checked, not held yet), counts it

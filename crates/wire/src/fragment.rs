@@ -2,9 +2,9 @@
 //!
 //! Every fragment carries a 22-byte header ([`Packet`], [`Repr`]) right after UDP, so that
 //! for untagged IPv4 without options Ethernet (14) + IPv4 (20) + UDP (8) + header (22) is
-//! exactly 64 bytes and the payload starts 64-byte aligned in a DPDK mbuf. Fragment 0 additionally carries a
-//! 64-byte [`Descriptor`] (shape, dtype, layout, sender timestamp, tensor CRC) between the
-//! header and its payload, which keeps that alignment.
+//! exactly 64 bytes and the payload starts 64-byte aligned in a DPDK mbuf. Fragment 0
+//! additionally carries a 64-byte [`Descriptor`] (shape, dtype, layout, sender timestamp,
+//! tensor CRC) between the header and its payload, which keeps that alignment.
 
 use crate::{be16, be32, be64, checksum, put16, put32, put64, Error, Result};
 
