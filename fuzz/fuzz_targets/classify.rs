@@ -5,6 +5,8 @@
 //!   header must re-parse from the bytes they point at;
 //! - `frame::classify_plain` (the per-packet fast path): whatever it takes, `classify` takes
 //!   as the same fragment, or finds malformed (the sizes, which it leaves to its caller);
+//! - `template::Template::of` (the fast path's first try): a frame it makes a template of is
+//!   one `classify_plain` takes, and the template matches it with its own index;
 //! - `result::Repr::parse` over the same bytes (as a UDP payload);
 //! - `pcap::Reader` over the same bytes (as a capture file).
 //!
@@ -14,6 +16,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use netml_wire::frame::{self, Classified};
+use netml_wire::template::Template;
 use netml_wire::{fragment, pcap, result};
 
 fn check_fragment(data: &[u8], c: &Classified) {
@@ -74,6 +77,11 @@ fuzz_target!(|data: &[u8]| {
             Classified::Invalid(netml_wire::Error::Malformed) => {}
             other => panic!("classify_plain took a frame that classify calls {other:?}"),
         }
+    }
+    if let Some(t) = Template::of(data, |_| true) {
+        let (_, header, payload) = frame::classify_plain(data, |_| true).expect("plain");
+        assert_eq!(t.matches(data, |_| true), Some(header.index));
+        assert_eq!(t.payload(), payload);
     }
     let one = frame::classify(data, |p| p == 9000);
     check_fragment(data, &one);

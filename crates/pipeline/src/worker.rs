@@ -30,10 +30,6 @@ pub struct Held {
     ptr: *const u8,
 }
 
-// The verifier hands a completed image the vector its slot held the fragments in, without a
-// copy, only when an empty place costs no more than a handle.
-const _: () = assert!(size_of::<Option<Held>>() == size_of::<Held>());
-
 // SAFETY: `ptr` points into the data of the mbuf this handle owns and moves with it; it is
 // only read (by whoever holds the handle, or an ingest the holder keeps the handle for).
 unsafe impl Send for Held {}

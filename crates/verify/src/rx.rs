@@ -140,8 +140,17 @@ pub fn receive_plain<'v, H>(
     frame: &[u8],
     is_our_port: impl Fn(u16) -> bool,
 ) -> Option<Plain<'v, H>> {
-    let (source, header, payload) = frame::classify_plain(frame, is_our_port)?;
+    if let Some((slot, index, payload)) = verifier.template_slot(frame, &is_our_port) {
+        return Some(Plain {
+            verifier,
+            slot,
+            index,
+            payload,
+        });
+    }
+    let (source, header, payload) = frame::classify_plain(frame, &is_our_port)?;
     let slot = verifier.accepting_slot(source, &header, payload.len())?;
+    verifier.learn_template(slot, frame, &is_our_port);
     Some(Plain {
         verifier,
         slot,

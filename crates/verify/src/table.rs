@@ -1,11 +1,14 @@
 //! The image table: bounded slots, an index by image key, and an age list for eviction.
 
+use crate::arrivals::Arrivals;
 use crate::counters::{Counters, Drop};
 use crate::hash::BuildFx;
 use crate::recent::Recent;
 use netml_wire::fragment::{self, DescriptorRepr};
 use netml_wire::source::Source;
+use netml_wire::template::{self, Template};
 use std::collections::HashMap;
+use std::ops::Range;
 
 /// What identifies an image: who sent it, for which model, and its id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -137,11 +140,14 @@ struct Slot<H> {
     frag_size: u16,
     total_bytes: u32,
     received: u16,
-    /// Bit i set: fragment i is held in `frags[i]`.
+    /// Bit i set: fragment i is held in `frags`.
     bitmap: Vec<u64>,
-    /// Every entry is `None` while the slot is free. Never shrinks while the slot's images
-    /// are evicted; a completed image takes it whole (see `take_in_order`).
-    frags: Vec<Option<H>>,
+    /// Empty while the slot is free; a completed image takes its vector (see
+    /// `take_in_order`).
+    frags: Arrivals<H>,
+    /// The header line of one of this image's full fragments, once one came through the
+    /// fast path (see `template_slot`).
+    template: Option<Template>,
     descriptor: Option<DescriptorRepr>,
     first_arrival: u64,
     older: u32,
@@ -161,7 +167,8 @@ impl<H> Slot<H> {
             total_bytes: 0,
             received: 0,
             bitmap: Vec::new(),
-            frags: Vec::new(),
+            frags: Arrivals::new(),
+            template: None,
             descriptor: None,
             first_arrival: 0,
             older: NIL,
@@ -178,14 +185,8 @@ impl<H> Slot<H> {
         self.received = 0;
         self.bitmap.clear();
         self.bitmap.resize(n.div_ceil(64), 0);
-        // The image takes this vector when it completes: one left much larger by an earlier
-        // image (a hostile claim of 4096 fragments, evicted) would go out whole with it.
-        if self.frags.capacity() > 2 * n.max(64) {
-            self.frags = Vec::new();
-        }
-        if self.frags.len() < n {
-            self.frags.resize_with(n, || None);
-        }
+        self.frags.prepare(n);
+        self.template = None;
         self.descriptor = None;
         self.first_arrival = now;
     }
@@ -203,35 +204,25 @@ impl<H> Slot<H> {
         self.bitmap[i / 64] & (1u64 << (i % 64)) != 0
     }
 
-    /// Drops every held handle, touching only the set bits.
+    /// Drops every held handle.
     fn release_all(&mut self) {
-        for (w, word) in self.bitmap.iter_mut().enumerate() {
-            while *word != 0 {
-                let bit = word.trailing_zeros() as usize;
-                *word &= *word - 1;
-                self.frags[w * 64 + bit] = None;
-            }
-        }
-        self.received = 0;
-    }
-
-    /// The held fragment of lowest index (its bit stays set: `release_all` follows).
-    fn take_first(&mut self) -> Option<H> {
-        let w = self.bitmap.iter().position(|&w| w != 0)?;
-        let i = w * 64 + self.bitmap[w].trailing_zeros() as usize;
-        self.frags[i].take()
-    }
-
-    /// Every handle in index order. The slot's vector itself becomes the image's (collected
-    /// in place when `Option<H>` is as large as `H`, as for any pointer-like handle): the
-    /// handles are not copied into memory that the image's last consumer, on another core,
-    /// touched last; the slot gets a new vector when it is next opened.
-    fn take_in_order(&mut self) -> Vec<H> {
-        let mut frags = std::mem::take(&mut self.frags);
-        frags.truncate(self.count as usize);
+        self.frags.clear();
         self.bitmap.iter_mut().for_each(|w| *w = 0);
         self.received = 0;
-        frags.into_iter().map(|f| f.expect("bitmap full")).collect()
+    }
+
+    /// The held fragment of lowest index (`release_all` follows).
+    fn take_first(&mut self) -> Option<H> {
+        self.frags.take_first()
+    }
+
+    /// Every handle in index order. The slot's vector itself becomes the image's: the
+    /// handles are not copied into memory that the image's last consumer, on another core,
+    /// touched last; the slot reserves a new vector when it is next opened.
+    fn take_in_order(&mut self) -> Vec<H> {
+        self.bitmap.iter_mut().for_each(|w| *w = 0);
+        self.received = 0;
+        self.frags.take_in_order()
     }
 }
 
@@ -428,6 +419,51 @@ impl<H> Verifier<H> {
         self.place(slot, h.index, frag.handle, h.descriptor, now)
     }
 
+    /// The slot, index and payload range of `frame` if it matches the template of an image
+    /// in flight ([`Template::matches`]) and its index is not held yet: a fragment that
+    /// [`accepting_slot`](Self::accepting_slot) would accept, found without parsing it.
+    /// The fast path's first try (see [`crate::receive_plain`]); changes nothing.
+    #[inline(always)]
+    pub(crate) fn template_slot(
+        &self,
+        frame: &[u8],
+        is_our_port: impl Fn(u16) -> bool,
+    ) -> Option<(u32, u16, Range<usize>)> {
+        let (source, model, image) = template::image_of(frame)?;
+        let key = ImageKey {
+            source,
+            model,
+            image,
+        };
+        let slot = match self.last.find(&key) {
+            Some(s) => s,
+            None => *self.index.get(&key)?,
+        };
+        let s = &self.slots[slot as usize];
+        let t = s.template.as_ref()?;
+        let index = t.matches(frame, is_our_port)?;
+        if s.holds(index) {
+            return None;
+        }
+        Some((slot, index, t.payload()))
+    }
+
+    /// Keeps `frame`, a fragment that [`accepting_slot`](Self::accepting_slot) found in
+    /// `slot`, as its image's template, if that image has none yet and the frame can be one
+    /// ([`Template::of`]).
+    #[inline]
+    pub(crate) fn learn_template(
+        &mut self,
+        slot: u32,
+        frame: &[u8],
+        is_our_port: impl Fn(u16) -> bool,
+    ) {
+        let s = &mut self.slots[slot as usize];
+        if s.template.is_none() {
+            s.template = Template::of(frame, is_our_port);
+        }
+    }
+
     /// The slot where [`push`](Self::push) would accept this fragment without opening an
     /// image, checked as `push` checks it: its image in flight, the same sizes, a payload of
     /// the expected length, not yet held. `None` for anything else (to `push`).
@@ -470,7 +506,7 @@ impl<H> Verifier<H> {
         let s = &mut self.slots[slot as usize];
         let i = index as usize;
         s.bitmap[i / 64] |= 1u64 << (i % 64);
-        s.frags[i] = Some(handle);
+        s.frags.push(index, handle);
         s.received += 1;
         if descriptor.is_some() {
             s.descriptor = descriptor;
@@ -646,13 +682,12 @@ mod tests {
     /// Holds fragments `0..count` of the slot's image.
     fn fill(slot: &mut Slot<Box<u16>>, count: u16) {
         for i in 0..count {
-            slot.frags[i as usize] = Some(Box::new(i));
+            slot.frags.push(i, Box::new(i));
             slot.bitmap[i as usize / 64] |= 1 << (i % 64);
         }
     }
 
-    /// A completed image's handles are the slot's own vector, not a copy, when `Option<H>`
-    /// is as large as `H` (any handle with a niche, such as a pointer).
+    /// A completed image's handles are the slot's own vector, not a copy.
     #[test]
     fn a_completed_image_takes_the_slots_vector() {
         let mut slot: Slot<Box<u16>> = Slot::new();
@@ -665,8 +700,8 @@ mod tests {
         assert!(slot.bitmap.iter().all(|&w| w == 0));
         // The slot opens its next image in a vector of its own.
         slot.reset(ImageKey { image: 8, ..key() }, &header(3), 1);
-        assert!(slot.frags.iter().all(Option::is_none));
-        assert_eq!(slot.frags.len(), 3);
+        assert_eq!(slot.frags.len(), 0);
+        assert_ne!(slot.frags.as_ptr() as usize, held_at);
     }
 
     /// A vector left large by an evicted image is not what a small image takes with it.
@@ -674,7 +709,7 @@ mod tests {
     fn a_small_image_does_not_take_a_large_vector() {
         let mut slot: Slot<Box<u16>> = Slot::new();
         slot.reset(key(), &header(4096), 0);
-        slot.frags[4000] = Some(Box::new(1));
+        slot.frags.push(4000, Box::new(1));
         slot.bitmap[4000 / 64] |= 1 << (4000 % 64);
         slot.release_all();
         slot.reset(key(), &header(3), 1);

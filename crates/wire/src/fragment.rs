@@ -8,7 +8,7 @@
 
 use crate::{be16, be32, be64, checksum, put16, put32, put64, Error, Result};
 
-mod field {
+pub(crate) mod field {
     pub const MAGIC: usize = 0;
     pub const VER_FLAGS: usize = 2;
     pub const MODEL: usize = 3;

@@ -191,7 +191,7 @@ fn locate_any(frame: &[u8]) -> core::result::Result<UdpSummary, NotFragment> {
 }
 
 /// Where the headers are in an untagged Ethernet frame with an option-less IPv4 header.
-mod fast {
+pub(crate) mod fast {
     pub const ETHERTYPE: usize = 12;
     pub const L3: usize = 14;
     pub const L4: usize = L3 + super::ipv4::HEADER_LEN;

@@ -3,7 +3,7 @@
 use crate::{be16, checksum, put16, Error, Result};
 use std::net::Ipv4Addr;
 
-mod field {
+pub(crate) mod field {
     use core::ops::Range;
     pub const VER_IHL: usize = 0;
     pub const DSCP_ECN: usize = 1;

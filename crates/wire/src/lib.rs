@@ -31,6 +31,7 @@ pub mod npy;
 pub mod pcap;
 pub mod result;
 pub mod source;
+pub mod template;
 pub mod udp;
 
 mod error;

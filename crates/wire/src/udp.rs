@@ -3,7 +3,7 @@
 use crate::{be16, checksum, put16, Error, Result};
 use std::net::IpAddr;
 
-mod field {
+pub(crate) mod field {
     pub const SRC_PORT: usize = 0;
     pub const DST_PORT: usize = 2;
     pub const LENGTH: usize = 4;
