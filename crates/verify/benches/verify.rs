@@ -157,7 +157,7 @@ fn bench_classify_and_verify(c: &mut Criterion) {
         let mut v: Verifier<u32> = Verifier::new(Config::default());
         let (mut i, mut epoch, mut now) = (0usize, 0u32, 0u64);
         b.iter(|| {
-            let fr = &frames[i];
+            let (fr, image) = (&frames[i], epoch);
             i += 1;
             if i == frames.len() {
                 i = 0;
@@ -170,7 +170,7 @@ fn bench_classify_and_verify(c: &mut Criterion) {
                 payload,
             } = frame::classify(black_box(fr), |p| p == 9000)
             {
-                header.image += epoch;
+                header.image += image;
                 let f = Fragment {
                     source,
                     header,

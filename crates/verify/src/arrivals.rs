@@ -7,23 +7,23 @@
 //! more than all of the image's fragments in the rx loop's profile. Kept in arrival order,
 //! each handle is written once, by the fragment that brings it, into a vector that is only
 //! reserved beforehand. Fragments almost always arrive in index order, and then the vector
-//! is already the image's; the first fragment out of order starts recording each handle's
-//! index, and completion sorts by it.
+//! is already the image's. A fragment that arrives before its turn waits beside it with its
+//! index, and completion appends those in index order: a reordered fragment costs its own
+//! place in that side list, not a cost on every other fragment of its image.
 
-/// The held handles of one image, in arrival order (which is index order until
-/// [`Arrivals::indices`] is in use). Whether an index is already held is the slot's bitmap's
-/// business: pushing an index twice is a caller's bug.
+/// The held handles of one image: `in_order` holds fragments `0..in_order.len()`, the
+/// others wait in `early` with their index (any order). Whether an index is already held
+/// is the slot's bitmap's business: pushing an index twice is a caller's bug.
 pub(crate) struct Arrivals<H> {
-    handles: Vec<H>,
-    /// The fragment index of each handle; empty while `handles[i]` is fragment `i`.
-    indices: Vec<u16>,
+    in_order: Vec<H>,
+    early: Vec<(u16, H)>,
 }
 
 impl<H> Arrivals<H> {
     pub(crate) fn new() -> Self {
         Arrivals {
-            handles: Vec::new(),
-            indices: Vec::new(),
+            in_order: Vec::new(),
+            early: Vec::new(),
         }
     }
 
@@ -32,54 +32,57 @@ impl<H> Arrivals<H> {
         self.clear();
         // The image takes this vector when it completes: one left much larger by an earlier
         // image (a hostile claim of 4096 fragments, evicted) would go out whole with it.
-        if self.handles.capacity() > 2 * count.max(64) {
-            self.handles = Vec::new();
+        let bound = 2 * count.max(64);
+        if self.in_order.capacity() > bound {
+            self.in_order = Vec::new();
         }
-        self.handles.reserve_exact(count);
+        if self.early.capacity() > bound {
+            self.early = Vec::new();
+        }
+        self.in_order.reserve_exact(count);
     }
 
     /// Holds the handle of fragment `index` (not held yet).
     #[inline(always)]
     pub(crate) fn push(&mut self, index: u16, handle: H) {
-        if self.indices.is_empty() && usize::from(index) == self.handles.len() {
-            self.handles.push(handle);
+        if usize::from(index) == self.in_order.len() {
+            self.in_order.push(handle);
         } else {
-            self.push_out_of_order(index, handle);
+            self.push_early(index, handle);
         }
     }
 
     #[cold]
-    fn push_out_of_order(&mut self, index: u16, handle: H) {
-        if self.indices.is_empty() {
-            // Everything before arrived in order.
-            self.indices.extend(0..self.handles.len() as u16);
-        }
-        self.indices.push(index);
-        self.handles.push(handle);
+    fn push_early(&mut self, index: u16, handle: H) {
+        self.early.push((index, handle));
     }
 
     /// Number of handles held.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.handles.len()
+        self.in_order.len() + self.early.len()
     }
 
     /// Every handle in index order, when the indices held are exactly `0..len`: the
-    /// vector itself, sorted in place if anything arrived out of order.
+    /// in-order vector itself, with the early ones appended in index order.
     pub(crate) fn take_in_order(&mut self) -> Vec<H> {
-        let mut handles = std::mem::take(&mut self.handles);
-        let indices = &mut self.indices;
-        if !indices.is_empty() {
-            debug_assert_eq!(indices.len(), handles.len());
-            // Cycle sort: every swap puts one handle where its index says.
-            for i in 0..indices.len() {
-                while usize::from(indices[i]) != i {
-                    let j = usize::from(indices[i]);
-                    handles.swap(i, j);
-                    indices.swap(i, j);
+        let mut handles = std::mem::take(&mut self.in_order);
+        if !self.early.is_empty() {
+            // `in_order` holds 0..p and the image is complete, so `early` holds p..count:
+            // each entry's place is known, and a cycle sort puts one where it belongs per
+            // swap (linear, where a comparison sort cost more than the rest of the image).
+            let (p, early) = (handles.len(), &mut self.early);
+            for k in 0..early.len() {
+                loop {
+                    let at = usize::from(early[k].0) - p;
+                    if at == k {
+                        break;
+                    }
+                    assert!(early[at].0 != early[k].0, "fragment held twice");
+                    early.swap(k, at);
                 }
             }
-            indices.clear();
+            handles.extend(early.drain(..).map(|(_, h)| h));
         }
         handles
     }
@@ -88,29 +91,23 @@ impl<H> Arrivals<H> {
     ///
     /// [`clear`]: Arrivals::clear
     pub(crate) fn take_first(&mut self) -> Option<H> {
-        if self.handles.is_empty() {
-            return None;
+        if !self.in_order.is_empty() {
+            return Some(self.in_order.swap_remove(0));
         }
-        let at = match self.indices.iter().enumerate().min_by_key(|&(_, &i)| i) {
-            Some((at, _)) => {
-                self.indices.swap_remove(at);
-                at
-            }
-            None => 0,
-        };
-        Some(self.handles.swap_remove(at))
+        let at = (0..self.early.len()).min_by_key(|&k| self.early[k].0)?;
+        Some(self.early.swap_remove(at).1)
     }
 
     /// Drops every handle held.
     pub(crate) fn clear(&mut self) {
-        self.handles.clear();
-        self.indices.clear();
+        self.in_order.clear();
+        self.early.clear();
     }
 
-    /// The vector's address, to tell whether an image took it.
+    /// The in-order vector's address, to tell whether an image took it.
     #[cfg(test)]
     pub(crate) fn as_ptr(&self) -> *const H {
-        self.handles.as_ptr()
+        self.in_order.as_ptr()
     }
 }
 
@@ -132,9 +129,9 @@ mod tests {
     }
 
     #[test]
-    fn in_order_arrivals_are_the_image_without_indices() {
+    fn in_order_arrivals_are_the_image_as_it_stands() {
         let mut a = hold(&[0, 1, 2, 3]);
-        assert!(a.indices.is_empty());
+        assert!(a.early.is_empty());
         let at = a.as_ptr();
         let image = a.take_in_order();
         assert_eq!(values(&image), [0, 1, 2, 3]);
@@ -157,7 +154,7 @@ mod tests {
             let image = a.take_in_order();
             let want: Vec<u16> = (0..order.len() as u16).collect();
             assert_eq!(values(&image), want, "arrived {order:?}");
-            assert!(a.indices.is_empty());
+            assert!(a.early.is_empty());
         }
         // Every order of 6 fragments (720).
         let mut order = [0u16, 1, 2, 3, 4, 5];
