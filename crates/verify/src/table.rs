@@ -134,6 +134,16 @@ pub enum Push<H> {
 
 const NIL: u32 = u32::MAX;
 
+/// Entries of the verifier's table of slots by image hash: 16 flows' images collide in it
+/// rarely (a collision sends one of them to the keyed lookup).
+const TEMPLATE_BUCKETS: usize = 256;
+
+/// The bucket of an image hash.
+#[inline(always)]
+fn bucket(hash: u64) -> usize {
+    (hash >> (64 - TEMPLATE_BUCKETS.trailing_zeros())) as usize
+}
+
 struct Slot<H> {
     key: ImageKey,
     count: u16,
@@ -146,7 +156,7 @@ struct Slot<H> {
     /// `take_in_order`).
     frags: Arrivals<H>,
     /// The header line of one of this image's full fragments, once one came through the
-    /// fast path (see `template_slot`).
+    /// fast path (see `template_slot`); `None` while the slot is free.
     template: Option<Template>,
     descriptor: Option<DescriptorRepr>,
     first_arrival: u64,
@@ -279,6 +289,10 @@ pub struct Verifier<H> {
     /// packet by packet skips the hash lookup too (entries leave with their slot, in
     /// `retire`).
     last: LastSlots,
+    /// Slots by [`template::image_hash`] (its top bits), set when a slot learns a template
+    /// and never cleared: a stale or colliding entry points at a template that does not
+    /// match, which `template_slot` checks anyway.
+    by_hash: Box<[u32; TEMPLATE_BUCKETS]>,
     recent: Recent,
     held: u64,
     counters: Counters,
@@ -300,6 +314,7 @@ impl<H> Verifier<H> {
             oldest: NIL,
             newest: NIL,
             last: LastSlots::default(),
+            by_hash: Box::new([NIL; TEMPLATE_BUCKETS]),
             recent: Recent::new(cfg.max_finished, cfg.timeout_ns),
             held: 0,
             counters: Counters::default(),
@@ -429,6 +444,21 @@ impl<H> Verifier<H> {
         frame: &[u8],
         is_our_port: impl Fn(u16) -> bool,
     ) -> Option<(u32, u16, Range<usize>)> {
+        let slot = self.by_hash[bucket(template::image_hash(frame)?)];
+        if let Some(found) = self.try_template(slot, frame, &is_our_port) {
+            return Some(found);
+        }
+        self.template_slot_by_key(frame, is_our_port)
+    }
+
+    /// [`template_slot`](Self::template_slot) when the table by hash did not point at the
+    /// image (a collision, or more images in flight than it has buckets).
+    #[inline(never)]
+    fn template_slot_by_key(
+        &self,
+        frame: &[u8],
+        is_our_port: impl Fn(u16) -> bool,
+    ) -> Option<(u32, u16, Range<usize>)> {
         let (source, model, image) = template::image_of(frame)?;
         let key = ImageKey {
             source,
@@ -439,7 +469,19 @@ impl<H> Verifier<H> {
             Some(s) => s,
             None => *self.index.get(&key)?,
         };
-        let s = &self.slots[slot as usize];
+        self.try_template(slot, frame, is_our_port)
+    }
+
+    /// `slot`'s template's verdict on `frame`, if the slot has a template that matches it
+    /// and does not hold its index yet.
+    #[inline(always)]
+    fn try_template(
+        &self,
+        slot: u32,
+        frame: &[u8],
+        is_our_port: impl Fn(u16) -> bool,
+    ) -> Option<(u32, u16, Range<usize>)> {
+        let s = self.slots.get(slot as usize)?;
         let t = s.template.as_ref()?;
         let index = t.matches(frame, is_our_port)?;
         if s.holds(index) {
@@ -461,6 +503,9 @@ impl<H> Verifier<H> {
         let s = &mut self.slots[slot as usize];
         if s.template.is_none() {
             s.template = Template::of(frame, is_our_port);
+            if let (Some(_), Some(hash)) = (&s.template, template::image_hash(frame)) {
+                self.by_hash[bucket(hash)] = slot;
+            }
         }
     }
 
@@ -584,7 +629,9 @@ impl<H> Verifier<H> {
     }
 
     fn retire(&mut self, slot: u32, now: u64) {
-        let s = &self.slots[slot as usize];
+        let s = &mut self.slots[slot as usize];
+        // The table by hash may still point here: a free slot matches no frame.
+        s.template = None;
         let key = s.key;
         if self
             .recent

@@ -175,6 +175,19 @@ pub fn image_of(frame: &[u8]) -> Option<(Source, u8, u32)> {
     Some((Source::v4(ip, port), model, image))
 }
 
+/// A hash of the sender's port and the fragment header's model and image id, read where
+/// the common frame has them, without any check: where to look for the template of the
+/// frame's image in a direct-mapped table (a wrong guess fails [`Template::matches`]).
+/// `None` if the frame is shorter than a header line.
+#[inline(always)]
+pub fn image_hash(frame: &[u8]) -> Option<u64> {
+    let line: &[u8; LINE] = frame.first_chunk()?;
+    // Magic, version and flags, model, image id: one native-endian word.
+    let id = u64::from_ne_bytes(line[fast::PAYLOAD..fast::PAYLOAD + 8].try_into().ok()?);
+    let port = u64::from(u16::from_ne_bytes([line[fast::L4], line[fast::L4 + 1]]));
+    Some((id ^ port).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+}
+
 #[inline(always)]
 fn words(line: &[u8; LINE]) -> [u64; LINE / 8] {
     core::array::from_fn(|k| {
