@@ -7,16 +7,25 @@
 //! more than all of the image's fragments in the rx loop's profile. Kept in arrival order,
 //! each handle is written once, by the fragment that brings it, into a vector that is only
 //! reserved beforehand. Fragments almost always arrive in index order, and then the vector
-//! is already the image's. A fragment that arrives before its turn waits beside it with its
-//! index, and completion appends those in index order: a reordered fragment costs its own
-//! place in that side list, not a cost on every other fragment of its image.
+//! is already the image's. A few fragments that arrive before their turn (the last one
+//! first, a swapped pair) wait beside it with their index, and completion appends them in
+//! index order. Past [`EARLY_MAX`] of those the image is reordered for real, and its
+//! handles move to a vector indexed by fragment, as all images were kept before: a
+//! reordered image costs what it did, an image in order costs less.
+
+/// Fragments an image may have waiting out of order before its handles move to a vector
+/// indexed by fragment.
+const EARLY_MAX: usize = 16;
 
 /// The held handles of one image: `in_order` holds fragments `0..in_order.len()`, the
-/// others wait in `early` with their index (any order). Whether an index is already held
-/// is the slot's bitmap's business: pushing an index twice is a caller's bug.
+/// others wait in `early` with their index (any order), unless `by_index` is in use (not
+/// empty), which then holds them all. Whether an index is already held is the slot's
+/// bitmap's business: pushing an index twice is a caller's bug.
 pub(crate) struct Arrivals<H> {
     in_order: Vec<H>,
     early: Vec<(u16, H)>,
+    by_index: Vec<Option<H>>,
+    count: usize,
 }
 
 impl<H> Arrivals<H> {
@@ -24,28 +33,33 @@ impl<H> Arrivals<H> {
         Arrivals {
             in_order: Vec::new(),
             early: Vec::new(),
+            by_index: Vec::new(),
+            count: 0,
         }
     }
 
     /// Drops every handle and makes room for an image of `count` fragments.
     pub(crate) fn prepare(&mut self, count: usize) {
         self.clear();
-        // The image takes this vector when it completes: one left much larger by an earlier
+        self.count = count;
+        // The image takes a vector when it completes: one left much larger by an earlier
         // image (a hostile claim of 4096 fragments, evicted) would go out whole with it.
         let bound = 2 * count.max(64);
         if self.in_order.capacity() > bound {
             self.in_order = Vec::new();
         }
-        if self.early.capacity() > bound {
-            self.early = Vec::new();
+        if self.by_index.capacity() > bound {
+            self.by_index = Vec::new();
         }
         self.in_order.reserve_exact(count);
     }
 
-    /// Holds the handle of fragment `index` (not held yet).
+    /// Holds the handle of fragment `index` (below the count, not held yet).
     #[inline(always)]
     pub(crate) fn push(&mut self, index: u16, handle: H) {
-        if usize::from(index) == self.in_order.len() {
+        if !self.by_index.is_empty() {
+            self.by_index[usize::from(index)] = Some(handle);
+        } else if usize::from(index) == self.in_order.len() {
             self.in_order.push(handle);
         } else {
             self.push_early(index, handle);
@@ -53,24 +67,46 @@ impl<H> Arrivals<H> {
     }
 
     #[cold]
+    #[inline(never)]
     fn push_early(&mut self, index: u16, handle: H) {
-        self.early.push((index, handle));
+        if self.early.len() < EARLY_MAX {
+            self.early.push((index, handle));
+            return;
+        }
+        // Reordered for real: every handle to its place.
+        self.by_index.resize_with(self.count, || None);
+        for (i, h) in self.in_order.drain(..).enumerate() {
+            self.by_index[i] = Some(h);
+        }
+        for (i, h) in self.early.drain(..) {
+            self.by_index[usize::from(i)] = Some(h);
+        }
+        self.by_index[usize::from(index)] = Some(handle);
     }
 
     /// Number of handles held.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.in_order.len() + self.early.len()
+        self.in_order.len() + self.early.len() + self.by_index.iter().flatten().count()
     }
 
-    /// Every handle in index order, when the indices held are exactly `0..len`: the
-    /// in-order vector itself, with the early ones appended in index order.
+    /// Every handle in index order, when the indices held are exactly `0..count`: the
+    /// in-order vector itself, with the early ones appended in index order; or the vector
+    /// indexed by fragment, collected in place when `Option<H>` is as large as `H` (as for
+    /// any pointer-like handle).
     pub(crate) fn take_in_order(&mut self) -> Vec<H> {
+        if !self.by_index.is_empty() {
+            let by_index = std::mem::take(&mut self.by_index);
+            return by_index
+                .into_iter()
+                .map(|h| h.expect("every fragment held"))
+                .collect();
+        }
         let mut handles = std::mem::take(&mut self.in_order);
         if !self.early.is_empty() {
             // `in_order` holds 0..p and the image is complete, so `early` holds p..count:
             // each entry's place is known, and a cycle sort puts one where it belongs per
-            // swap (linear, where a comparison sort cost more than the rest of the image).
+            // swap.
             let (p, early) = (handles.len(), &mut self.early);
             for k in 0..early.len() {
                 loop {
@@ -91,6 +127,9 @@ impl<H> Arrivals<H> {
     ///
     /// [`clear`]: Arrivals::clear
     pub(crate) fn take_first(&mut self) -> Option<H> {
+        if !self.by_index.is_empty() {
+            return self.by_index.iter_mut().find_map(Option::take);
+        }
         if !self.in_order.is_empty() {
             return Some(self.in_order.swap_remove(0));
         }
@@ -102,6 +141,7 @@ impl<H> Arrivals<H> {
     pub(crate) fn clear(&mut self) {
         self.in_order.clear();
         self.early.clear();
+        self.by_index.clear();
     }
 
     /// The in-order vector's address, to tell whether an image took it.
@@ -115,9 +155,10 @@ impl<H> Arrivals<H> {
 mod tests {
     use super::*;
 
-    fn hold(order: &[u16]) -> Arrivals<Box<u16>> {
+    /// The handles of an image of `count` fragments, pushed in `order`.
+    fn hold(count: usize, order: &[u16]) -> Arrivals<Box<u16>> {
         let mut a = Arrivals::new();
-        a.prepare(order.len());
+        a.prepare(count);
         for &i in order {
             a.push(i, Box::new(i));
         }
@@ -128,10 +169,20 @@ mod tests {
         v.iter().map(|b| **b).collect()
     }
 
+    /// `order` completes in index order, with `early` and `by_index` empty after.
+    fn completes(order: &[u16]) {
+        let mut a = hold(order.len(), order);
+        assert_eq!(a.len(), order.len());
+        let image = a.take_in_order();
+        let want: Vec<u16> = (0..order.len() as u16).collect();
+        assert_eq!(values(&image), want, "arrived {order:?}");
+        assert!(a.early.is_empty() && a.by_index.is_empty());
+    }
+
     #[test]
     fn in_order_arrivals_are_the_image_as_it_stands() {
-        let mut a = hold(&[0, 1, 2, 3]);
-        assert!(a.early.is_empty());
+        let mut a = hold(4, &[0, 1, 2, 3]);
+        assert!(a.early.is_empty() && a.by_index.is_empty());
         let at = a.as_ptr();
         let image = a.take_in_order();
         assert_eq!(values(&image), [0, 1, 2, 3]);
@@ -140,22 +191,40 @@ mod tests {
     }
 
     #[test]
-    fn any_arrival_order_completes_in_index_order() {
-        let orders: [&[u16]; 6] = [
-            &[3, 2, 1, 0],
-            &[0, 1, 3, 2],
-            &[1, 0, 2, 3],
-            &[2, 0, 3, 1],
-            &[0, 2, 4, 1, 3],
-            &[4, 3, 0, 1, 2, 5],
-        ];
-        for order in orders {
-            let mut a = hold(order);
-            let image = a.take_in_order();
-            let want: Vec<u16> = (0..order.len() as u16).collect();
-            assert_eq!(values(&image), want, "arrived {order:?}");
-            assert!(a.early.is_empty());
+    fn a_few_early_fragments_wait_beside_the_rest() {
+        // The last fragment first, a swapped pair: the in-order vector and a short list.
+        let mut last_first: Vec<u16> = vec![99];
+        last_first.extend(0..99);
+        let a = hold(100, &last_first);
+        assert_eq!((a.in_order.len(), a.early.len()), (99, 1));
+        assert!(a.by_index.is_empty());
+        completes(&last_first);
+        completes(&[0, 2, 1, 3]);
+    }
+
+    #[test]
+    fn a_reordered_image_moves_to_the_vector_by_index() {
+        let reversed: Vec<u16> = (0..100).rev().collect();
+        let a = hold(100, &reversed);
+        assert!(a.in_order.is_empty() && a.early.is_empty());
+        assert_eq!(a.by_index.len(), 100);
+        completes(&reversed);
+        // Shuffled in windows of 64, as a multi-queue path might deliver them.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut shuffled: Vec<u16> = (0..588).collect();
+        for w in shuffled.chunks_mut(64) {
+            for i in (1..w.len()).rev() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                w.swap(i, (x % (i as u64 + 1)) as usize);
+            }
         }
+        completes(&shuffled);
+    }
+
+    #[test]
+    fn any_arrival_order_completes_in_index_order() {
         // Every order of 6 fragments (720).
         let mut order = [0u16, 1, 2, 3, 4, 5];
         let mut c = [0usize; 6];
@@ -163,8 +232,7 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         loop {
             seen.insert(order);
-            let image = hold(&order).take_in_order();
-            assert_eq!(values(&image), [0, 1, 2, 3, 4, 5], "arrived {order:?}");
+            completes(&order);
             // Heap's algorithm, iterative.
             while k < 6 && c[k] >= k {
                 c[k] = 0;
@@ -183,18 +251,21 @@ mod tests {
 
     #[test]
     fn take_first_takes_the_lowest_index() {
-        assert_eq!(*hold(&[0, 1, 2]).take_first().unwrap(), 0);
-        assert_eq!(*hold(&[5, 3, 9]).take_first().unwrap(), 3);
-        assert_eq!(*hold(&[0, 2, 1]).take_first().unwrap(), 0);
-        assert!(hold(&[]).take_first().is_none());
+        assert_eq!(*hold(3, &[0, 1, 2]).take_first().unwrap(), 0);
+        assert_eq!(*hold(10, &[5, 3, 9]).take_first().unwrap(), 3);
+        assert_eq!(*hold(3, &[0, 2, 1]).take_first().unwrap(), 0);
+        let reversed: Vec<u16> = (1..40).rev().collect();
+        assert_eq!(*hold(40, &reversed).take_first().unwrap(), 1);
+        assert!(hold(3, &[]).take_first().is_none());
     }
 
     #[test]
     fn a_small_image_does_not_keep_a_large_vector() {
-        let mut a = hold(&[4000]);
-        a.prepare(4096);
+        let reversed: Vec<u16> = (0..4096).rev().collect();
+        let mut a = hold(4096, &reversed);
         a.prepare(3);
-        for i in 0..3 {
+        assert!(a.by_index.capacity() <= 128);
+        for i in [2, 1, 0] {
             a.push(i, Box::new(i));
         }
         let image = a.take_in_order();
