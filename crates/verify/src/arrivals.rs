@@ -17,15 +17,20 @@
 /// indexed by fragment.
 const EARLY_MAX: usize = 16;
 
-/// The held handles of one image: `in_order` holds fragments `0..in_order.len()`, the
-/// others wait in `early` with their index (any order), unless `by_index` is in use (not
-/// empty), which then holds them all. Whether an index is already held is the slot's
-/// bitmap's business: pushing an index twice is a caller's bug.
+/// The held handles of one image, and which indices they are: `in_order` holds fragments
+/// `0..in_order.len()`, the others wait in `early` with their index (any order), unless
+/// `by_index` is in use (not empty), which then holds them all. While every fragment
+/// arrived in its turn the indices held are `0..in_order.len()`, and the bitmap is not
+/// needed (nor touched, per fragment); the first fragment out of turn fills it in.
 pub(crate) struct Arrivals<H> {
     in_order: Vec<H>,
     early: Vec<(u16, H)>,
     by_index: Vec<Option<H>>,
     count: usize,
+    /// Bit i set: fragment i is held; valid only while `reordered`.
+    bitmap: Vec<u64>,
+    /// Some fragment arrived out of its turn: `early` or `by_index` holds handles.
+    reordered: bool,
 }
 
 impl<H> Arrivals<H> {
@@ -35,6 +40,8 @@ impl<H> Arrivals<H> {
             early: Vec::new(),
             by_index: Vec::new(),
             count: 0,
+            bitmap: Vec::new(),
+            reordered: false,
         }
     }
 
@@ -52,23 +59,52 @@ impl<H> Arrivals<H> {
             self.by_index = Vec::new();
         }
         self.in_order.reserve_exact(count);
+        self.bitmap.resize(count.div_ceil(64), 0);
+    }
+
+    /// Whether fragment `index` (below the count) is held.
+    #[inline(always)]
+    pub(crate) fn holds(&self, index: u16) -> bool {
+        let i = usize::from(index);
+        if !self.reordered {
+            return i < self.in_order.len();
+        }
+        self.bitmap[i / 64] & (1u64 << (i % 64)) != 0
     }
 
     /// Holds the handle of fragment `index` (below the count, not held yet).
     #[inline(always)]
     pub(crate) fn push(&mut self, index: u16, handle: H) {
         if !self.by_index.is_empty() {
+            self.mark(index);
             self.by_index[usize::from(index)] = Some(handle);
         } else if usize::from(index) == self.in_order.len() {
+            if self.reordered {
+                self.mark(index);
+            }
             self.in_order.push(handle);
         } else {
             self.push_early(index, handle);
         }
     }
 
+    #[inline(always)]
+    fn mark(&mut self, index: u16) {
+        let i = usize::from(index);
+        self.bitmap[i / 64] |= 1u64 << (i % 64);
+    }
+
     #[cold]
     #[inline(never)]
     fn push_early(&mut self, index: u16, handle: H) {
+        if !self.reordered {
+            // The first fragment out of its turn: the bitmap takes over from the count.
+            self.reordered = true;
+            for i in 0..self.in_order.len() {
+                self.mark(i as u16);
+            }
+        }
+        self.mark(index);
         if self.early.len() < EARLY_MAX {
             self.early.push((index, handle));
             return;
@@ -95,6 +131,7 @@ impl<H> Arrivals<H> {
     /// indexed by fragment, collected in place when `Option<H>` is as large as `H` (as for
     /// any pointer-like handle).
     pub(crate) fn take_in_order(&mut self) -> Vec<H> {
+        self.forget_indices();
         if !self.by_index.is_empty() {
             let by_index = std::mem::take(&mut self.by_index);
             return by_index
@@ -139,9 +176,18 @@ impl<H> Arrivals<H> {
 
     /// Drops every handle held.
     pub(crate) fn clear(&mut self) {
+        self.forget_indices();
         self.in_order.clear();
         self.early.clear();
         self.by_index.clear();
+    }
+
+    /// Back to "nothing out of turn", with the bitmap all zeros.
+    fn forget_indices(&mut self) {
+        if self.reordered {
+            self.bitmap.iter_mut().for_each(|w| *w = 0);
+            self.reordered = false;
+        }
     }
 
     /// The in-order vector's address, to tell whether an image took it.
@@ -247,6 +293,26 @@ mod tests {
             k = 0;
         }
         assert_eq!(seen.len(), 720);
+    }
+
+    #[test]
+    fn holds_is_the_count_in_order_and_the_bitmap_after() {
+        let mut a = hold(200, &[0, 1, 2]);
+        assert!(a.holds(0) && a.holds(2) && !a.holds(3) && !a.holds(199));
+        assert!(a.bitmap.iter().all(|&w| w == 0), "untouched while in order");
+        a.push(150, Box::new(150));
+        assert!(a.reordered);
+        assert!(a.holds(0) && a.holds(2) && a.holds(150) && !a.holds(3) && !a.holds(149));
+        a.push(3, Box::new(3));
+        assert!(a.holds(3) && !a.holds(4));
+        // Past EARLY_MAX out of turn: the vector by index, the bitmap still right.
+        for i in (100..100 + EARLY_MAX as u16).rev() {
+            a.push(i, Box::new(i));
+        }
+        assert!(!a.by_index.is_empty());
+        assert!(a.holds(100) && a.holds(3) && a.holds(150) && !a.holds(4) && !a.holds(99));
+        a.clear();
+        assert!(!a.reordered && !a.holds(0) && a.bitmap.iter().all(|&w| w == 0));
     }
 
     #[test]

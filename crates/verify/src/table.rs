@@ -150,8 +150,6 @@ struct Slot<H> {
     frag_size: u16,
     total_bytes: u32,
     received: u16,
-    /// Bit i set: fragment i is held in `frags`.
-    bitmap: Vec<u64>,
     /// Empty while the slot is free; a completed image takes its vector (see
     /// `take_in_order`).
     frags: Arrivals<H>,
@@ -176,7 +174,6 @@ impl<H> Slot<H> {
             frag_size: 0,
             total_bytes: 0,
             received: 0,
-            bitmap: Vec::new(),
             frags: Arrivals::new(),
             template: None,
             descriptor: None,
@@ -193,8 +190,6 @@ impl<H> Slot<H> {
         self.frag_size = h.frag_size;
         self.total_bytes = h.total_bytes;
         self.received = 0;
-        self.bitmap.clear();
-        self.bitmap.resize(n.div_ceil(64), 0);
         self.frags.prepare(n);
         self.template = None;
         self.descriptor = None;
@@ -210,14 +205,12 @@ impl<H> Slot<H> {
     /// Whether fragment `index` is held (`index` is below the image's count).
     #[inline(always)]
     fn holds(&self, index: u16) -> bool {
-        let i = index as usize;
-        self.bitmap[i / 64] & (1u64 << (i % 64)) != 0
+        self.frags.holds(index)
     }
 
     /// Drops every held handle.
     fn release_all(&mut self) {
         self.frags.clear();
-        self.bitmap.iter_mut().for_each(|w| *w = 0);
         self.received = 0;
     }
 
@@ -230,7 +223,6 @@ impl<H> Slot<H> {
     /// handles are not copied into memory that the image's last consumer, on another core,
     /// touched last; the slot reserves a new vector when it is next opened.
     fn take_in_order(&mut self) -> Vec<H> {
-        self.bitmap.iter_mut().for_each(|w| *w = 0);
         self.received = 0;
         self.frags.take_in_order()
     }
@@ -549,8 +541,6 @@ impl<H> Verifier<H> {
         now: u64,
     ) -> Push<H> {
         let s = &mut self.slots[slot as usize];
-        let i = index as usize;
-        s.bitmap[i / 64] |= 1u64 << (i % 64);
         s.frags.push(index, handle);
         s.received += 1;
         if descriptor.is_some() {
@@ -730,7 +720,6 @@ mod tests {
     fn fill(slot: &mut Slot<Box<u16>>, count: u16) {
         for i in 0..count {
             slot.frags.push(i, Box::new(i));
-            slot.bitmap[i as usize / 64] |= 1 << (i % 64);
         }
     }
 
@@ -744,7 +733,7 @@ mod tests {
         let handles = slot.take_in_order();
         assert_eq!(handles.iter().map(|h| **h).collect::<Vec<_>>(), [0, 1, 2]);
         assert_eq!(handles.as_ptr() as usize, held_at);
-        assert!(slot.bitmap.iter().all(|&w| w == 0));
+        assert!(!slot.holds(0));
         // The slot opens its next image in a vector of its own.
         slot.reset(ImageKey { image: 8, ..key() }, &header(3), 1);
         assert_eq!(slot.frags.len(), 0);
@@ -757,7 +746,6 @@ mod tests {
         let mut slot: Slot<Box<u16>> = Slot::new();
         slot.reset(key(), &header(4096), 0);
         slot.frags.push(4000, Box::new(1));
-        slot.bitmap[4000 / 64] |= 1 << (4000 % 64);
         slot.release_all();
         slot.reset(key(), &header(3), 1);
         fill(&mut slot, 3);
