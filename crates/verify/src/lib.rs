@@ -3,8 +3,10 @@
 //! It holds each fragment's handle (a DPDK mbuf in the pipeline, an owned buffer in tests)
 //! without touching the payload, until every fragment of the image has arrived, and then
 //! releases the handles in fragment order. It is exact where the published NetML code
-//! counts packets: a per-image fragment bitmap catches duplicates, every header is checked
-//! against the image's first fragment, and the table is bounded in images and in time.
+//! counts packets: a per-image record of the fragments held (their count while they arrive
+//! in order, a bitmap once one arrives out of turn) catches duplicates, every header is
+//! checked against the image's first fragment, and the table is bounded in images and in
+//! time.
 //!
 //! One [`Verifier`] serves one rx queue and takes no locks. Work per fragment is O(1);
 //! work per image (slot reset, release) is O(fragments of that image).
