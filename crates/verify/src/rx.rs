@@ -130,9 +130,10 @@ impl<H> Plain<'_, H> {
 
 /// The per-packet fast path of [`receive`] followed by [`Verifier::push`], for the common
 /// case: a fragment other than fragment 0 ([`frame::classify_plain`]) of an image in
-/// flight, with that image's sizes, the expected payload length, and not held yet. Reads
-/// the frame and changes nothing; `None` for every other frame, which the caller gives to
-/// `receive` and `push`. For every frame it accepts, [`Plain::accept`] has the outcome and
+/// flight, with that image's sizes, the expected payload length, and not held yet. Counts
+/// and holds nothing (it may keep the frame's header line as its image's template, which
+/// changes no outcome); `None` for every other frame, which the caller gives to `receive`
+/// and `push`. For every frame it accepts, [`Plain::accept`] has the outcome and
 /// the counts that `receive` and `push` would have had.
 #[inline(always)]
 pub fn receive_plain<'v, H>(

@@ -457,11 +457,7 @@ impl<H> Verifier<H> {
             model,
             image,
         };
-        let slot = match self.last.find(&key) {
-            Some(s) => s,
-            None => *self.index.get(&key)?,
-        };
-        self.try_template(slot, frame, is_our_port)
+        self.try_template(self.slot_of(&key)?, frame, is_our_port)
     }
 
     /// `slot`'s template's verdict on `frame`, if the slot has a template that matches it
@@ -517,16 +513,18 @@ impl<H> Verifier<H> {
             model: h.model,
             image: h.image,
         };
-        // Past the latest 8 (more flows interleaved than that), the index: a hash lookup
-        // still costs less than the general path (where `push` would also refresh `last`,
-        // which changes no outcome).
-        let slot = match self.last.find(&key) {
-            Some(s) => s,
-            None => *self.index.get(&key)?,
-        };
+        let slot = self.slot_of(&key)?;
         let s = &self.slots[slot as usize];
         let fits = h.expected_payload_len() == Some(payload_len);
         (s.has_sizes_of(h) && fits && h.descriptor.is_none() && !s.holds(h.index)).then_some(slot)
+    }
+
+    /// The slot of an image in flight, read-only: among the latest 8, else (more flows
+    /// interleaved than that) in the index, a hash lookup that still costs less than the
+    /// general path (where `push` would also refresh `last`, which changes no outcome).
+    #[inline(always)]
+    fn slot_of(&self, key: &ImageKey) -> Option<u32> {
+        self.last.find(key).or_else(|| self.index.get(key).copied())
     }
 
     /// Holds fragment `index` of the image in `slot` (checked, not held yet), counts it

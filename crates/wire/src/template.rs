@@ -19,7 +19,7 @@
 
 use crate::frame::{self, fast};
 use crate::source::Source;
-use crate::{fragment, ipv4, udp};
+use crate::{be16, be32, fragment, ipv4, udp};
 use core::ops::Range;
 
 /// Bytes of the header line.
@@ -165,13 +165,7 @@ pub fn image_of(frame: &[u8]) -> Option<(Source, u8, u32)> {
     let ip = [line[src], line[src + 1], line[src + 2], line[src + 3]];
     let port = be16(line, fast::L4 + udp::field::SRC_PORT);
     let model = line[fast::PAYLOAD + fragment::field::MODEL];
-    let image = fast::PAYLOAD + fragment::field::IMAGE;
-    let image = u32::from_be_bytes([
-        line[image],
-        line[image + 1],
-        line[image + 2],
-        line[image + 3],
-    ]);
+    let image = be32(line, fast::PAYLOAD + fragment::field::IMAGE);
     Some((Source::v4(ip, port), model, image))
 }
 
@@ -198,11 +192,6 @@ fn words(line: &[u8; LINE]) -> [u64; LINE / 8] {
 #[inline(always)]
 fn ne16(line: &[u8; LINE], at: usize) -> u32 {
     u32::from(u16::from_ne_bytes([line[at], line[at + 1]]))
-}
-
-#[inline(always)]
-fn be16(line: &[u8; LINE], at: usize) -> u16 {
-    u16::from_be_bytes([line[at], line[at + 1]])
 }
 
 /// Whether two sums of two 16-bit words are congruent modulo 0xffff.
