@@ -38,6 +38,13 @@ NETML_FN netml_u32 netml_warp() { return blockIdx.x * (blockDim.x >> 5) + (threa
 NETML_FN netml_u32 netml_nwarps() { return gridDim.x * (blockDim.x >> 5); }
 
 NETML_FN void netml_sync_block() { __syncthreads(); }
+// Lane `from`'s `v`, in every lane (the whole warp must call it: warp-uniform control flow).
+NETML_FN netml_u32 netml_shfl(netml_u32 v, netml_u32 from) {
+  return __shfl_sync(0xffffffffu, v, (int)from);
+}
+NETML_FN netml_u64 netml_shfl64(netml_u64 v, netml_u32 from) {
+  return __shfl_sync(0xffffffffu, v, (int)from);
+}
 // Polled words are read with volatile loads (ld.volatile: never served from a stale L1 line).
 NETML_FN netml_u32 netml_load(const netml_u32* p) { return *(const volatile netml_u32*)p; }
 NETML_FN netml_u64 netml_load64(const netml_u64* p) { return *(const volatile netml_u64*)p; }
@@ -55,6 +62,9 @@ NETML_FN void netml_relax(netml_u32* spins) {
 NETML_FN void netml_copy16(netml_u8* d, const netml_u8* s) {
   *(uint4*)d = *(const uint4*)s;
 }
+typedef uint4 netml_v16;
+NETML_FN netml_v16 netml_load16(const netml_u8* s) { return *(const uint4*)s; }
+NETML_FN void netml_store16(netml_u8* d, netml_v16 v) { *(uint4*)d = v; }
 NETML_FN void netml_copy4(netml_u8* d, const netml_u8* s) {
   *(netml_u32*)d = *(const netml_u32*)s;
 }
@@ -84,6 +94,9 @@ NETML_FN netml_u32 netml_warp() { return netml_host_bid_; }
 NETML_FN netml_u32 netml_nwarps() { return netml_host_nblocks_; }
 
 NETML_FN void netml_sync_block() {}
+// One lane per warp: lane 0's value is the value.
+NETML_FN netml_u32 netml_shfl(netml_u32 v, netml_u32) { return v; }
+NETML_FN netml_u64 netml_shfl64(netml_u64 v, netml_u32) { return v; }
 NETML_FN netml_u32 netml_load(const netml_u32* p) {
   return std::atomic_ref<netml_u32>(*const_cast<netml_u32*>(p)).load(std::memory_order_relaxed);
 }
@@ -112,6 +125,15 @@ NETML_FN void netml_relax(netml_u32* spins) {
   }
 }
 NETML_FN void netml_copy16(netml_u8* d, const netml_u8* s) { std::memcpy(d, s, 16); }
+struct netml_v16 {
+  netml_u8 b[16];
+};
+NETML_FN netml_v16 netml_load16(const netml_u8* s) {
+  netml_v16 v;
+  std::memcpy(v.b, s, 16);
+  return v;
+}
+NETML_FN void netml_store16(netml_u8* d, netml_v16 v) { std::memcpy(d, v.b, 16); }
 NETML_FN void netml_copy4(netml_u8* d, const netml_u8* s) { std::memcpy(d, s, 4); }
 NETML_FN float netml_f32_from_bits(netml_u32 b) {
   float f;
@@ -190,7 +212,7 @@ struct netml_ring {  // 64 bytes, in shared (mapped pinned) memory
 };
 
 // Consumer-private grid coordination (device memory on the GPU; zeroed before the launch).
-struct netml_grid_ctl {  // 64 bytes
+struct netml_grid_ctl {  // 128 bytes
   netml_u32 gen;         // broadcast word: bumped by block 0 for each entry (and for stop)
   netml_u32 cur;         // index of the entry of generation `gen`
   netml_u32 stop;        // 1: blocks exit at the next generation
@@ -199,6 +221,9 @@ struct netml_grid_ctl {  // 64 bytes
   netml_u32 pad0_;
   netml_u64 entries_done;
   netml_u8 pad_[32];
+  // Words nfrags .. bias of the entry of generation `gen` (netml_entry_head), copied by block 0
+  // before it bumps `gen`: the other blocks read them here, in device memory, not over PCIe.
+  netml_u32 head[16];
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -223,8 +248,20 @@ NETML_FN void netml_copy_span(netml_u8* dst, const netml_u8* src, netml_u32 len,
   for (netml_u32 i = lane; i < head; i += nlanes) dst[i] = src[i];
   for (netml_u32 i = tail_start + lane; i < len; i += nlanes) dst[i] = src[i];
   if (w == 16) {
+    // Two loads per lane in flight before the stores (a source in host memory is a PCIe round
+    // trip away; load, store, load... waits for each in turn). Two cover a 1 KiB payload (64
+    // vectors, 32 lanes); more spill registers under the 64 that 4 blocks per SM allow.
     const netml_u32 n = body >> 4;
-    for (netml_u32 i = lane; i < n; i += nlanes) netml_copy16(dst + head + 16u * i, src + head + 16u * i);
+    const netml_u8* s16 = src + head;
+    netml_u8* d16 = dst + head;
+    for (netml_u32 i = lane; i < n; i += 2u * nlanes) {
+      const netml_u32 j = i + nlanes;
+      const netml_v16 a = netml_load16(s16 + 16u * i);
+      netml_v16 b = a;
+      if (j < n) b = netml_load16(s16 + 16u * j);
+      netml_store16(d16 + 16u * i, a);
+      if (j < n) netml_store16(d16 + 16u * j, b);
+    }
   } else if (w == 4) {
     const netml_u32 n = body >> 2;
     for (netml_u32 i = lane; i < n; i += nlanes) netml_copy4(dst + head + 4u * i, src + head + 4u * i);
@@ -246,85 +283,127 @@ NETML_FN void netml_convert_span(float* dst, const netml_u8* src, netml_u32 len,
   }
 }
 
-// Fragment `i` of a strided image: i * frag_size bytes in, frag_size long except the last.
-// Converting entries (one image each) convert, the others copy, as in netml_process_entry.
-NETML_FN void netml_process_strided(const netml_entry* e, netml_u32 nimages, netml_u32 flags,
-                                    netml_u8* dst, const netml_strided* im) {
-  const netml_u32 lane = netml_lane(), nlanes = netml_nlanes();
-  const netml_u32 warp = netml_warp(), nwarps = netml_nwarps();
-  const netml_u32 convert = flags & NETML_FLAG_CONVERT;
-  netml_u32 channels = 1, hw = 0;
-  float scale[NETML_MAX_CHANNELS], bias[NETML_MAX_CHANNELS];
-  for (netml_u32 c = 0; c < NETML_MAX_CHANNELS; ++c) scale[c] = bias[c] = 0.0f;
-  if (convert) {
-    channels = netml_load(&e->channels);
-    hw = netml_load(&e->hw);
-    for (netml_u32 c = 0; c < NETML_MAX_CHANNELS; ++c) {
-      scale[c] = netml_f32_from_bits(netml_load((const netml_u32*)&e->scale[c]));
-      bias[c] = netml_f32_from_bits(netml_load((const netml_u32*)&e->bias[c]));
+// Reads of the entry and its descriptors cross PCIe (mapped host memory, volatile: uncached), one
+// round trip each however many threads ask for the same word. Every thread reading every field
+// cost ~1 ms per entry on the H200 machine (32 blocks x 256 threads); so each word is read by one
+// thread and shared: the entry's fields once per block (shared memory), descriptors by one lane
+// each for 32 fragments at a time (warp shuffles).
+struct netml_entry_head {
+  netml_u32 nfrags;
+  netml_u32 flags;
+  netml_u64 dst;
+  netml_u64 frags;
+  netml_u32 channels;
+  netml_u32 hw;
+  float scale[NETML_MAX_CHANNELS];
+  float bias[NETML_MAX_CHANNELS];
+};
+// Words 2..17 of netml_entry: nfrags .. bias.
+#define NETML_HEAD_WORDS 16u
+
+// The block's copy of `e`'s fields (threads 0..15 read one word each; with `also`, each also
+// stores its word there and fences). Every thread of the block must call it; `h` is
+// block-shared.
+NETML_FN void netml_read_head_words(const netml_u32* in, netml_entry_head* h, netml_u32* also) {
+  netml_u32* out = (netml_u32*)h;
+  for (netml_u32 i = netml_tid(); i < NETML_HEAD_WORDS; i += netml_ntid()) {
+    const netml_u32 w = netml_load(in + i);
+    out[i] = w;
+    if (also) {
+      netml_store(also + i, w);
+      netml_fence_system();  // the copy happens-before block 0's gen store (after the barrier)
     }
   }
-  for (netml_u32 j = 0; j < nimages; ++j) {
-    const netml_u32 n = netml_load(&im[j].nfrags);
+  netml_sync_block();
+}
+NETML_FN void netml_read_head(const netml_entry* e, netml_entry_head* h) {
+  netml_read_head_words((const netml_u32*)&e->nfrags, h, 0);
+}
+
+// Fragment `i` of a strided image: i * frag_size bytes in, frag_size long except the last.
+// Converting entries (one image each) convert, the others copy, as in netml_process_entry.
+NETML_FN void netml_process_strided(const netml_entry_head* h, netml_u8* dst,
+                                    const netml_strided* im) {
+  const netml_u32 lane = netml_lane(), nlanes = netml_nlanes();
+  const netml_u32 warp = netml_warp(), nwarps = netml_nwarps();
+  const netml_u32 convert = h->flags & NETML_FLAG_CONVERT;
+  for (netml_u32 j = 0; j < h->nfrags; ++j) {
+    // The image's 8 words, word w read by lane w (on the host: lane 0 reads them all).
+    const netml_u32* rec = (const netml_u32*)&im[j];
+    netml_u32 mine = 0;
+    if (lane < 8u) mine = netml_load(rec + lane);
+    netml_u32 w[8];
+    for (netml_u32 k = 0; k < 8u; ++k) w[k] = nlanes == 1u ? netml_load(rec + k) : netml_shfl(mine, k);
+    const netml_u8* srcs = (const netml_u8*)((netml_u64)w[0] | ((netml_u64)w[1] << 32));
+    const netml_u32 at = w[2], len = w[3], n = w[4], fs = w[5], first = w[6], stride = w[7];
     // Entry-wide fragment first + i goes to warp (first + i) mod nwarps.
-    netml_u32 i = (warp + nwarps - netml_load(&im[j].first) % nwarps) % nwarps;
-    if (i >= n) continue;
-    const netml_u8* srcs = (const netml_u8*)netml_load64(&im[j].srcs);
-    const netml_u32 stride = netml_load(&im[j].src_stride);
-    const netml_u32 fs = netml_load(&im[j].frag_size);
-    const netml_u32 len = netml_load(&im[j].len);
-    const netml_u32 at = netml_load(&im[j].dst_off);
-    for (; i < n; i += nwarps) {
-      const netml_u32 off = i * fs;  // < len: checked by the producer
-      const netml_u32 rest = len - off;
-      const netml_u32 l = rest < fs ? rest : fs;
-      const netml_u64* at_i = (const netml_u64*)(srcs + (netml_u64)i * stride);
-      const netml_u8* src = (const netml_u8*)netml_load64(at_i);
-      if (convert) {
-        netml_convert_span((float*)dst, src, l, off, channels, hw, scale, bias, lane, nlanes);
-      } else {
-        netml_copy_span(dst + at + off, src, l, lane, nlanes);
+    const netml_u32 start = (warp + nwarps - first % nwarps) % nwarps;
+    for (netml_u32 base = start; base < n; base += nlanes * nwarps) {
+      // Lane l reads the source address of fragment base + l * nwarps.
+      const netml_u32 own = base + lane * nwarps;
+      netml_u64 own_src = 0;
+      if (own < n) own_src = netml_load64((const netml_u64*)(srcs + (netml_u64)own * stride));
+      for (netml_u32 k = 0; k < nlanes; ++k) {
+        const netml_u32 i = base + k * nwarps;
+        if (i >= n) break;
+        const netml_u8* src = (const netml_u8*)netml_shfl64(own_src, k);
+        const netml_u32 off = i * fs;  // < len: checked by the producer
+        const netml_u32 rest = len - off;
+        const netml_u32 l = rest < fs ? rest : fs;
+        if (convert) {
+          netml_convert_span((float*)dst, src, l, off, h->channels, h->hw, h->scale, h->bias,
+                             lane, nlanes);
+        } else {
+          netml_copy_span(dst + at + off, src, l, lane, nlanes);
+        }
       }
     }
   }
 }
 
-// All warps of all blocks cooperate on one entry: fragment f goes to warp f mod nwarps.
-// Every field is read with volatile loads: the entry is reused after the ring wraps.
-NETML_FN void netml_process_entry(const netml_entry* e) {
-  const netml_u32 nfrags = netml_load(&e->nfrags);
-  const netml_u32 flags = netml_load(&e->flags);
-  netml_u8* const dst = (netml_u8*)netml_load64(&e->dst);
-  const netml_u64 fr_addr = netml_load64(&e->frags);
-  const netml_frag* fr = fr_addr ? (const netml_frag*)fr_addr : e->inline_frags;
+// All warps of all blocks cooperate on one entry whose fields are `h` (the block's copy):
+// fragment f goes to warp f mod nwarps. Warp-uniform control flow throughout (shuffles).
+NETML_FN void netml_process_entry_with(const netml_entry* e, const netml_entry_head* h) {
+  netml_u8* const dst = (netml_u8*)h->dst;
   const netml_u32 lane = netml_lane(), nlanes = netml_nlanes();
-  if (flags & NETML_FLAG_STRIDED) {
-    netml_process_strided(e, nfrags, flags, dst, (const netml_strided*)fr_addr);
+  const netml_u32 nwarps = netml_nwarps();
+  if (h->flags & NETML_FLAG_STRIDED) {
+    netml_process_strided(h, dst, (const netml_strided*)h->frags);
     return;
   }
-  if (flags & NETML_FLAG_CONVERT) {
-    const netml_u32 channels = netml_load(&e->channels);
-    const netml_u32 hw = netml_load(&e->hw);
-    float scale[NETML_MAX_CHANNELS], bias[NETML_MAX_CHANNELS];
-    for (netml_u32 c = 0; c < NETML_MAX_CHANNELS; ++c) {
-      scale[c] = netml_f32_from_bits(netml_load((const netml_u32*)&e->scale[c]));
-      bias[c] = netml_f32_from_bits(netml_load((const netml_u32*)&e->bias[c]));
+  const netml_frag* fr = h->frags ? (const netml_frag*)h->frags : e->inline_frags;
+  const netml_u32 convert = h->flags & NETML_FLAG_CONVERT;
+  for (netml_u32 base = netml_warp(); base < h->nfrags; base += nlanes * nwarps) {
+    // Lane l reads the descriptor of fragment base + l * nwarps.
+    const netml_u32 own = base + lane * nwarps;
+    netml_u64 own_src = 0;
+    netml_u32 own_len = 0, own_off = 0;
+    if (own < h->nfrags) {
+      own_src = netml_load64(&fr[own].src);
+      own_len = netml_load(&fr[own].len);
+      own_off = netml_load(&fr[own].dst_off);
     }
-    for (netml_u32 f = netml_warp(); f < nfrags; f += netml_nwarps()) {
-      const netml_u64 src = netml_load64(&fr[f].src);
-      const netml_u32 len = netml_load(&fr[f].len);
-      const netml_u32 off = netml_load(&fr[f].dst_off);
-      netml_convert_span((float*)dst, (const netml_u8*)src, len, off, channels, hw, scale, bias,
-                         lane, nlanes);
-    }
-  } else {
-    for (netml_u32 f = netml_warp(); f < nfrags; f += netml_nwarps()) {
-      const netml_u64 src = netml_load64(&fr[f].src);
-      const netml_u32 len = netml_load(&fr[f].len);
-      const netml_u32 off = netml_load(&fr[f].dst_off);
-      netml_copy_span(dst + off, (const netml_u8*)src, len, lane, nlanes);
+    for (netml_u32 k = 0; k < nlanes; ++k) {
+      if (base + k * nwarps >= h->nfrags) break;
+      const netml_u8* src = (const netml_u8*)netml_shfl64(own_src, k);
+      const netml_u32 len = netml_shfl(own_len, k);
+      const netml_u32 off = netml_shfl(own_off, k);
+      if (convert) {
+        netml_convert_span((float*)dst, src, len, off, h->channels, h->hw, h->scale, h->bias,
+                           lane, nlanes);
+      } else {
+        netml_copy_span(dst + off, src, len, lane, nlanes);
+      }
     }
   }
+}
+
+// The whole entry, its fields read by this block (the host build's launch-mode body). Every
+// thread of the block must call it (it synchronises the block).
+NETML_FN void netml_process_entry(const netml_entry* e) {
+  NETML_SHARED netml_entry_head h;
+  netml_read_head(e, &h);
+  netml_process_entry_with(e, &h);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -350,6 +429,7 @@ NETML_FN void netml_resident_loop(const netml_ring* ring, netml_grid_ctl* ctl) {
   const netml_u32 nentries = netml_load(&ring->nentries);
   NETML_SHARED netml_u32 s_stop;
   NETML_SHARED netml_u32 s_cur;
+  NETML_SHARED netml_entry_head h;
 
   if (netml_bid() == 0) {
     // Only thread 0's copies are used. `aborted`: the last handoff was given up on ABORT, so
@@ -369,20 +449,24 @@ NETML_FN void netml_resident_loop(const netml_ring* ring, netml_grid_ctl* ctl) {
           if (netml_load(&ring->quit)) { stop = 1; break; }
           netml_relax(&spins);
         }
-        if (stop) {
-          netml_store(&ctl->stop, 1);
-        } else {
-          netml_store(&ctl->cur, head);
-        }
-        netml_fence_system();
-        ++gen;
-        netml_store(&ctl->gen, gen);
         s_stop = stop;
         s_cur = head;
       }
       netml_sync_block();
+      // The entry's fields, read over PCIe once for the grid: for this block and into ctl.
+      if (!s_stop) netml_read_head_words((const netml_u32*)&entries[s_cur].nfrags, &h, ctl->head);
+      if (netml_tid() == 0) {
+        if (s_stop) {
+          netml_store(&ctl->stop, 1);
+        } else {
+          netml_store(&ctl->cur, s_cur);
+        }
+        netml_fence_system();
+        ++gen;
+        netml_store(&ctl->gen, gen);
+      }
       if (s_stop) return;
-      netml_process_entry(&entries[s_cur]);
+      netml_process_entry_with(&entries[s_cur], &h);
       netml_sync_block();
       if (netml_tid() == 0) {
         netml_fence_system();
@@ -425,7 +509,8 @@ NETML_FN void netml_resident_loop(const netml_ring* ring, netml_grid_ctl* ctl) {
       }
       netml_sync_block();
       if (s_stop) return;
-      netml_process_entry(&entries[s_cur]);
+      netml_read_head_words(ctl->head, &h, 0);
+      netml_process_entry_with(&entries[s_cur], &h);
       netml_sync_block();
       if (netml_tid() == 0) {
         netml_fence_system();  // release: this block's copy happens-before the count

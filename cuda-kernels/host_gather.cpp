@@ -8,7 +8,12 @@ static_assert(sizeof(netml_frag) == 16, "netml_frag layout");
 static_assert(sizeof(netml_strided) == 32, "netml_strided layout");
 static_assert(sizeof(netml_entry) == 256, "netml_entry layout");
 static_assert(sizeof(netml_ring) == 64, "netml_ring layout");
-static_assert(sizeof(netml_grid_ctl) == 64, "netml_grid_ctl layout");
+static_assert(sizeof(netml_grid_ctl) == 128, "netml_grid_ctl layout");
+static_assert(sizeof(netml_entry_head) == NETML_HEAD_WORDS * 4 &&
+                  offsetof(netml_entry, bias) + sizeof(float) * NETML_MAX_CHANNELS -
+                          offsetof(netml_entry, nfrags) ==
+                      sizeof(netml_entry_head),
+              "netml_entry_head mirrors netml_entry's words nfrags .. bias");
 
 extern "C" {
 
@@ -43,6 +48,7 @@ size_t netml_host_layout(netml_u64* out, size_t cap) {
       offsetof(netml_strided, len), offsetof(netml_strided, nfrags),
       offsetof(netml_strided, frag_size), offsetof(netml_strided, first),
       offsetof(netml_strided, src_stride),
+      offsetof(netml_grid_ctl, head), sizeof(netml_entry_head), offsetof(netml_entry_head, bias),
   };
   const size_t n = sizeof(v) / sizeof(v[0]);
   for (size_t i = 0; i < n && i < cap; ++i) out[i] = v[i];

@@ -57,6 +57,37 @@ pub(crate) struct RawEntry {
     pub inline_frags: [RawFrag; INLINE_FRAGS],
 }
 
+/// `struct netml_entry_head`: words `nfrags` .. `bias` of an entry, which `gather_launch`
+/// takes by value (so that no block reads them over PCIe).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct RawEntryHead {
+    pub nfrags: u32,
+    pub flags: u32,
+    pub dst: u64,
+    pub frags: u64,
+    pub channels: u32,
+    pub hw: u32,
+    pub scale: [f32; MAX_CHANNELS],
+    pub bias: [f32; MAX_CHANNELS],
+}
+
+impl RawEntry {
+    /// The fields the kernel needs besides the descriptors.
+    pub(crate) fn head(&self) -> RawEntryHead {
+        RawEntryHead {
+            nfrags: self.nfrags,
+            flags: self.flags,
+            dst: self.dst,
+            frags: self.frags,
+            channels: self.channels,
+            hw: self.hw,
+            scale: self.scale,
+            bias: self.bias,
+        }
+    }
+}
+
 /// `struct netml_ring`.
 #[repr(C, align(64))]
 pub(crate) struct RawRing {
@@ -77,6 +108,8 @@ pub(crate) struct RawGridCtl {
     pub pad0: u32,
     pub entries_done: u64,
     pub pad: [u8; 32],
+    /// The current entry's [`RawEntryHead`], copied there by block 0 for the others.
+    pub head: [u32; 16],
 }
 
 extern "C" {
@@ -104,7 +137,7 @@ mod tests {
         let mut c = [0u64; 64];
         // SAFETY: `c` has room for 64 values and the callee writes at most `cap` of them.
         let n = unsafe { netml_host_layout(c.as_mut_ptr(), c.len()) };
-        let rust: [usize; 34] = [
+        let rust: [usize; 37] = [
             size_of::<RawFrag>(),
             offset_of!(RawFrag, src),
             offset_of!(RawFrag, len),
@@ -139,6 +172,9 @@ mod tests {
             offset_of!(RawStrided, frag_size),
             offset_of!(RawStrided, first),
             offset_of!(RawStrided, src_stride),
+            offset_of!(RawGridCtl, head),
+            size_of::<RawEntryHead>(),
+            offset_of!(RawEntryHead, bias),
         ];
         assert_eq!(n, rust.len());
         for (i, (&r, &cv)) in rust.iter().zip(c.iter()).enumerate() {

@@ -47,6 +47,21 @@ pub fn rows(rows: &mut Rows) {
     for l in &all {
         rows.push(library_row(l));
     }
+    for prefix in ["libcudnn", "libcublas"] {
+        let dirs = libs::loaded_folders(prefix);
+        let shown: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+        rows.push(Row::check(
+            S,
+            &format!("{prefix}* files loaded from"),
+            dirs.len() <= 1,
+            if shown.is_empty() {
+                "none".to_string()
+            } else {
+                shown.join(", ")
+            },
+            "one folder (two: installations mixed, e.g. CUDNN_STATUS_SUBLIBRARY_VERSION_MISMATCH)",
+        ));
+    }
     let pip: Vec<String> = libs::search_dirs()
         .iter()
         .filter(|d| d.is_dir())

@@ -109,7 +109,7 @@ pub fn rows(env: &Env, rows: &mut Rows) {
                 entry,
                 t >= 256,
                 format!("{r} registers, {l} B local, max {t} threads/block"),
-                "CI sm_90: 40-56 registers, 0 spills; >= 256 threads/block",
+                "CI sm_90: 56-64 registers (bound 64: 4 blocks x 256 per SM), 0 spills; >= 256 threads/block",
             ),
             (r, l, t) => {
                 let err = [r.err(), l.err(), t.err()].into_iter().flatten().next();

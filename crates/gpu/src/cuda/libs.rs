@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use super::loader;
+
 /// Colon-separated directories searched first (scripts/gpu-check's run.sh sets it to the
 /// folders it got from python3, which then need not be asked again).
 pub const DIRS_ENV: &str = "NETML_CUDA_LIB_DIRS";
@@ -169,19 +171,42 @@ fn open_all(mut paths: Vec<PathBuf>) -> Result<(), String> {
     }
 }
 
-/// Loads `file` from the first folder of [`search_dirs`] holding it, after every file of that
-/// folder that `companion` accepts (sorted by name); returns the path loaded. Without such a
-/// folder, `file` is dlopened by name (the loader's own search) and `Ok(None)` says so; `Err`
-/// when that fails too, naming the folders searched, or when `file` itself fails to load.
+/// Loads the library a binding will use, its companions first; returns the path loaded.
 ///
-/// Companions are best effort (a warning each): a sub-library that cannot load (say, one of
-/// cuDNN's engines missing a dependency) need not be one that is used, and the library
-/// reports it itself when it does need it.
-pub fn preload(file: &str, companion: impl Fn(&str) -> bool) -> Result<Option<PathBuf>, String> {
+/// `bound_as` is the binding's own list of names, which it dlopens by bare name in order
+/// (cudarc's `get_lib_name_candidates`). Where a name before `file` resolves
+/// ([`loader::resolve`]: an unversioned `libcudnn.so` from a system -dev package, say), that
+/// is the copy the binding will call whatever this process preloads; so that file is loaded,
+/// after the companions of its own folder. Otherwise the binding's copy would load companions
+/// of another installation by soname and refuse them (`CUDNN_STATUS_SUBLIBRARY_VERSION_MISMATCH`,
+/// seen on the H200 machine, where pip's cuDNN is on `LD_LIBRARY_PATH` and the system's is in
+/// the loader's cache).
+///
+/// Else `file` is loaded from the first folder of [`search_dirs`] holding it, after its
+/// companions. Without such a folder, `file` is dlopened by name (the loader's own search) and
+/// `Ok(None)` says so; `Err` when that fails too, naming the folders searched, or when `file`
+/// itself fails to load.
+///
+/// Companions are the files of the library's folder that `companion` accepts, loaded leaves
+/// first, best effort (a warning each): a sub-library that cannot load (say, one of cuDNN's
+/// engines missing a dependency) need not be one that is used, and the library reports it
+/// itself when it does need it.
+pub fn preload(
+    bound_as: &[String],
+    file: &str,
+    companion: impl Fn(&str) -> bool,
+) -> Result<Option<PathBuf>, String> {
+    for name in bound_as.iter().take_while(|n| n.as_str() != file) {
+        if let Some(path) = loader::resolve(name) {
+            open_companions(&path, &companion);
+            open_global(&path)?;
+            return Ok(Some(path));
+        }
+    }
     preload_from(search_dirs(), file, companion)
 }
 
-/// [`preload`] over the folders `dirs`.
+/// [`preload`]'s search over the folders `dirs`.
 fn preload_from(
     dirs: &[PathBuf],
     file: &str,
@@ -196,21 +221,38 @@ fn preload_from(
             )
         });
     };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut companions: Vec<PathBuf> = std::fs::read_dir(dir)
+    open_companions(&path, &companion);
+    open_global(&path)?;
+    Ok(Some(path))
+}
+
+/// Loads the companions of the library at `path` ([`companions_of`]), leaves first
+/// ([`loader::leaves_first`]: none then reaches another installation through the loader's search);
+/// failures are warnings.
+fn open_companions(path: &Path, companion: &impl Fn(&str) -> bool) {
+    let ordered = loader::leaves_first(companions_of(path, companion), |p| {
+        loader::needed(p).unwrap_or_default()
+    });
+    if let Err(e) = open_all(ordered) {
+        tracing::warn!("loading the companions of {}: {e}", path.display());
+    }
+}
+
+/// The files `companion` accepts in the folder that really holds `path` (links resolved:
+/// `/usr/local/cuda/lib64` may hold only a link to a library installed elsewhere), sorted.
+pub fn companions_of(path: &Path, companion: &impl Fn(&str) -> bool) -> Vec<PathBuf> {
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let dir = real.parent().unwrap_or(Path::new("."));
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|rd| {
             rd.flatten()
-                .filter(|e| e.file_name().to_str().is_some_and(&companion))
+                .filter(|e| e.file_name().to_str().is_some_and(companion))
                 .map(|e| e.path())
                 .collect()
         })
         .unwrap_or_default();
-    companions.sort();
-    if let Err(e) = open_all(companions) {
-        tracing::warn!("loading the companions of {}: {e}", path.display());
-    }
-    open_global(&path)?;
-    Ok(Some(path))
+    found.sort();
+    found
 }
 
 /// The file of a loaded library whose name starts with `prefix` (e.g. `libcuda.so`), from
@@ -226,6 +268,26 @@ pub fn loaded_path(prefix: &str) -> Option<PathBuf> {
                 .is_some_and(|n| n.starts_with(prefix))
         })
         .map(Path::to_path_buf)
+}
+
+/// The folders of every loaded file whose name starts with `prefix` (`libcudnn`: the front
+/// library and its sub-libraries), each once: more than one means two installations are mixed.
+pub fn loaded_folders(prefix: &str) -> Vec<PathBuf> {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    let mut out: Vec<PathBuf> = Vec::new();
+    for path in maps.lines().filter_map(|l| l.split_whitespace().nth(5)) {
+        let path = Path::new(path);
+        let ours = path
+            .file_name()
+            .and_then(OsStr::to_str)
+            .is_some_and(|n| n.starts_with(prefix));
+        if let (true, Some(dir)) = (ours, path.parent()) {
+            if !out.iter().any(|d| d == dir) {
+                out.push(dir.to_path_buf());
+            }
+        }
+    }
+    out
 }
 
 /// One library as this process loaded it.
@@ -374,7 +436,12 @@ mod tests {
 
     #[test]
     fn a_library_nowhere_is_an_error_naming_the_search() {
-        let e = preload("libnetml-no-such-library.so.1", |_| false).unwrap_err();
+        let e = preload(
+            &["libnetml-no-such-library.so".to_string()],
+            "libnetml-no-such-library.so.1",
+            |_| false,
+        )
+        .unwrap_err();
         assert!(e.contains("not found (searched "), "{e}");
         assert!(e.contains("/usr/local/cuda/lib64"), "{e}");
     }
@@ -393,6 +460,46 @@ mod tests {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
         }
+    }
+
+    /// The H200 machine's failure: cudarc opens the unversioned name first, which a -dev
+    /// package can point at another installation than the one the search finds; `preload`
+    /// relies on these lists to load that copy and its companions instead.
+    #[test]
+    fn cudarc_tries_the_unversioned_name_before_the_soname() {
+        for (lib, soname) in [
+            ("cudnn", "libcudnn.so.9"),
+            ("cublas", "libcublas.so.13"),
+            ("nvrtc", "libnvrtc.so.13"),
+        ] {
+            let names = cudarc::get_lib_name_candidates(lib);
+            assert_eq!(names[0], format!("lib{lib}.so"));
+            assert!(names.iter().any(|n| n == soname), "{lib}: {names:?}");
+        }
+    }
+
+    /// `/usr/local/cuda/lib64/libcudnn.so.9` may be a link into the real installation: its
+    /// sub-libraries are the ones beside the file the link reaches.
+    #[test]
+    fn companions_come_from_the_folder_that_holds_the_file() {
+        let tmp = tempdir();
+        let real = tmp.join("real");
+        let link = tmp.join("link");
+        touch(&real.join("libcudnn.so.9.14.0"));
+        touch(&real.join("libcudnn_graph.so.9"));
+        touch(&real.join("libcudnn_ops.so.9"));
+        touch(&link.join("libcudnn_graph.so.9"));
+        std::os::unix::fs::symlink(real.join("libcudnn.so.9.14.0"), link.join("libcudnn.so"))
+            .unwrap();
+        let sub = |n: &str| n.starts_with("libcudnn_") && n.ends_with(".so.9");
+        let real = std::fs::canonicalize(&real).unwrap();
+        assert_eq!(
+            companions_of(&link.join("libcudnn.so"), &sub),
+            vec![
+                real.join("libcudnn_graph.so.9"),
+                real.join("libcudnn_ops.so.9")
+            ]
+        );
     }
 
     fn tempdir() -> TempDir {

@@ -17,6 +17,7 @@ pub mod green;
 pub mod ingest;
 pub mod kernels;
 pub mod libs;
+pub mod loader;
 pub mod memory;
 pub mod nvrtc;
 

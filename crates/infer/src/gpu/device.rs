@@ -94,8 +94,12 @@ pub(crate) fn load_libraries() -> Result<()> {
 fn load_cublas() -> std::result::Result<(), String> {
     static DONE: OnceLock<std::result::Result<(), String>> = OnceLock::new();
     DONE.get_or_init(|| {
-        libs::preload("libcublas.so.13", |n| n == "libcublasLt.so.13")
-            .map_err(|e| format!("cuBLAS: {e}"))?;
+        libs::preload(
+            &cudarc::get_lib_name_candidates("cublas"),
+            "libcublas.so.13",
+            |n| n == "libcublasLt.so.13",
+        )
+        .map_err(|e| format!("cuBLAS: {e}"))?;
         // SAFETY: a dlopen probe only.
         if !unsafe { cudarc::cublas::sys::is_culib_present() } {
             return Err("cuBLAS (libcublas.so.13) loaded but not usable by cudarc".into());
@@ -110,13 +114,26 @@ fn load_cublas() -> std::result::Result<(), String> {
 fn load_cudnn() -> std::result::Result<(), String> {
     static DONE: OnceLock<std::result::Result<(), String>> = OnceLock::new();
     DONE.get_or_init(|| {
-        libs::preload("libcudnn.so.9", |n| {
-            n.starts_with("libcudnn_") && n.ends_with(".so.9")
-        })
+        libs::preload(
+            &cudarc::get_lib_name_candidates("cudnn"),
+            "libcudnn.so.9",
+            |n| n.starts_with("libcudnn_") && n.ends_with(".so.9"),
+        )
         .map_err(|e| format!("cuDNN: {e}"))?;
-        // SAFETY: a dlopen probe only.
+        // SAFETY: a dlopen probe only (it also loads what cudarc will call, if not yet loaded).
         if !unsafe { cudarc::cudnn::sys::is_culib_present() } {
             return Err("cuDNN 9 (libcudnn.so.9) loaded but not usable by cudarc".into());
+        }
+        // Two installations mixed fail later with CUDNN_STATUS_SUBLIBRARY_VERSION_MISMATCH
+        // at the first descriptor: say which, now.
+        let folders = libs::loaded_folders("libcudnn");
+        if folders.len() > 1 {
+            let shown: Vec<String> = folders.iter().map(|d| d.display().to_string()).collect();
+            return Err(format!(
+                "cuDNN files of more than one installation are loaded ({}): keep one on \
+                 NETML_CUDA_LIB_DIRS / LD_LIBRARY_PATH",
+                shown.join(", ")
+            ));
         }
         Ok(())
     })

@@ -36,6 +36,7 @@ use cudarc::driver::{result, sys, CudaContext, CudaFunction, DriverError};
 
 use crate::cuda::nvrtc::{GATHER, GATHER_ENTRIES};
 use crate::host_modes::check_config;
+use crate::ring::RawEntryHead;
 use crate::{Ingest, IngestConfig, IngestError, IngestMode};
 use slots::dev;
 
@@ -141,7 +142,8 @@ impl Kernels {
         }
     }
 
-    /// Enqueues `gather_launch(entry)` with `blocks` blocks on `stream`.
+    /// Enqueues `gather_launch(entry, head)` with `blocks` blocks on `stream` (`head`: the
+    /// entry's own fields, [`RawEntry::head`](crate::ring::RawEntry::head)).
     ///
     /// # Safety
     /// `entry` must be the device address of a fully written entry whose descriptors, sources
@@ -151,11 +153,17 @@ impl Kernels {
         blocks: u32,
         stream: sys::CUstream,
         entry: u64,
+        head: &RawEntryHead,
     ) -> Result<(), DriverError> {
         let mut arg = entry;
-        let mut params = [&mut arg as *mut u64 as *mut c_void];
-        // SAFETY: one pointer-sized parameter, as `gather_launch(const netml_entry*)` takes;
-        // the driver copies it during the call. Validity of what it points at: caller.
+        let mut head = *head;
+        let mut params = [
+            &mut arg as *mut u64 as *mut c_void,
+            &mut head as *mut RawEntryHead as *mut c_void,
+        ];
+        // SAFETY: the parameters `gather_launch(const netml_entry*, netml_entry_head)` takes (a
+        // pointer, then the 64-byte struct RawEntryHead mirrors); the driver copies them during
+        // the call. Validity of what the pointer points at: caller.
         unsafe {
             result::launch_kernel(
                 self.launch.cu_function(),

@@ -104,8 +104,13 @@ impl StreamIngest {
         // and CPU from sinking the stores past the driver call.
         fence(Ordering::SeqCst);
         let entry = gpu.pool.entry_device_ptr(idx);
+        // SAFETY: entry `idx` was just written by this thread and no kernel uses it (acquired).
+        let head = unsafe { &*gpu.pool.entry(idx) }.head();
         // SAFETY: the entry is fully written in the pool; the rest is the caller's contract.
-        let r = unsafe { gpu.kernels.launch_entry(self.cfg.blocks, stream, entry) };
+        let r = unsafe {
+            gpu.kernels
+                .launch_entry(self.cfg.blocks, stream, entry, &head)
+        };
         if let Err(e) = r {
             return Err(self.book.fail(dev(what)(e)));
         }

@@ -70,7 +70,8 @@ fn find_and_open() -> Result<PathBuf, String> {
     }
     // The builtins first, by full path, so NVRTC's own dlopen of them by soname finds this
     // copy whatever LD_LIBRARY_PATH says.
-    let found = libs::preload(NVRTC_SONAME, |name| name == BUILTINS_SONAME)
+    let bound_as = cudarc::get_lib_name_candidates("nvrtc");
+    let found = libs::preload(&bound_as, NVRTC_SONAME, |name| name == BUILTINS_SONAME)
         .map_err(|e| format!("{e} (set NETML_NVRTC_LIB or CUDA_HOME)"))?;
     Ok(found.unwrap_or_else(|| PathBuf::from(NVRTC_SONAME)))
 }
