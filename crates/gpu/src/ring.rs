@@ -44,23 +44,18 @@ pub(crate) struct RawStrided {
 pub(crate) struct RawEntry {
     pub state: AtomicU32,
     pub seq: u32,
-    pub nfrags: u32,
-    pub flags: u32,
-    pub dst: u64,
-    pub frags: u64,
-    pub channels: u32,
-    pub hw: u32,
-    pub scale: [f32; MAX_CHANNELS],
-    pub bias: [f32; MAX_CHANNELS],
+    /// Words `nfrags` .. `bias`, which `gather_launch` also takes by value.
+    pub head: RawEntryHead,
     pub dst_len: u64,
     pub pad: [u8; 48],
     pub inline_frags: [RawFrag; INLINE_FRAGS],
 }
 
-/// `struct netml_entry_head`: words `nfrags` .. `bias` of an entry, which `gather_launch`
-/// takes by value (so that no block reads them over PCIe).
+/// `struct netml_entry_head`: the fields of an entry the kernel needs besides the
+/// descriptors (so that no block reads them over PCIe: `gather_launch` takes them by value,
+/// `gather_resident`'s block 0 copies them into `RawGridCtl::head`).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub(crate) struct RawEntryHead {
     pub nfrags: u32,
     pub flags: u32,
@@ -70,22 +65,6 @@ pub(crate) struct RawEntryHead {
     pub hw: u32,
     pub scale: [f32; MAX_CHANNELS],
     pub bias: [f32; MAX_CHANNELS],
-}
-
-impl RawEntry {
-    /// The fields the kernel needs besides the descriptors.
-    pub(crate) fn head(&self) -> RawEntryHead {
-        RawEntryHead {
-            nfrags: self.nfrags,
-            flags: self.flags,
-            dst: self.dst,
-            frags: self.frags,
-            channels: self.channels,
-            hw: self.hw,
-            scale: self.scale,
-            bias: self.bias,
-        }
-    }
 }
 
 /// `struct netml_ring`.
@@ -145,14 +124,14 @@ mod tests {
             size_of::<RawEntry>(),
             offset_of!(RawEntry, state),
             offset_of!(RawEntry, seq),
-            offset_of!(RawEntry, nfrags),
-            offset_of!(RawEntry, flags),
-            offset_of!(RawEntry, dst),
-            offset_of!(RawEntry, frags),
-            offset_of!(RawEntry, channels),
-            offset_of!(RawEntry, hw),
-            offset_of!(RawEntry, scale),
-            offset_of!(RawEntry, bias),
+            offset_of!(RawEntry, head) + offset_of!(RawEntryHead, nfrags),
+            offset_of!(RawEntry, head) + offset_of!(RawEntryHead, flags),
+            offset_of!(RawEntry, head) + offset_of!(RawEntryHead, dst),
+            offset_of!(RawEntry, head) + offset_of!(RawEntryHead, frags),
+            offset_of!(RawEntry, head) + offset_of!(RawEntryHead, channels),
+            offset_of!(RawEntry, head) + offset_of!(RawEntryHead, hw),
+            offset_of!(RawEntry, head) + offset_of!(RawEntryHead, scale),
+            offset_of!(RawEntry, head) + offset_of!(RawEntryHead, bias),
             offset_of!(RawEntry, dst_len),
             offset_of!(RawEntry, inline_frags),
             size_of::<RawRing>(),

@@ -76,7 +76,8 @@ impl Report {
         let names: Vec<&str> = self.functions.iter().map(|f| f.name.as_str()).collect();
         crate::plot::line_chart(
             &format!(
-                "Goodput, live on the CPU: {} (SLO {} ms)",
+                "Goodput, live {}: {} (SLO {} ms)",
+                self.place,
                 names.join(" + "),
                 self.slo_ms
             ),

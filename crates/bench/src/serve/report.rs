@@ -35,11 +35,22 @@ pub(super) struct Report {
     /// Offered images/s per step and function.
     pub(super) rates: Vec<Vec<f64>>,
     pub(super) slo_ms: f64,
+    /// "on the CPU" or "on the GPU" (`--target`).
+    pub(super) place: &'static str,
     pub(super) files: Files,
     pub(super) rows: Vec<Figures>,
     /// Cases that could not run.
     pub(super) failed: usize,
     pub(super) load_start: String,
+}
+
+/// Where the functions run, as the report says it.
+fn place(a: &Args) -> &'static str {
+    if a.target == "gpu" {
+        "on the GPU"
+    } else {
+        "on the CPU"
+    }
 }
 
 impl Report {
@@ -52,8 +63,8 @@ impl Report {
     ) -> Report {
         Report {
             what: format!(
-                "{} function(s) on the CPU, {} f32 images, SLO {} ms, batches of <= {}, {} instance(s) each, {} s per case after {} s warm-up",
-                functions.len(), a.shape, a.slo_ms, a.max_batch, a.instances, a.seconds, a.warmup
+                "{} function(s) {}, {} f32 images, SLO {} ms, batches of <= {}, {} instance(s) each, {} s per case after {} s warm-up",
+                functions.len(), place(a), a.shape, a.slo_ms, a.max_batch, a.instances, a.seconds, a.warmup
             ),
             functions: functions
                 .iter()
@@ -69,6 +80,7 @@ impl Report {
             by_load,
             rates: rates.to_vec(),
             slo_ms: a.slo_ms,
+            place: place(a),
             files: Files {
                 csv: a.csv.clone(),
                 plot: a.plot.clone(),

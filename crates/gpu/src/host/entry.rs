@@ -3,7 +3,8 @@
 
 use super::ConvertParams;
 use crate::ring::{
-    RawEntry, RawFrag, RawStrided, FLAG_CONVERT, FLAG_STRIDED, INLINE_FRAGS, MAX_CHANNELS,
+    RawEntry, RawEntryHead, RawFrag, RawStrided, FLAG_CONVERT, FLAG_STRIDED, INLINE_FRAGS,
+    MAX_CHANNELS,
 };
 
 /// One ring entry / launch entry: listed descriptors, or (when `strided` is not empty) strided
@@ -81,14 +82,16 @@ pub(crate) unsafe fn write_entry(
     // SAFETY: valid and owned by the producer (caller's contract); `state` is untouched.
     unsafe {
         (*e).seq = seq;
-        (*e).nfrags = spec.count() as u32;
-        (*e).flags = flags;
-        (*e).dst = spec.dst;
-        (*e).frags = frags_addr;
-        (*e).channels = channels;
-        (*e).hw = hw;
-        (*e).scale = scale;
-        (*e).bias = bias;
+        (*e).head = RawEntryHead {
+            nfrags: spec.count() as u32,
+            flags,
+            dst: spec.dst,
+            frags: frags_addr,
+            channels,
+            hw,
+            scale,
+            bias,
+        };
         (*e).dst_len = spec.dst_len;
         (*e).inline_frags = inline;
     }

@@ -114,10 +114,10 @@ pub fn gather_launch(
     let descs = describe_frags(frags, dst.len())?;
     // SAFETY: all-zero is a valid RawEntry (integers, floats, an atomic).
     let mut entry: Box<RawEntry> = Box::new(unsafe { std::mem::zeroed() });
-    entry.nfrags = descs.len() as u32;
-    entry.dst = dst.as_mut_ptr() as u64;
+    entry.head.nfrags = descs.len() as u32;
+    entry.head.dst = dst.as_mut_ptr() as u64;
     entry.dst_len = dst.len() as u64;
-    entry.frags = descs.as_ptr() as u64;
+    entry.head.frags = descs.as_ptr() as u64;
     struct EntryPtr(*const RawEntry);
     // SAFETY: the entry, the descriptors, the sources and `dst` outlive the scoped threads
     // (joined before this function returns); the threads write disjoint parts of `dst`

@@ -143,7 +143,7 @@ impl Kernels {
     }
 
     /// Enqueues `gather_launch(entry, head)` with `blocks` blocks on `stream` (`head`: the
-    /// entry's own fields, [`RawEntry::head`](crate::ring::RawEntry::head)).
+    /// entry's own fields, `RawEntry::head`).
     ///
     /// # Safety
     /// `entry` must be the device address of a fully written entry whose descriptors, sources

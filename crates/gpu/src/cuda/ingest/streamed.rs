@@ -105,7 +105,7 @@ impl StreamIngest {
         fence(Ordering::SeqCst);
         let entry = gpu.pool.entry_device_ptr(idx);
         // SAFETY: entry `idx` was just written by this thread and no kernel uses it (acquired).
-        let head = unsafe { &*gpu.pool.entry(idx) }.head();
+        let head = unsafe { &*gpu.pool.entry(idx) }.head;
         // SAFETY: the entry is fully written in the pool; the rest is the caller's contract.
         let r = unsafe {
             gpu.kernels
