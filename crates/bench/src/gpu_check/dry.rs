@@ -109,8 +109,8 @@ pub fn run(a: &Args) -> Result<ExitCode, String> {
 }
 
 /// The sharing section: fp32 engines of the models at three batches, each replayed on the
-/// whole GPU and on every partition (at most `132 / SMs` times slower there), the live modes
-/// and twenty resizes. Its CPU side (parse, compile) is the infer section's, measured there.
+/// whole GPU and on every partition (at most `132 / SMs` times slower there; the graph
+/// captured again on each), the live modes and twenty resizes. Its CPU side (parse, compile) is the infer section's, measured there.
 fn sharing_cost() -> Cost {
     use super::sharing::{BATCHES as SHARE_BATCHES, MIX_S, REPLAYS as SHARE_REPLAYS, SMS};
     let found = models(false);
@@ -128,9 +128,12 @@ fn sharing_cost() -> Cost {
                 true => table_ms(name, b, Precision::Fp32).unwrap_or(b as f64 * 0.5),
                 false => SMALL_BATCH_MS,
             };
+            // The replays, plus a capture again on each partition and back (an eager run
+            // at the partition's speed and the capture's fixed cost each).
             gpu += ENGINE_S
                 + 30.0 * FIND_PER_CONV_S
-                + (SHARE_REPLAYS + 3) as f64 * ms * slowdown / 1e3;
+                + (SHARE_REPLAYS + 4) as f64 * ms * slowdown / 1e3
+                + (SMS.len() + 1) as f64 * ENGINE_S;
         }
     }
     Cost {

@@ -132,6 +132,24 @@ fn enqueue(
     unsafe { engine.enqueue(stream, ptr, batch) }.map_err(|e| e.to_string())
 }
 
+/// Captures `batch`'s graph of `r` again on `stream` (a partition's: its kernel nodes then
+/// belong to the green context), or on the engine's own stream for `None`.
+fn recapture(
+    r: &mut Ready,
+    batch: usize,
+    stream: Option<cudarc::driver::sys::CUstream>,
+) -> Result<(), String> {
+    let engine = &mut r
+        .engines
+        .iter_mut()
+        .find(|e| e.0 == batch)
+        .ok_or("no engine for the batch")?
+        .1;
+    // SAFETY: a live stream of this context or of one of its green contexts; every caller
+    // synchronised its last enqueue on this engine.
+    unsafe { engine.capture_on(stream) }.map_err(|e| e.to_string())
+}
+
 /// p50 ms of `batch` of `r` on `stream` (`sync` waits for it).
 fn p50(
     env: &Env,
@@ -167,27 +185,37 @@ fn profile(
     let all = env.gpu.sm_count;
     let mut csv = String::from("model,precision,batch,gpu_share_pct,sms,latency_ms\n");
     let whole = env.ctx.default_stream();
+    let mut cases: Vec<Case> = Vec::new();
     for r in ready.iter_mut() {
         for b in BATCHES {
             let sync = || whole.synchronize().map_err(|e| e.to_string());
             let mut line = Vec::new();
-            match p50(env, r, b, whole.cu_stream(), &sync) {
+            let whole_ms = match p50(env, r, b, whole.cu_stream(), &sync) {
                 Ok(ms) => {
                     let _ = writeln!(csv, "{},fp32,{b},100,{all},{ms:.4}", r.name);
                     line.push(format!("all {ms:.2}"));
+                    ms
                 }
                 Err(e) => {
                     rows.push(Row::failed(S, &format!("{} b{b} whole GPU", r.name), e));
                     continue;
                 }
-            }
+            };
             for (p, stream) in parts {
                 let sync = || green_sync(stream);
-                match p50(env, r, b, stream.cu_stream(), &sync) {
+                match recapture(r, b, Some(stream.cu_stream()))
+                    .and_then(|()| p50(env, r, b, stream.cu_stream(), &sync))
+                {
                     Ok(ms) => {
                         let pct = (p.sm_count() as f64 * 100.0 / all as f64).round();
                         let _ = writeln!(csv, "{},fp32,{b},{pct},{},{ms:.4}", r.name, p.sm_count());
                         line.push(format!("{} {ms:.2}", p.sm_count()));
+                        cases.push(Case {
+                            what: format!("{} b{b}", r.name),
+                            whole_ms,
+                            sms: p.sm_count(),
+                            ms,
+                        });
                     }
                     Err(e) => rows.push(Row::failed(
                         S,
@@ -195,6 +223,13 @@ fn profile(
                         e,
                     )),
                 }
+            }
+            if let Err(e) = recapture(r, b, None) {
+                rows.push(Row::failed(
+                    S,
+                    &format!("{} b{b} back on its stream", r.name),
+                    e,
+                ));
             }
             rows.push(Row::figure(
                 S,
@@ -204,9 +239,46 @@ fn profile(
             ));
         }
     }
+    if let Some(row) = confinement(&cases, all) {
+        rows.push(row);
+    }
     if let Err(e) = std::fs::write(env.out.join("share-profile.csv"), csv) {
         rows.push(Row::failed(S, "write share-profile.csv", e));
     }
+}
+
+/// One case of the share profile: a model and batch on a partition of `sms` SMs.
+struct Case {
+    what: String,
+    whole_ms: f64,
+    sms: u32,
+    ms: f64,
+}
+
+/// Whether the partitions confine the work: the heaviest case (longest on the whole GPU) on
+/// the smallest partition, at most a quarter of the GPU, must take at least twice as long.
+/// The same time means the work ran outside the partition (seen on the H200, 2026-12-04:
+/// resnet50 b32 9.55 ms on 8 SMs, 9.44 on 132). None without such a case.
+fn confinement(cases: &[Case], all: u32) -> Option<Row> {
+    let heaviest = cases
+        .iter()
+        .map(|c| c.whole_ms)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let c = cases
+        .iter()
+        .filter(|c| c.whole_ms == heaviest && c.sms * 4 <= all)
+        .min_by_key(|c| c.sms)?;
+    let ratio = c.ms / c.whole_ms;
+    Some(Row::check(
+        S,
+        "partitions confine the work (heaviest case, fewest SMs)",
+        ratio >= 2.0,
+        format!(
+            "{}: {:.2} ms on {} SMs vs {:.2} on {all} ({ratio:.2}x)",
+            c.what, c.ms, c.sms, c.whole_ms
+        ),
+        "the same time on a small partition means its work ran on other SMs",
+    ))
 }
 
 /// Closed-loop images/s of the three live modes.
@@ -233,7 +305,19 @@ fn modes(env: &Env, ready: &mut [Ready], rows: &mut Rows) {
         Err("stream creation failed".into())
     };
     let partitioned = if own.len() == n as usize {
-        run_mode(env, ready, |i| Some(Stream::Green(&own[i].1)), false)
+        // Each model's graph captured on its partition's stream, then back on its own.
+        let captured = ready
+            .iter_mut()
+            .zip(&own)
+            .try_for_each(|(r, (_, s))| recapture(r, MIX_BATCH, Some(s.cu_stream())));
+        let ips =
+            captured.and_then(|()| run_mode(env, ready, |i| Some(Stream::Green(&own[i].1)), false));
+        for r in ready.iter_mut() {
+            if let Err(e) = recapture(r, MIX_BATCH, None) {
+                rows.push(Row::failed(S, &format!("{} back on its stream", r.name), e));
+            }
+        }
+        ips
     } else {
         Err(format!("could not create {n} partitions of {each} SMs"))
     };
@@ -363,4 +447,48 @@ fn resize(
         ),
         "< 50 us (GSLICE: < 100 us)",
     ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn case(what: &str, whole_ms: f64, sms: u32, ms: f64) -> Case {
+        Case {
+            what: what.into(),
+            whole_ms,
+            sms,
+            ms,
+        }
+    }
+
+    #[test]
+    fn the_h200_share_profile_fails_confinement() {
+        // The H200 run of 2026-12-04: the same time on 8 SMs as on 132.
+        let cases = [
+            case("alexnet b32", 0.88, 8, 0.99),
+            case("resnet50 b32", 9.44, 128, 9.42),
+            case("resnet50 b32", 9.44, 16, 9.48),
+            case("resnet50 b32", 9.44, 8, 9.55),
+        ];
+        let row = confinement(&cases, 132).unwrap();
+        assert_eq!(row.ok, Some(false));
+        assert!(
+            row.figure.starts_with("resnet50 b32: 9.55 ms on 8 SMs"),
+            "{}",
+            row.figure
+        );
+    }
+
+    #[test]
+    fn a_confined_partition_passes_and_small_ones_are_needed() {
+        let confined = [
+            case("resnet50 b32", 9.44, 8, 120.0),
+            case("alexnet b1", 0.5, 8, 0.5),
+        ];
+        assert_eq!(confinement(&confined, 132).unwrap().ok, Some(true));
+        // No partition of at most a quarter of the GPU: nothing to say.
+        assert!(confinement(&[case("resnet50 b32", 9.44, 64, 9.5)], 132).is_none());
+        assert!(confinement(&[], 132).is_none());
+    }
 }

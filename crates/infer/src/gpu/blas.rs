@@ -50,6 +50,15 @@ impl Blas {
         Ok(blas)
     }
 
+    /// Binds the handle to `stream` (a graph is recorded on another stream).
+    ///
+    /// # Safety
+    /// `stream` is a live stream of the handle's device; no call of the handle is in flight.
+    pub(crate) unsafe fn set_stream(&self, stream: cudarc::driver::sys::CUstream) -> Result<()> {
+        // SAFETY: the caller's contract; the handle is live (owned).
+        unsafe { br::set_stream(self.handle, stream as _) }.map_err(err("cublasSetStream"))
+    }
+
     /// `acc[m, n] = x[m, k] · w[n, k]ᵀ` in f32 (CUBLAS_COMPUTE_32F), column-major as
     /// `accᵀ (n×m) = op_T(w) (n×k) · xᵀ (k×m)`.
     ///

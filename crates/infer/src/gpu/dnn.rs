@@ -37,6 +37,15 @@ impl Dnn {
         unsafe { dr::set_stream(h, stream as _) }.map_err(err("cudnnSetStream"))?;
         Ok(dnn)
     }
+
+    /// Binds the handle to `stream` (a graph is recorded on another stream).
+    ///
+    /// # Safety
+    /// `stream` is a live stream of the handle's device; no call of the handle is in flight.
+    pub(crate) unsafe fn set_stream(&self, stream: *mut c_void) -> Result<()> {
+        // SAFETY: the caller's contract; the handle is live (owned).
+        unsafe { dr::set_stream(self.0, stream as _) }.map_err(err("cudnnSetStream"))
+    }
 }
 
 impl Drop for Dnn {

@@ -226,15 +226,54 @@ impl GpuEngine {
         self.kernels.launch(&self.gp.download, &self.ptrs, stream)
     }
 
-    /// Records every call of the plan on the engine's stream into the graph, after one eager
-    /// run of the same calls: that first run makes cuDNN, cuBLAS and the driver load every
-    /// kernel module (lazy loading) and initialise, none of which may happen under capture.
+    /// Records the graph again on `stream`, with cuDNN and cuBLAS bound to it while it
+    /// records, so that the graph's kernel nodes are `stream`'s: on a stream of a green
+    /// context, they run on the partition's SMs. Replayed on a green stream, a graph captured
+    /// on the engine's own stream (the primary context) ran as fast on 8 SMs as on 132 (H200,
+    /// 2026-12-04, docs/benchmarks.md "GPU verification on the H200"): its work was not
+    /// confined. That this confines it is not yet measured on a GPU.
+    ///
+    /// # Safety
+    /// `stream` must be a live stream of this engine's device, of its context or one of that
+    /// context's green contexts, with nothing of this engine in flight on any stream.
+    ///
+    /// `None` captures on the engine's own stream again (as it was built).
+    pub unsafe fn capture_on(&mut self, stream: Option<sys::CUstream>) -> Result<()> {
+        let stream = stream.unwrap_or_else(|| self.stream.cu_stream());
+        self.ctx.bind_to_thread().map_err(err("cuCtxSetCurrent"))?;
+        // SAFETY: the caller's contract: a live stream, no call of the handles in flight.
+        unsafe { self.bind_libraries(stream) }?;
+        let captured = self.capture_with(stream);
+        // SAFETY: the engine's own stream, live as long as the engine.
+        let restored = unsafe { self.bind_libraries(self.stream.cu_stream()) };
+        captured.and(restored)
+    }
+
+    /// Binds cuDNN and cuBLAS to `stream`.
+    ///
+    /// # Safety
+    /// As [`capture_on`](GpuEngine::capture_on).
+    unsafe fn bind_libraries(&self, stream: sys::CUstream) -> Result<()> {
+        // SAFETY: the caller's contract.
+        unsafe {
+            self.dnn.set_stream(stream as _)?;
+            self.blas.set_stream(stream)
+        }
+    }
+
+    /// Records every call of the plan on the engine's stream into the graph.
     fn capture(&mut self) -> Result<()> {
-        let raw = self.stream.cu_stream();
+        self.capture_with(self.stream.cu_stream())
+    }
+
+    /// Records every call of the plan on `raw` (where cuDNN and cuBLAS are bound) into the
+    /// graph, after one eager run of the same calls: that first run makes cuDNN, cuBLAS and
+    /// the driver load every kernel module (lazy loading) and initialise, none of which may
+    /// happen under capture.
+    fn capture_with(&mut self, raw: sys::CUstream) -> Result<()> {
         self.record(raw)?;
-        self.stream
-            .synchronize()
-            .map_err(err("warm-up run before capture"))?;
+        // SAFETY: a live stream (the caller's).
+        unsafe { result::stream::synchronize(raw) }.map_err(err("warm-up run before capture"))?;
         // SAFETY: our own stream, idle; thread-local mode keeps other threads' unrelated
         // CUDA calls legal while we capture.
         unsafe {

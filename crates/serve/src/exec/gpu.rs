@@ -56,13 +56,15 @@ impl GpuInstance {
     }
 
     /// An instance on `partition`'s SMs: as [`new`](Self::new), its batches (the engines'
-    /// CUDA graphs and the scores' copy) on a stream of the green context, so that they
-    /// run on the partition's SMs only. A resize builds a new instance on a new partition
-    /// ([`super::shadow`]). Unrun: written without a GPU at hand.
+    /// CUDA graphs, captured again on a stream of the green context
+    /// ([`GpuEngine::capture_on`]), and the scores' copy) on that stream, so that they run on
+    /// the partition's SMs only. A resize builds a new instance on a new partition
+    /// ([`super::shadow`]). Replaying graphs captured on the primary context's stream did not
+    /// confine them (H200, 2026-12-04); that the recapture does is not yet measured.
     pub fn on_partition(
         ctx: &Arc<CudaContext>,
         partition: &GreenPartition,
-        engines: BTreeMap<usize, GpuEngine>,
+        mut engines: BTreeMap<usize, GpuEngine>,
         top_k: usize,
     ) -> Result<GpuInstance, String> {
         netml_gpu::cuda::untracked(ctx);
@@ -72,6 +74,12 @@ impl GpuInstance {
         // SAFETY: the wrapper lives in the instance's `stream` field, which is dropped before
         // its `green` field (declaration order), and is never handed out.
         let stream = unsafe { green.as_cuda_stream() };
+        for (b, engine) in engines.iter_mut() {
+            // SAFETY: a live, idle stream of a green context of the engines' context; the
+            // engines are this instance's alone and idle (nothing enqueued yet).
+            unsafe { engine.capture_on(Some(stream.cu_stream())) }
+                .map_err(|e| format!("capturing batch {b} on the partition: {e}"))?;
+        }
         let mut instance = GpuInstance::with_stream(ctx, stream, Some(green), engines, top_k)?;
         instance.sms = Some(partition.sm_count());
         Ok(instance)
