@@ -176,17 +176,17 @@ fn ingest_cost(compile_s: f64) -> Cost {
         }
         pattern(MBUF_BYTES).len()
     });
-    // 17 ingests opened and closed; 8 bandwidth runs of 31 batches at >= 10 GB/s; latency
+    // 20 ingests opened and closed; 11 bandwidth runs of 31 batches at >= 10 GB/s; latency
     // loops per mode (one image, a batch, an empty doorbell), cpu-copy's batch the longest
     // (32 images x 94 us of CPU copy, the H100 machine's figure).
-    let batches = 8.0 * 31.0 * (BATCH * IMAGE) as f64 / 10e9;
+    let batches = 11.0 * 31.0 * (BATCH * IMAGE) as f64 / 10e9;
     let latency = 3.0 * (1010.0 * 100e-6 + 2010.0 * 20e-6) + 210.0 * 32.0 * 94e-6;
     Cost {
         section: "ingest",
         cpu_s: s + compile_s,
-        gpu_s: CHILD_S + 17.0 * 0.05 + batches + latency,
+        gpu_s: CHILD_S + 20.0 * 0.05 + batches + latency,
         note: format!(
-            "self-checks (3 modes x 2) on the host target, mbuf pattern, one compile; GPU: 17 \
+            "self-checks (3 modes x 2) on the host target, mbuf pattern, one compile; GPU: 20 \
              ingests, {batches:.1} s of gathering, {latency:.1} s of latency loops"
         ),
     }

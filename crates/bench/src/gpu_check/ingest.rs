@@ -177,6 +177,40 @@ fn bandwidth(ctx: &Arc<CudaContext>, mbufs: &Mbufs, rows: &mut Rows, csv: &mut S
             }
         }
     }
+    // Where the limit lies: more SMs (more warps in flight) at the same per-warp code. Figures,
+    // not the check, which is for the default partition.
+    for (sms, blocks) in [(16u32, 32u32), (16, 64), (0, 132)] {
+        let run = perf::gather_gbps_on(ctx, mbufs, blocks, OFFSETS[0].0, BW_BATCHES, sms);
+        rows.exit_if_leaked();
+        let on = if sms == 0 {
+            "whole GPU".to_string()
+        } else {
+            format!("{sms}-SM partition")
+        };
+        let what =
+            format!("netml gather, {blocks} blocks x 256 on the {on}, payloads 64-byte aligned");
+        match run {
+            Ok(g) => {
+                let _ = writeln!(
+                    csv,
+                    "gather_gbps_sms{sms},netml,{blocks},{},{:.2},GB/s",
+                    OFFSETS[0].0, g.gbps
+                );
+                rows.push(Row::check(
+                    S,
+                    &what,
+                    g.matched,
+                    format!(
+                        "{:.1} GB/s = {:.0}% of pinned",
+                        g.gbps,
+                        100.0 * g.gbps / pinned
+                    ),
+                    "more warps in flight than the default partition holds",
+                ));
+            }
+            Err(e) => rows.push(Row::failed(S, &what, e)),
+        }
+    }
     let on = placement.map_or_else(|| "?".to_string(), |p| p.to_string());
     rows.push(Row::check(
         S,

@@ -139,6 +139,19 @@ pub fn gather_gbps(
     offset: usize,
     batches: usize,
 ) -> Result<Gathered, IngestError> {
+    let sms = GpuIngestOptions::default().green_sms;
+    gather_gbps_on(ctx, mbufs, blocks, offset, batches, sms)
+}
+
+/// [`gather_gbps`] on a green partition of `green_sms` SMs (0: the whole GPU).
+pub fn gather_gbps_on(
+    ctx: &Arc<CudaContext>,
+    mbufs: &Mbufs,
+    blocks: u32,
+    offset: usize,
+    batches: usize,
+    green_sms: u32,
+) -> Result<Gathered, IngestError> {
     let cfg = IngestConfig {
         mode: IngestMode::Netml,
         slots: 2,
@@ -146,7 +159,11 @@ pub fn gather_gbps(
         blocks,
         ring_entries: 8,
     };
-    let mut ing = open_in(ctx, &cfg, &GpuIngestOptions::default())?;
+    let opts = GpuIngestOptions {
+        green_sms,
+        ..GpuIngestOptions::default()
+    };
+    let mut ing = open_in(ctx, &cfg, &opts)?;
     let frags: Vec<_> = (0..BATCH).map(|i| mbufs.image(i, offset)).collect();
     let jobs = jobs(&frags);
     // SAFETY: the mbufs outlive `ing`'s work (every ticket is waited for below).
