@@ -112,6 +112,15 @@ fn load(ctx: &Arc<CudaContext>) -> Result<Vec<Ready>, String> {
     Ok(out)
 }
 
+/// The engine compiled for `batch`.
+fn engine_for(engines: &mut [(usize, GpuEngine)], batch: usize) -> Result<&mut GpuEngine, String> {
+    engines
+        .iter_mut()
+        .find(|e| e.0 == batch)
+        .map(|e| &mut e.1)
+        .ok_or_else(|| "no engine for the batch".to_string())
+}
+
 /// Enqueues `batch` of `r` on `stream`.
 fn enqueue(
     r: &mut Ready,
@@ -121,12 +130,7 @@ fn enqueue(
 ) -> Result<(), String> {
     let s = ctx.default_stream();
     let (ptr, _guard) = r.input.device_ptr(&s);
-    let engine = &mut r
-        .engines
-        .iter_mut()
-        .find(|e| e.0 == batch)
-        .ok_or("no engine for the batch")?
-        .1;
+    let engine = engine_for(&mut r.engines, batch)?;
     // SAFETY: `input` holds the largest batch of f32 values on this context and lives as long
     // as `r`; every caller synchronises the stream before enqueuing on this engine again.
     unsafe { engine.enqueue(stream, ptr, batch) }.map_err(|e| e.to_string())
@@ -139,12 +143,7 @@ fn recapture(
     batch: usize,
     stream: Option<cudarc::driver::sys::CUstream>,
 ) -> Result<(), String> {
-    let engine = &mut r
-        .engines
-        .iter_mut()
-        .find(|e| e.0 == batch)
-        .ok_or("no engine for the batch")?
-        .1;
+    let engine = engine_for(&mut r.engines, batch)?;
     // SAFETY: a live stream of this context or of one of its green contexts; every caller
     // synchronised its last enqueue on this engine.
     unsafe { engine.capture_on(stream) }.map_err(|e| e.to_string())

@@ -240,7 +240,7 @@ fn open_companions(path: &Path, companion: &impl Fn(&str) -> bool) {
 
 /// The files `companion` accepts in the folder that really holds `path` (links resolved:
 /// `/usr/local/cuda/lib64` may hold only a link to a library installed elsewhere), sorted.
-pub fn companions_of(path: &Path, companion: &impl Fn(&str) -> bool) -> Vec<PathBuf> {
+fn companions_of(path: &Path, companion: &impl Fn(&str) -> bool) -> Vec<PathBuf> {
     let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let dir = real.parent().unwrap_or(Path::new("."));
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -258,36 +258,35 @@ pub fn companions_of(path: &Path, companion: &impl Fn(&str) -> bool) -> Vec<Path
 /// The file of a loaded library whose name starts with `prefix` (e.g. `libcuda.so`), from
 /// `/proc/self/maps`: what the dynamic loader really picked.
 pub fn loaded_path(prefix: &str) -> Option<PathBuf> {
-    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-    maps.lines()
-        .filter_map(|l| l.split_whitespace().nth(5))
-        .map(Path::new)
-        .find(|p| {
-            p.file_name()
-                .and_then(OsStr::to_str)
-                .is_some_and(|n| n.starts_with(prefix))
-        })
-        .map(Path::to_path_buf)
+    loaded_files(prefix).into_iter().next()
 }
 
 /// The folders of every loaded file whose name starts with `prefix` (`libcudnn`: the front
 /// library and its sub-libraries), each once: more than one means two installations are mixed.
 pub fn loaded_folders(prefix: &str) -> Vec<PathBuf> {
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
     let mut out: Vec<PathBuf> = Vec::new();
-    for path in maps.lines().filter_map(|l| l.split_whitespace().nth(5)) {
-        let path = Path::new(path);
-        let ours = path
-            .file_name()
-            .and_then(OsStr::to_str)
-            .is_some_and(|n| n.starts_with(prefix));
-        if let (true, Some(dir)) = (ours, path.parent()) {
-            if !out.iter().any(|d| d == dir) {
-                out.push(dir.to_path_buf());
-            }
+    for dir in loaded_files(prefix).iter().filter_map(|p| p.parent()) {
+        if !out.iter().any(|d| d == dir) {
+            out.push(dir.to_path_buf());
         }
     }
     out
+}
+
+/// Every file mapped into this process (`/proc/self/maps`, in its order) whose name starts
+/// with `prefix`.
+fn loaded_files(prefix: &str) -> Vec<PathBuf> {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    maps.lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .map(Path::new)
+        .filter(|p| {
+            p.file_name()
+                .and_then(OsStr::to_str)
+                .is_some_and(|n| n.starts_with(prefix))
+        })
+        .map(Path::to_path_buf)
+        .collect()
 }
 
 /// One library as this process loaded it.

@@ -15,6 +15,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 const PT_LOAD: u32 = 1;
 const PT_DYNAMIC: u32 = 2;
@@ -139,12 +140,6 @@ pub fn leaves_first(paths: Vec<PathBuf>, needs: impl Fn(&Path) -> Vec<String>) -
 /// (`ldconfig -p`), then the default folders. (The executable's RUNPATH, which netml does not
 /// set, is not looked at.)
 pub fn resolve(name: &str) -> Option<PathBuf> {
-    let cache = ["ldconfig", "/sbin/ldconfig", "/usr/sbin/ldconfig"]
-        .iter()
-        .find_map(|exe| Command::new(exe).arg("-p").output().ok())
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
     let defaults = [
         "/lib/x86_64-linux-gnu",
         "/usr/lib/x86_64-linux-gnu",
@@ -157,9 +152,23 @@ pub fn resolve(name: &str) -> Option<PathBuf> {
     resolve_in(
         name,
         std::env::var_os("LD_LIBRARY_PATH").as_deref(),
-        &cache,
+        loader_cache(),
         &defaults,
     )
+}
+
+/// `ldconfig -p` (the loader's cache, as text), asked once per process: [`resolve`] runs for
+/// each of a binding's candidate names.
+fn loader_cache() -> &'static str {
+    static CACHE: OnceLock<String> = OnceLock::new();
+    CACHE.get_or_init(|| {
+        ["ldconfig", "/sbin/ldconfig", "/usr/sbin/ldconfig"]
+            .iter()
+            .find_map(|exe| Command::new(exe).arg("-p").output().ok())
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    })
 }
 
 /// [`resolve`] over the given `LD_LIBRARY_PATH`, `ldconfig -p` output and default folders.

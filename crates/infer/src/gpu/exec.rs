@@ -171,7 +171,8 @@ impl GpuEngine {
             stream,
             ctx: ctx.clone(),
         };
-        engine.capture()?;
+        let own = engine.stream.cu_stream();
+        engine.capture_with(own)?;
         engine
             .stream
             .synchronize()
@@ -231,13 +232,12 @@ impl GpuEngine {
     /// context, they run on the partition's SMs. Replayed on a green stream, a graph captured
     /// on the engine's own stream (the primary context) ran as fast on 8 SMs as on 132 (H200,
     /// 2026-12-04, docs/benchmarks.md "GPU verification on the H200"): its work was not
-    /// confined. That this confines it is not yet measured on a GPU.
+    /// confined. That this confines it is not yet measured on a GPU. `None` captures on the
+    /// engine's own stream again (as it was built).
     ///
     /// # Safety
     /// `stream` must be a live stream of this engine's device, of its context or one of that
     /// context's green contexts, with nothing of this engine in flight on any stream.
-    ///
-    /// `None` captures on the engine's own stream again (as it was built).
     pub unsafe fn capture_on(&mut self, stream: Option<sys::CUstream>) -> Result<()> {
         let stream = stream.unwrap_or_else(|| self.stream.cu_stream());
         self.ctx.bind_to_thread().map_err(err("cuCtxSetCurrent"))?;
@@ -261,11 +261,6 @@ impl GpuEngine {
         }
     }
 
-    /// Records every call of the plan on the engine's stream into the graph.
-    fn capture(&mut self) -> Result<()> {
-        self.capture_with(self.stream.cu_stream())
-    }
-
     /// Records every call of the plan on `raw` (where cuDNN and cuBLAS are bound) into the
     /// graph, after one eager run of the same calls: that first run makes cuDNN, cuBLAS and
     /// the driver load every kernel module (lazy loading) and initialise, none of which may
@@ -274,8 +269,8 @@ impl GpuEngine {
         self.record(raw)?;
         // SAFETY: a live stream (the caller's).
         unsafe { result::stream::synchronize(raw) }.map_err(err("warm-up run before capture"))?;
-        // SAFETY: our own stream, idle; thread-local mode keeps other threads' unrelated
-        // CUDA calls legal while we capture.
+        // SAFETY: a live stream, idle (synchronised above); thread-local mode keeps other
+        // threads' unrelated CUDA calls legal while we capture.
         unsafe {
             result::stream::begin_capture(
                 raw,
