@@ -75,6 +75,24 @@ impl<H> Arrivals<H> {
         self.bitmap[i / 64] & (1u64 << (i % 64)) != 0
     }
 
+    /// The index that comes in its turn: `in_order.len()` while every fragment came in its
+    /// turn, `usize::MAX` (no index) once one did not.
+    #[inline(always)]
+    pub(crate) fn turn(&self) -> usize {
+        if self.reordered {
+            usize::MAX
+        } else {
+            self.in_order.len()
+        }
+    }
+
+    /// Holds the handle of fragment [`turn`](Self::turn) (below the count).
+    #[inline(always)]
+    pub(crate) fn push_in_turn(&mut self, handle: H) {
+        debug_assert!(!self.reordered && self.by_index.is_empty());
+        self.in_order.push(handle);
+    }
+
     /// Holds the handle of fragment `index` (below the count, not held yet).
     #[inline(always)]
     pub(crate) fn push(&mut self, index: u16, handle: H) {

@@ -1,6 +1,7 @@
 //! The step before the verifier: classifying received frames, counting every frame that
 //! does not become a fragment in exactly one counter.
 
+use crate::table::Placed;
 use crate::{Fragment, Push, Verifier};
 use core::ops::Range;
 use netml_wire::frame::{self, NotFragment};
@@ -106,15 +107,13 @@ pub fn receive<H>(
 /// nothing is counted until [`Plain::accept`].
 pub struct Plain<'v, H> {
     verifier: &'v mut Verifier<H>,
-    slot: u32,
-    index: u16,
-    payload: Range<usize>,
+    placed: Placed,
 }
 
 impl<H> Plain<'_, H> {
     /// The tensor bytes' range within the frame.
     pub fn payload(&self) -> Range<usize> {
-        self.payload.clone()
+        self.placed.payload.clone()
     }
 
     /// Counts the frame and the fragment and holds `handle` (the packet of the frame):
@@ -123,8 +122,12 @@ impl<H> Plain<'_, H> {
     pub fn accept(self, counters: &mut RxCounters, handle: H, now: u64) -> Push<H> {
         counters.frames += 1;
         counters.fragments += 1;
-        self.verifier
-            .place(self.slot, self.index, handle, None, now)
+        let p = self.placed;
+        if p.in_turn {
+            self.verifier.place_in_turn(p.slot, handle, now)
+        } else {
+            self.verifier.place(p.slot, p.index, handle, None, now)
+        }
     }
 }
 
@@ -141,21 +144,19 @@ pub fn receive_plain<'v, H>(
     frame: &[u8],
     is_our_port: impl Fn(u16) -> bool,
 ) -> Option<Plain<'v, H>> {
-    if let Some((slot, index, payload)) = verifier.template_slot(frame, &is_our_port) {
-        return Some(Plain {
-            verifier,
-            slot,
-            index,
-            payload,
-        });
+    if let Some(placed) = verifier.template_slot(frame, &is_our_port) {
+        return Some(Plain { verifier, placed });
     }
     let (source, header, payload) = frame::classify_plain(frame, &is_our_port)?;
     let slot = verifier.accepting_slot(source, &header, payload.len())?;
     verifier.learn_template(slot, frame, &is_our_port);
     Some(Plain {
         verifier,
-        slot,
-        index: header.index,
-        payload,
+        placed: Placed {
+            slot,
+            index: header.index,
+            in_turn: false,
+            payload,
+        },
     })
 }

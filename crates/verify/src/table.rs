@@ -286,10 +286,20 @@ pub struct Verifier<H> {
     /// match, which `template_slot` checks anyway.
     by_hash: Box<[u32; TEMPLATE_BUCKETS]>,
     recent: Recent,
-    held: u64,
     counters: Counters,
     /// Evicted images waiting for [`Verifier::drain_evicted`] (`None`: not reported).
     evicted: Option<Vec<Evicted<H>>>,
+}
+
+/// Where the fast path places a fragment that a template matched.
+pub(crate) struct Placed {
+    pub(crate) slot: u32,
+    pub(crate) index: u16,
+    /// The fragment is the next of an image whose fragments all came in order so far:
+    /// `index` is not held, and it is placed without looking at the others.
+    pub(crate) in_turn: bool,
+    /// The tensor bytes' range within the frame.
+    pub(crate) payload: Range<usize>,
 }
 
 impl<H> Verifier<H> {
@@ -308,7 +318,6 @@ impl<H> Verifier<H> {
             last: LastSlots::default(),
             by_hash: Box::new([NIL; TEMPLATE_BUCKETS]),
             recent: Recent::new(cfg.max_finished, cfg.timeout_ns),
-            held: 0,
             counters: Counters::default(),
             evicted: None,
             cfg,
@@ -350,7 +359,9 @@ impl<H> Verifier<H> {
 
     /// Fragments held now (in incomplete images).
     pub fn held_fragments(&self) -> u64 {
-        self.held
+        // The counters' invariant; one counter less to bump per fragment.
+        let c = &self.counters;
+        c.accepted - c.fragments_completed - c.fragments_evicted
     }
 
     /// Takes one fragment at time `now` (any monotonic clock in ns, the same for
@@ -435,7 +446,7 @@ impl<H> Verifier<H> {
         &self,
         frame: &[u8],
         is_our_port: impl Fn(u16) -> bool,
-    ) -> Option<(u32, u16, Range<usize>)> {
+    ) -> Option<Placed> {
         let slot = self.by_hash[bucket(template::image_hash(frame)?)];
         if let Some(found) = self.try_template(slot, frame, &is_our_port) {
             return Some(found);
@@ -450,7 +461,7 @@ impl<H> Verifier<H> {
         &self,
         frame: &[u8],
         is_our_port: impl Fn(u16) -> bool,
-    ) -> Option<(u32, u16, Range<usize>)> {
+    ) -> Option<Placed> {
         let (source, model, image) = template::image_of(frame)?;
         let key = ImageKey {
             source,
@@ -468,14 +479,20 @@ impl<H> Verifier<H> {
         slot: u32,
         frame: &[u8],
         is_our_port: impl Fn(u16) -> bool,
-    ) -> Option<(u32, u16, Range<usize>)> {
+    ) -> Option<Placed> {
         let s = self.slots.get(slot as usize)?;
         let t = s.template.as_ref()?;
         let index = t.matches(frame, is_our_port)?;
-        if s.holds(index) {
+        let in_turn = usize::from(index) == s.frags.turn();
+        if !in_turn && s.holds(index) {
             return None;
         }
-        Some((slot, index, t.payload()))
+        Some(Placed {
+            slot,
+            index,
+            in_turn,
+            payload: t.payload(),
+        })
     }
 
     /// Keeps `frame`, a fragment that [`accepting_slot`](Self::accepting_slot) found in
@@ -540,12 +557,25 @@ impl<H> Verifier<H> {
     ) -> Push<H> {
         let s = &mut self.slots[slot as usize];
         s.frags.push(index, handle);
-        s.received += 1;
         if descriptor.is_some() {
             s.descriptor = descriptor;
         }
+        self.count_placed(slot, now)
+    }
+
+    /// [`place`](Self::place) for the fast path's fragment in its turn (see
+    /// [`Placed::in_turn`]), which carries no descriptor.
+    #[inline(always)]
+    pub(crate) fn place_in_turn(&mut self, slot: u32, handle: H, now: u64) -> Push<H> {
+        self.slots[slot as usize].frags.push_in_turn(handle);
+        self.count_placed(slot, now)
+    }
+
+    #[inline(always)]
+    fn count_placed(&mut self, slot: u32, now: u64) -> Push<H> {
+        let s = &mut self.slots[slot as usize];
+        s.received += 1;
         self.counters.accepted += 1;
-        self.held += 1;
         if s.received < s.count {
             return Push::Accepted;
         }
@@ -587,7 +617,6 @@ impl<H> Verifier<H> {
             first_arrival: s.first_arrival,
             completed_at: now,
         };
-        self.held -= img.fragments.len() as u64;
         self.counters.images_completed += 1;
         self.counters.fragments_completed += img.fragments.len() as u64;
         self.retire(slot, now);
@@ -611,7 +640,6 @@ impl<H> Verifier<H> {
             }
         }
         s.release_all();
-        self.held -= n;
         self.counters.fragments_evicted += n;
         self.retire(slot, now);
     }
