@@ -149,7 +149,10 @@ struct Slot<H> {
     count: u16,
     frag_size: u16,
     total_bytes: u32,
-    received: u16,
+    /// Fragments held. Wider than the count it is compared with: the fast path bumps it
+    /// a few fragments after the last bump, before that store has left the store buffer,
+    /// and a 16-bit store cannot forward to the 32-bit load the compiler reads it with.
+    received: u32,
     /// Empty while the slot is free; a completed image takes its vector (see
     /// `take_in_order`).
     frags: Arrivals<H>,
@@ -576,7 +579,7 @@ impl<H> Verifier<H> {
         let s = &mut self.slots[slot as usize];
         s.received += 1;
         self.counters.accepted += 1;
-        if s.received < s.count {
+        if s.received < u32::from(s.count) {
             return Push::Accepted;
         }
         Push::Complete(self.complete(slot, now))
@@ -631,7 +634,7 @@ impl<H> Verifier<H> {
             if let Some(handle) = s.take_first() {
                 out.push(Evicted {
                     key: s.key,
-                    arrived: s.received,
+                    arrived: s.received as u16,
                     count: s.count,
                     sender_timestamp: s.descriptor.map(|d| d.timestamp),
                     first_arrival: s.first_arrival,
