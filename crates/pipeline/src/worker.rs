@@ -292,5 +292,9 @@ impl Worker {
 #[inline(always)]
 #[allow(clippy::manual_contains)]
 fn is_one_of(ports: &[u16], port: u16) -> bool {
-    ports.iter().any(|&p| p == port)
+    // Most workers serve one port: one compare, no loop, in the common case.
+    match ports.split_first() {
+        Some((&first, rest)) => first == port || rest.iter().any(|&p| p == port),
+        None => false,
+    }
 }

@@ -125,9 +125,9 @@ impl Template {
             differ |= (line_words[k] ^ self.words[k]) & MASK[k];
         }
         let index = be16(line, FRAG_INDEX);
+        // 1 <= index < full_below, in one compare (full_below is at least 1).
         if differ != 0
-            || index == 0
-            || index >= self.full_below
+            || index.wrapping_sub(1) >= self.full_below.wrapping_sub(1)
             || !congruent(
                 ne16(line, IP_IDENT) + ne16(line, IP_CHECKSUM),
                 self.ip_words,
