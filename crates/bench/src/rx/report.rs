@@ -217,9 +217,10 @@ impl Ratio {
         }
     }
 
-    /// netml's ns/packet over the floor's (NaN when the floor measured nothing).
+    /// netml's ns/packet over the floor's (NaN when either measured nothing: a receiver
+    /// that handled no packet does not meet the target).
     pub(super) fn value(&self) -> f64 {
-        if self.floor_ns > 0.0 {
+        if self.floor_ns > 0.0 && self.netml_ns > 0.0 {
             self.netml_ns / self.floor_ns
         } else {
             f64::NAN
@@ -308,6 +309,21 @@ mod tests {
             ratio.report(1)
         );
         assert!(ratio.report(1).contains("NOT met"), "{}", ratio.report(1));
+    }
+
+    #[test]
+    fn a_receiver_that_measured_nothing_does_not_meet_the_target() {
+        let idle = Ratio {
+            netml_ns: 0.0,
+            floor_ns: 9.0,
+        };
+        assert!(idle.value().is_nan());
+        assert!(idle.report(1).ends_with("NOT met\n"), "{}", idle.report(1));
+        let no_floor = Ratio {
+            netml_ns: 9.0,
+            floor_ns: 0.0,
+        };
+        assert!(no_floor.report(3).ends_with("NOT met\n"));
     }
 
     #[test]
