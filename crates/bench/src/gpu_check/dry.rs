@@ -110,7 +110,8 @@ pub fn run(a: &Args) -> Result<ExitCode, String> {
 
 /// The sharing section: fp32 engines of the models at three batches, each replayed on the
 /// whole GPU and on every partition (at most `132 / SMs` times slower there; the graph
-/// captured again on each), the live modes and twenty resizes. Its CPU side (parse, compile) is the infer section's, measured there.
+/// captured again on each), the live modes and twenty resizes. Its CPU side (parse,
+/// compile) is the infer section's, measured there.
 fn sharing_cost() -> Cost {
     use super::sharing::{BATCHES as SHARE_BATCHES, MIX_S, REPLAYS as SHARE_REPLAYS, SMS};
     let found = models(false);

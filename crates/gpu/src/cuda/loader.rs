@@ -4,9 +4,9 @@
 //! first ([`leaves_first`]).
 //!
 //! Why: a binding (cudarc) dlopens a bare name, which may reach another installation than the
-//! one netml preloads; and loading a library by full path makes the dynamic loader resolve what it needs by soname
-//! through its search path (`LD_LIBRARY_PATH` first), which may reach another installation of
-//! the same family (the H200 machine has cuDNN 9.14 in `/usr/lib/x86_64-linux-gnu` and pip's
+//! one netml preloads; and loading a library by full path makes the dynamic loader resolve
+//! what it needs by soname through its search path (`LD_LIBRARY_PATH` first), which may reach
+//! another installation of the same family (the H200 machine has cuDNN 9.14 in `/usr/lib/x86_64-linux-gnu` and pip's
 //! cuDNN on `LD_LIBRARY_PATH`). Loaded leaves first, every member a library needs is already
 //! loaded, and glibc matches it by soname instead of searching.
 
