@@ -61,10 +61,11 @@ impl Report {
         by_load: bool,
         rates: &[Vec<f64>],
     ) -> Report {
+        let place = place(a);
         Report {
             what: format!(
                 "{} function(s) {}, {} f32 images, SLO {} ms, batches of <= {}, {} instance(s) each, {} s per case after {} s warm-up",
-                functions.len(), place(a), a.shape, a.slo_ms, a.max_batch, a.instances, a.seconds, a.warmup
+                functions.len(), place, a.shape, a.slo_ms, a.max_batch, a.instances, a.seconds, a.warmup
             ),
             functions: functions
                 .iter()
@@ -80,7 +81,7 @@ impl Report {
             by_load,
             rates: rates.to_vec(),
             slo_ms: a.slo_ms,
-            place: place(a),
+            place,
             files: Files {
                 csv: a.csv.clone(),
                 plot: a.plot.clone(),

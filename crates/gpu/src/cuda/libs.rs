@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use super::loader;
+use super::loader::{self, find_in, split_dirs};
 
 /// Colon-separated directories searched first (scripts/gpu-check's run.sh sets it to the
 /// folders it got from python3, which then need not be asked again).
@@ -76,10 +76,6 @@ fn python_lib_dirs() -> Vec<PathBuf> {
     pip_lib_dirs(&python_roots(&python))
 }
 
-fn split_dirs(v: &OsStr) -> impl Iterator<Item = PathBuf> + '_ {
-    std::env::split_paths(v).filter(|p| !p.as_os_str().is_empty())
-}
-
 /// Every folder searched, in order (computed once per process):
 ///
 /// 1. `$NETML_CUDA_LIB_DIRS` (colon-separated);
@@ -130,11 +126,6 @@ pub fn search_dirs() -> &'static [PathBuf] {
         }
         unique
     })
-}
-
-/// The first folder of `dirs` that holds `file`.
-pub fn find_in(file: &str, dirs: &[PathBuf]) -> Option<PathBuf> {
-    dirs.iter().map(|d| d.join(file)).find(|p| p.is_file())
 }
 
 /// dlopen with RTLD_NOW | RTLD_GLOBAL, kept loaded for the life of the process.

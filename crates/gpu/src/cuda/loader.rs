@@ -178,11 +178,8 @@ pub fn resolve_in(
     ldconfig_p: &str,
     defaults: &[PathBuf],
 ) -> Option<PathBuf> {
-    let first_file =
-        |dirs: &mut dyn Iterator<Item = PathBuf>| dirs.map(|d| d.join(name)).find(|p| p.is_file());
-    if let Some(found) = ld_library_path.and_then(|v| {
-        first_file(&mut std::env::split_paths(v).filter(|d| !d.as_os_str().is_empty()))
-    }) {
+    let listed: Vec<PathBuf> = ld_library_path.map_or_else(Vec::new, |v| split_dirs(v).collect());
+    if let Some(found) = find_in(name, &listed) {
         return Some(found);
     }
     // Lines like "\tlibcudnn.so.9 (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/libcudnn.so.9".
@@ -194,7 +191,17 @@ pub fn resolve_in(
     if let Some(found) = cached.filter(|p| p.is_file()) {
         return Some(found);
     }
-    first_file(&mut defaults.iter().cloned())
+    find_in(name, defaults)
+}
+
+/// The first folder of `dirs` that holds `file`.
+pub fn find_in(file: &str, dirs: &[PathBuf]) -> Option<PathBuf> {
+    dirs.iter().map(|d| d.join(file)).find(|p| p.is_file())
+}
+
+/// The folders of a colon-separated list (`LD_LIBRARY_PATH`), empty entries left out.
+pub(crate) fn split_dirs(v: &OsStr) -> impl Iterator<Item = PathBuf> + '_ {
+    std::env::split_paths(v).filter(|p| !p.as_os_str().is_empty())
 }
 
 #[cfg(test)]

@@ -35,10 +35,11 @@ impl Blas {
                 }
             },
         };
-        // SAFETY: a live handle, a live stream and a workspace that outlives the handle.
+        // SAFETY: a live stream of the current context; the handle is new, nothing in flight.
+        unsafe { blas.set_stream(stream) }?;
+        // SAFETY: a live handle and a workspace that outlives the handle.
         // Default math mode: CUBLAS_COMPUTE_32F stays true fp32 (no TF32) for fp32 plans.
         unsafe {
-            br::set_stream(handle, stream as _).map_err(err("cublasSetStream"))?;
             bs::cublasSetWorkspace_v2(
                 handle,
                 blas._workspace.ptr() as *mut c_void,

@@ -33,8 +33,8 @@ impl Dnn {
     pub(crate) fn new(stream: *mut c_void) -> Result<Dnn> {
         let h = dr::create_handle().map_err(err("cudnnCreate"))?;
         let dnn = Dnn(h);
-        // SAFETY: a live handle and a live stream of the current context.
-        unsafe { dr::set_stream(h, stream as _) }.map_err(err("cudnnSetStream"))?;
+        // SAFETY: a live stream of the current context; the handle is new, nothing in flight.
+        unsafe { dnn.set_stream(stream) }?;
         Ok(dnn)
     }
 

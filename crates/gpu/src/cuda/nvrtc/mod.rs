@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 
 use cudarc::nvrtc::sys;
 
-use crate::cuda::libs;
+use crate::cuda::{libs, loader};
 pub use compile::{compile, compile_cubin, CudaSource, GATHER, GATHER_ENTRIES};
 
 /// The soname cudarc's loader ends up asking for (`get_lib_name_candidates`).
@@ -62,7 +62,7 @@ fn find_and_open() -> Result<PathBuf, String> {
         let file = PathBuf::from(file);
         let mut dirs = Vec::new();
         dirs.extend(file.parent().map(Path::to_path_buf));
-        if let Some(builtins) = libs::find_in(BUILTINS_SONAME, &dirs) {
+        if let Some(builtins) = loader::find_in(BUILTINS_SONAME, &dirs) {
             libs::open_global(&builtins)?;
         }
         libs::open_global(&file).map_err(|e| format!("NETML_NVRTC_LIB={}: {e}", file.display()))?;
